@@ -1,0 +1,143 @@
+//! showmap and setpe as a user runs them: real binaries, real files, exit codes.
+
+use std::process::{Command, Output, Stdio};
+
+fn run(bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("OM_CONTROL_SOCKET", "/nonexistent/omd-control.sock")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn map_file(contents: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openmosix.map");
+    std::fs::write(&path, contents).unwrap();
+    let p = path.display().to_string();
+    (dir, p)
+}
+
+const SHOWMAP: &str = env!("CARGO_BIN_EXE_showmap");
+const SETPE: &str = env!("CARGO_BIN_EXE_setpe");
+
+#[test]
+fn showmap_prints_the_expanded_table() {
+    let (_d, path) = map_file("1 198.18.0.1 3 # three\n3 198.18.1.3 ALIAS\n");
+    let out = run(SHOWMAP, &["-f", &path], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "NODE  ADDRESS     ALIASES\n\
+         1     198.18.0.1  -\n\
+         2     198.18.0.2  -\n\
+         3     198.18.0.3  198.18.1.3\n"
+    );
+}
+
+#[test]
+fn showmap_json_is_the_same_table() {
+    let (_d, path) = map_file("7 fd00::7 2\n");
+    let out = run(SHOWMAP, &["-f", &path, "--json"], None);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"nodes": [
+            {"node": 7, "address": "fd00::7", "aliases": []},
+            {"node": 8, "address": "fd00::8", "aliases": []},
+        ]})
+    );
+}
+
+#[test]
+fn showmap_reads_standard_input_and_refuses_bad_maps() {
+    let out = run(SHOWMAP, &["-f", "-"], Some("1 10.0.0.1 1\n"));
+    assert!(text(&out.stdout).contains("10.0.0.1"));
+    let out = run(SHOWMAP, &["-f", "-"], Some("1 10.0.0.1 1\n1 10.0.0.1 1\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("<stdin>:2: duplicate of line 1"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn showmap_names_a_missing_file() {
+    let out = run(SHOWMAP, &["-f", "/nonexistent/x.map"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "showmap: cannot read map /nonexistent/x.map: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn setpe_check_lists_every_error_and_fails() {
+    let (_d, path) = map_file("0 10.0.0.1 1\n1 10.0.0.1 4\n2 10.1.0.1 1\n9 10.9.9.9 ALIAS\n");
+    let out = run(SETPE, &["-c", "-f", &path], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[0].starts_with(&format!("{path}:1: node number `0` is out of range")));
+    assert!(lines[1].starts_with(&format!(
+        "{path}:3: nodes 2 to 2 overlap nodes 1 to 4 of line 2"
+    )));
+    assert!(lines[2].starts_with(&format!("{path}:4: ALIAS for node 9")));
+    assert_eq!(
+        lines[3],
+        format!("setpe: {path}: 3 error(s); map not accepted")
+    );
+}
+
+#[test]
+fn setpe_check_accepts_a_good_map_and_checks_own_node() {
+    let (_d, path) = map_file("1 198.18.0.1 4\n");
+    let out = run(SETPE, &["-c", "-f", &path], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{path}: OK: 4 node(s), numbers 1 to 4, 0 alias address(es)\n")
+    );
+    let out = run(SETPE, &["-c", "-p", "9", "-f", &path], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("node 9 (given with -p) is not in the map"));
+}
+
+#[test]
+fn setpe_daemon_modes_say_no_daemon_is_running() {
+    let (_d, path) = map_file("1 198.18.0.1 4\n");
+    for args in [vec!["-w", "-f", path.as_str()], vec!["-r"], vec!["-off"]] {
+        let out = run(SETPE, &args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(
+                "no omd is running on this node (cannot connect to /nonexistent/omd-control.sock"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+    // -w checks the map before it looks for the daemon.
+    let (_d2, bad) = map_file("0 1.1.1.1 1\n");
+    let out = run(SETPE, &["-w", "-f", &bad], None);
+    assert!(text(&out.stderr).contains(":1: node number `0`"));
+}
+
+#[test]
+fn setpe_needs_a_mode() {
+    let out = run(SETPE, &[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("required"));
+}
