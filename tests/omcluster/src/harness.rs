@@ -1,0 +1,65 @@
+//! The test harness: a cluster that is torn down when it goes out of scope, also when the
+//! test panics. Tests use exactly the code `omcluster` uses.
+
+use crate::{cluster, ClusterSpec, ClusterState, Error};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A running cluster owned by a test. Dropping it removes the cluster.
+pub struct TestCluster {
+    pub state: ClusterState,
+    bin: PathBuf,
+}
+
+impl TestCluster {
+    /// Brings up `spec` with the omcluster binary `bin`. Leftovers of a crashed earlier
+    /// run with the same name are removed first.
+    pub fn up_with(spec: &ClusterSpec, bin: impl Into<PathBuf>) -> Result<Self, Error> {
+        let bin = bin.into();
+        // A crashed earlier run of this test may have left a cluster of this name behind.
+        if crate::cluster_names().contains(&spec.name) {
+            cluster::down(&spec.name)?;
+        }
+        let state = cluster::up(spec, &bin)?;
+        Ok(Self { state, bin })
+    }
+
+    /// Like [`TestCluster::up_with`], with the binary found by [`crate::omcluster_bin`].
+    pub fn up(spec: &ClusterSpec) -> Result<Self, Error> {
+        Self::up_with(spec, crate::omcluster_bin())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// A command that runs `program` inside `node` (via `omcluster exec`).
+    pub fn command(&self, node: u16, program: &str) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args([
+            "exec",
+            "--name",
+            self.name(),
+            &node.to_string(),
+            "--",
+            program,
+        ]);
+        c
+    }
+
+    /// Runs a shell script inside `node` and returns its output.
+    pub fn sh(&self, node: u16, script: &str) -> Output {
+        self.command(node, "sh")
+            .args(["-c", script])
+            .output()
+            .expect("run omcluster exec")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if let Err(e) = cluster::down(self.name()) {
+            eprintln!("omcluster harness: teardown of {} failed: {e}", self.name());
+        }
+    }
+}

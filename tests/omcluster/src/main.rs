@@ -1,0 +1,270 @@
+//! omcluster: run a cluster of openMosix nodes on this machine.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{kill, raise, SigSet, Signal};
+use nix::unistd::Pid;
+use om_cluster::spec::format_mem;
+use om_cluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode};
+
+/// A cluster of openMosix nodes on one Linux machine, for trying the system and testing it.
+///
+/// Each node is a set of namespaces: its own network (a veth on a bridge that lives in a
+/// namespace of its own, address 198.18.0.N/24, nothing else reachable), its own /tmp,
+/// /run and /etc (with the node's /etc/openmosix.map), its own host name (nodeN), its own
+/// processes (a pid namespace), and a cgroup with a CPU quota and a memory limit. The host's
+/// network is never touched. Needs root.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  omcluster up --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G\n  omcluster exec 2 -- hostname\n  omcluster exec 1 -- ping -c1 198.18.0.3\n  omcluster status\n  omcluster down"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the nodes of a cluster (removing leftovers of a crashed earlier one).
+    Up {
+        /// Number of nodes (1 to 254).
+        #[arg(long, short = 'n')]
+        nodes: usize,
+        /// CPU share of each node, in CPUs: one value for all nodes or one per node
+        /// (e.g. 1,0.5,0.25). Default 1.
+        #[arg(long, value_name = "LIST")]
+        cpu: Option<String>,
+        /// Memory limit of each node (K, M, G suffixes): one value for all nodes or one per
+        /// node (e.g. 2G,512M). Default 1G.
+        #[arg(long, value_name = "LIST")]
+        mem: Option<String>,
+        #[command(flatten)]
+        name: NameArg,
+        /// Print the cluster as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node (its namespaces and its cgroup). Exits with the
+    /// command's status.
+    Exec {
+        #[command(flatten)]
+        name: NameArg,
+        /// The node number (1 to N).
+        node: u16,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// List the nodes of a cluster: address, CPU share, memory, processes, CPU time used.
+    Status {
+        #[command(flatten)]
+        name: NameArg,
+        /// List every cluster on this machine instead.
+        #[arg(long, conflicts_with = "json")]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a cluster: its processes, namespaces, veths, bridge, cgroups and files.
+    Down {
+        #[command(flatten)]
+        name: NameArg,
+        /// Remove every cluster on this machine.
+        #[arg(long)]
+        all: bool,
+    },
+    #[command(name = node::INIT_ARG, hide = true)]
+    NodeInit { cluster: String, node: u16 },
+    #[command(name = node::PID1_ARG, hide = true)]
+    NodePid1 { cluster: String, node: u16 },
+}
+
+#[derive(clap::Args)]
+struct NameArg {
+    /// Name of the cluster.
+    #[arg(long, env = "OMCLUSTER_NAME", default_value = "omc")]
+    name: String,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("omcluster: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Up {
+            nodes,
+            cpu,
+            mem,
+            name,
+            json,
+        } => {
+            let spec = ClusterSpec::new(&name.name, nodes, cpu.as_deref(), mem.as_deref())?;
+            let bin = std::env::current_exe().context("cannot find the omcluster binary")?;
+            let state = om_cluster::up(&spec, &bin)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&state)?);
+            } else {
+                println!(
+                    "cluster {}: {} node(s) up on {} ({})",
+                    state.name,
+                    state.nodes.len(),
+                    om_cluster::net::SUBNET,
+                    Cgroups::detect()?.describe()
+                );
+                print_nodes(&state, None);
+                println!(
+                    "\nRun a command in a node with `omcluster exec --name {0} NODE -- CMD`; \
+                     remove the cluster with `omcluster down --name {0}`.",
+                    state.name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { name, node, cmd } => exec(&name.name, node, &cmd),
+        Cmd::Status { name, all, json } => {
+            if all {
+                for n in om_cluster::cluster_names() {
+                    println!("{n}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let status = om_cluster::status(&name.name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let state = ClusterState {
+                    name: name.name.clone(),
+                    nodes: status.iter().map(|s| s.node.clone()).collect(),
+                };
+                print_nodes(&state, Some(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Down { name, all } => {
+            let names = if all {
+                om_cluster::cluster_names()
+            } else {
+                vec![name.name]
+            };
+            for n in names {
+                let removed = om_cluster::down(&n)?;
+                if removed.is_empty() {
+                    println!("cluster {n}: nothing to remove");
+                } else {
+                    println!(
+                        "cluster {n}: removed {} process(es), {} network namespace(s), {} cgroup(s)",
+                        removed.processes, removed.namespaces, removed.cgroups
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NodeInit { cluster, node } => {
+            let bin = std::env::current_exe().context("cannot find the omcluster binary")?;
+            node::init(&cluster, node, &bin)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NodePid1 { node, .. } => {
+            node::pid1(node)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_nodes(state: &ClusterState, status: Option<&[om_cluster::NodeStatus]>) {
+    print!("NODE  HOST    ADDRESS       CPU   MEM     INIT-PID");
+    if status.is_some() {
+        print!("  STATE    PROCS  CPU-TIME  MEM-USED");
+    }
+    println!();
+    for (i, n) in state.nodes.iter().enumerate() {
+        print!(
+            "{:<4}  {:<6}  {:<12}  {:<4}  {:<6}  {:<8}",
+            n.node,
+            n.hostname,
+            n.addr,
+            format!("{:.2}", n.spec.cpu),
+            format_mem(n.spec.mem),
+            n.init_pid
+        );
+        if let Some(s) = status.and_then(|s| s.get(i)) {
+            print!(
+                "  {:<7}  {:<5}  {:<8}  {}",
+                if s.running { "running" } else { "DOWN" },
+                s.processes,
+                s.cpu_seconds.map_or("-".into(), |c| format!("{c:.2}s")),
+                s.mem_used.map_or("-".into(), format_mem)
+            );
+        }
+        println!();
+    }
+}
+
+/// `omcluster exec`: enter the node, run the command there, pass on signals, and end
+/// the way the command ended (same exit code, or death by the same signal).
+fn exec(name: &str, node: u16, cmd: &[String]) -> Result<ExitCode> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot.into());
+    }
+    let state = ClusterState::load(name)?.ok_or_else(|| Error::NotUp(name.to_string()))?;
+    let n = state.node(node)?;
+    node::enter(&Cgroups::detect()?, name, n)?;
+
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .spawn()
+        .with_context(|| format!("cannot run `{}` in node {node}", cmd[0]))?;
+    // Block only after the spawn: a child inherits its parent's signal mask. A SIGCHLD
+    // that came before the block is caught by try_wait below before sigwait is reached.
+    let forwarded = [
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ];
+    let mut signals = SigSet::empty();
+    for s in forwarded
+        .iter()
+        .chain(&[Signal::SIGCHLD, Signal::SIGINT, Signal::SIGQUIT])
+    {
+        signals.add(*s);
+    }
+    signals.thread_block().context("cannot block signals")?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        match signals.wait().context("sigwait")? {
+            // Ctrl-C and Ctrl-\ reach the command from the terminal directly.
+            Signal::SIGCHLD | Signal::SIGINT | Signal::SIGQUIT => {}
+            sig => {
+                let _ = kill(Pid::from_raw(child.id() as i32), sig);
+            }
+        }
+    };
+    if let Some(code) = status.code() {
+        return Ok(ExitCode::from(code as u8));
+    }
+    // We never install handlers, so every signal still has its default action: after
+    // unblocking it, raising the command's signal ends us the same way (as env(1) and
+    // timeout(1) do). Rust ignores SIGPIPE at start-up, so that one becomes 128+13.
+    let sig = status.signal().unwrap_or(0);
+    if let Ok(sig) = Signal::try_from(sig) {
+        let mut one = SigSet::empty();
+        one.add(sig);
+        let _ = one.thread_unblock();
+        let _ = raise(sig);
+    }
+    Ok(ExitCode::from(128 + sig as u8))
+}
