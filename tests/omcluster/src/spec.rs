@@ -100,7 +100,7 @@ fn per_node<T: Copy>(
 /// A CPU share: a positive number of CPUs, at most 64.
 pub fn parse_cpu(s: &str) -> Option<f64> {
     let v: f64 = s.parse().ok()?;
-    (v.is_finite() && v >= 0.01 && v <= 64.0).then_some(v)
+    (v.is_finite() && (0.01..=64.0).contains(&v)).then_some(v)
 }
 
 /// A memory size: bytes, or a number with K, M, G or T (powers of 1024), at least 16M.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and running the project needs on Debian 12 (as root), then
+# builds the workspace. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: run as root (omcluster creates namespaces and cgroups)" >&2
+        exit 1
+    fi
+}
+need_root
+
+# Debian packages: iproute2 (ip, veth, bridges), procps (ps), python3 and iputils-ping
+# (used by the demo and the tests), gcc (for crates that build C), git.
+APT_PACKAGES=(iproute2 procps python3 iputils-ping gcc libc6-dev pkg-config git ca-certificates curl)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust: the toolchain comes from rustup; install it if this machine has none.
+if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] || {
+        echo "setup: installing the Rust toolchain with rustup"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+    }
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+for comp in rustfmt clippy; do
+    cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$comp"
+done
+
+echo "setup: building"
+cargo build --workspace --bins --quiet
