@@ -32,11 +32,22 @@ say "files are private to a node: node 1 writes /tmp/hello, node 2 cannot see it
 omcluster exec --name demo 1 -- sh -c 'echo "hello from $(hostname)" > /tmp/hello; cat /tmp/hello'
 omcluster exec --name demo 2 -- sh -c 'cat /tmp/hello 2>&1 || true'
 
-say "each node is as fast as its share of a CPU: the same busy loop for 2 seconds in each"
+say "each node is as fast as its share of a CPU: the same busy loop for 3 seconds in each"
+cpu_times() { omcluster status --name demo --json | python3 -c 'import json,sys; print(" ".join(str(n["cpu_seconds"]) for n in json.load(sys.stdin)))'; }
+before=$(cpu_times)
 for n in 1 2 3 4; do
-    omcluster exec --name demo "$n" -- timeout 2 sh -c 'while :; do :; done' &
+    omcluster exec --name demo "$n" -- timeout 3 sh -c 'while :; do :; done' &
 done
 wait || true
+after=$(cpu_times)
+python3 - "$before" "$after" <<'PY'
+import sys
+before, after = (list(map(float, a.split())) for a in sys.argv[1:3])
+quota = [1, 0.5, 0.5, 0.25]
+print("NODE  QUOTA  CPU USED BY THE LOOP (this machine has 2 CPUs for all four)")
+for i, (b, a) in enumerate(zip(before, after)):
+    print(f"{i + 1:<4}  {quota[i]:<5}  {(a - b) / 3:.2f} CPU")
+PY
 omcluster status --name demo
 
 cat <<MSG
