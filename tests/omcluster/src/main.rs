@@ -171,8 +171,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::NodeInit { cluster, node } => {
-            let bin = std::env::current_exe().context("cannot find the omcluster binary")?;
-            node::init(&cluster, node, &bin)?;
+            node::init(&cluster, node)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::NodePid1 { node, .. } => {

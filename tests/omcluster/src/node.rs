@@ -33,7 +33,7 @@ fn fail(node: u16, what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Step 1 (runs in `omcluster __node-init`): build the node's namespaces, start its pid 1
 /// and print pid 1's host pid on standard output.
-pub fn init(cluster: &str, node: u16, omcluster_bin: &Path) -> Result<(), Error> {
+pub fn init(cluster: &str, node: u16) -> Result<(), Error> {
     Cgroups::detect()?.join(cluster, node, std::process::id())?;
     let netns = Path::new(net::NETNS_DIR).join(net::node_ns(cluster, node));
     let fd = File::open(&netns).map_err(|e| fail(node, &format!("open {}", netns.display()), e))?;
@@ -82,14 +82,16 @@ pub fn init(cluster: &str, node: u16, omcluster_bin: &Path) -> Result<(), Error>
     nix::unistd::sethostname(format!("node{node}")).map_err(|e| fail(node, "sethostname", e))?;
 
     unshare(CloneFlags::CLONE_NEWPID).map_err(|e| fail(node, "unshare(pid)", e))?;
-    let mut child = Command::new(omcluster_bin)
+    // By /proc/self/exe, not by path: the binary may live under a directory that the
+    // node's own /tmp or /run now hides.
+    let mut child = Command::new("/proc/self/exe")
         .args([PID1_ARG, cluster, &node.to_string()])
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| fail(node, &format!("start {}", omcluster_bin.display()), e))?;
+        .map_err(|e| fail(node, "start the node's init from /proc/self/exe", e))?;
     let mut line = String::new();
     let out = child.stdout.take().expect("piped");
     BufReader::new(out)

@@ -366,3 +366,22 @@ fn harness_tears_down_when_a_test_panics() {
     assert!(result.is_err());
     assert_eq!(traces_of("t-panic"), Vec::<String>::new());
 }
+
+#[test]
+fn a_binary_under_tmp_still_starts_its_nodes() {
+    // The node's own /tmp hides the host's: omcluster must not need its path after that.
+    let dir = tempfile_dir();
+    let bin = format!("{dir}/omcluster");
+    std::fs::copy(BIN, &bin).unwrap();
+    let spec = ClusterSpec::new("t-tmpbin", 1, None, None).unwrap();
+    let c = TestCluster::up_with(&spec, &bin).unwrap();
+    assert_eq!(ok(c.sh(1, "hostname")), "node1\n");
+    drop(c);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempfile_dir() -> String {
+    let dir = format!("/tmp/omc-test-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
