@@ -28,13 +28,9 @@ impl Entry {
     }
 
     fn span(&self) -> Span {
-        let (addr, count) = match *self {
-            Entry::Range { addr, count, .. } => (addr, count),
-            Entry::Alias { addr, .. } => (addr, 1),
-        };
-        let last = addr::offset(addr, u128::from(count - 1)).expect("checked when parsed");
+        let (first, last) = self.addr_bounds();
         Span {
-            first: Pos::from(addr),
+            first: Pos::from(first),
             last: Pos::from(last),
         }
     }
