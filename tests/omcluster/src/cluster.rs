@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn require_root() -> Result<(), Error> {
+/// Every operation on a cluster needs root (namespaces, veths, cgroups).
+pub fn require_root() -> Result<(), Error> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
@@ -189,40 +190,34 @@ fn teardown(name: &str, cgroups: &Cgroups) -> Result<Removed, Error> {
     for &pid in &inits {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
-    removed.processes += members.len().max(inits.len());
+    removed.processes = members.len().max(inits.len());
 
-    // 2. Whatever is still in the cluster's cgroups was started in the cluster (host-side
-    // `omcluster exec` wrappers exit by themselves once their command is gone).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // 2. Whatever is still in the cluster's cgroups was started in the cluster. Host-side
+    // `omcluster exec` wrappers exit by themselves once their command is gone; anything
+    // still there after a second is killed.
     let mut killed_rest = false;
-    loop {
+    let emptied = poll(Duration::from_secs(10), |elapsed| {
         let left = cgroups.cluster_procs(name);
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            problems.push(format!("processes still running in its cgroups: {left:?}"));
-            break;
-        }
-        if !killed_rest && Instant::now() + Duration::from_secs(9) > deadline {
-            for pid in left {
+        if !left.is_empty() && !killed_rest && elapsed > Duration::from_secs(1) {
+            for &pid in &left {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
             killed_rest = true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        left.is_empty()
+    });
+    if !emptied {
+        let left = cgroups.cluster_procs(name);
+        problems.push(format!("processes still running in its cgroups: {left:?}"));
     }
 
     // The inits were re-parented to the host's init when their starter exited; wait until
     // it has reaped them, so that nothing of the cluster is left even as a zombie.
-    let reaped_by = Instant::now() + Duration::from_secs(5);
-    while inits
-        .iter()
-        .any(|p| Path::new(&format!("/proc/{p}")).exists())
-        && Instant::now() < reaped_by
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(Duration::from_secs(5), |_| {
+        !inits
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    });
 
     // 3. cgroups (an emptied cgroup can be busy for a moment).
     let dirs = cgroups
@@ -231,13 +226,10 @@ fn teardown(name: &str, cgroups: &Cgroups) -> Result<Removed, Error> {
         .filter(|d| d.exists())
         .count();
     let mut failed = Vec::new();
-    for _ in 0..50 {
+    poll(Duration::from_secs(1), |_| {
         failed = cgroups.remove_cluster(name);
-        if failed.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        failed.is_empty()
+    });
     removed.cgroups = dirs;
     problems.extend(
         failed
@@ -264,6 +256,21 @@ fn teardown(name: &str, cgroups: &Cgroups) -> Result<Removed, Error> {
             cluster: name.to_string(),
             problems,
         })
+    }
+}
+
+/// Calls `done` (with the time elapsed) every 20 ms until it returns true or `limit` has
+/// passed; says whether it returned true.
+fn poll(limit: Duration, mut done: impl FnMut(Duration) -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done(start.elapsed()) {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
