@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::unistd::Pid;
 use om_cluster::spec::format_mem;
-use om_cluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error};
+use om_cluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error, NodeState};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode};
 
@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     om_cluster::net::SUBNET,
                     Cgroups::detect()?.describe()
                 );
-                print_nodes(&state, None);
+                print_nodes(&state.nodes, None);
                 println!(
                     "\nRun a command in a node with `omcluster exec --name {0} NODE -- CMD`; \
                      remove the cluster with `omcluster down --name {0}`.",
@@ -143,11 +143,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                let state = ClusterState {
-                    name: name.name.clone(),
-                    nodes: status.iter().map(|s| s.node.clone()).collect(),
-                };
-                print_nodes(&state, Some(&status));
+                let nodes: Vec<NodeState> = status.iter().map(|s| s.node.clone()).collect();
+                print_nodes(&nodes, Some(&status));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -181,13 +178,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn print_nodes(state: &ClusterState, status: Option<&[om_cluster::NodeStatus]>) {
+fn print_nodes(nodes: &[NodeState], status: Option<&[om_cluster::NodeStatus]>) {
     print!("NODE  HOST    ADDRESS       CPU   MEM     INIT-PID");
     if status.is_some() {
         print!("  STATE    PROCS  CPU-TIME  MEM-USED");
     }
     println!();
-    for (i, n) in state.nodes.iter().enumerate() {
+    for (i, n) in nodes.iter().enumerate() {
         print!(
             "{:<4}  {:<6}  {:<12}  {:<4}  {:<6}  {:<8}",
             n.node,
@@ -213,9 +210,7 @@ fn print_nodes(state: &ClusterState, status: Option<&[om_cluster::NodeStatus]>) 
 /// `omcluster exec`: enter the node, run the command there, pass on signals, and end
 /// the way the command ended (same exit code, or death by the same signal).
 fn exec(name: &str, node: u16, cmd: &[String]) -> Result<ExitCode> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::NotRoot.into());
-    }
+    om_cluster::cluster::require_root()?;
     let state = ClusterState::load(name)?.ok_or_else(|| Error::NotUp(name.to_string()))?;
     let n = state.node(node)?;
     node::enter(&Cgroups::detect()?, name, n)?;
