@@ -41,6 +41,14 @@ fn omcluster(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// Runs a Python script inside `node`.
+fn python(c: &TestCluster, node: u16, script: &str) -> Output {
+    c.command(node, "python3")
+        .args(["-c", script])
+        .output()
+        .unwrap()
+}
+
 /// Everything of a cluster that the host can see: namespaces, cgroups, processes.
 fn traces_of(name: &str) -> Vec<String> {
     let mut found = net::cluster_namespaces(name);
@@ -121,11 +129,7 @@ conn, peer = s.accept(); conn.sendall(b'hello from node2 to ' + peer[0].encode()
     assert_eq!(line, "listening\n");
     let client = "import socket\n\
 s = socket.create_connection(('198.18.0.2', 7000), timeout=5); print(s.recv(100).decode())\n";
-    let got = ok(c
-        .command(1, "python3")
-        .args(["-c", client])
-        .output()
-        .unwrap());
+    let got = ok(python(&c, 1, client));
     assert_eq!(got, "hello from node2 to 198.18.0.1\n");
     assert!(srv.wait().unwrap().success());
 
@@ -138,26 +142,14 @@ s = socket.create_connection(('198.18.0.2', 7000), timeout=5); print(s.recv(100)
     // Outside the subnet there is no route: connect fails at once, no packet is sent.
     let probe = "import socket\n\
 try:\n  socket.create_connection(('198.19.0.1', 7000), timeout=2)\nexcept OSError as e:\n  print(e.strerror)\n";
-    assert_eq!(
-        ok(c.command(1, "python3")
-            .args(["-c", probe])
-            .output()
-            .unwrap()),
-        "Network is unreachable\n"
-    );
+    assert_eq!(ok(python(&c, 1, probe)), "Network is unreachable\n");
     // The host's loopback is not the node's: a host server is unreachable from a node.
     let host = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = host.local_addr().unwrap().port();
     let probe = format!(
         "import socket\ntry:\n  socket.create_connection(('127.0.0.1', {port}), timeout=2); print('reached')\nexcept OSError as e:\n  print(e.strerror)\n"
     );
-    assert_eq!(
-        ok(c.command(3, "python3")
-            .args(["-c", &probe])
-            .output()
-            .unwrap()),
-        "Connection refused\n"
-    );
+    assert_eq!(ok(python(&c, 3, &probe)), "Connection refused\n");
 
     // The host's network namespace was not touched.
     let host_links_after = ok(Command::new("ip").args(["-o", "link"]).output().unwrap());
@@ -215,15 +207,9 @@ fn cpu_quota_caps_a_busy_loop() {
 fn memory_limit_stops_a_hog() {
     let c = cluster("t-mem", 1, None, Some("64M"));
     let small = "b = b'x' * (16 << 20); print(len(b) >> 20)";
-    assert_eq!(
-        ok(c.command(1, "python3")
-            .args(["-c", small])
-            .output()
-            .unwrap()),
-        "16\n"
-    );
+    assert_eq!(ok(python(&c, 1, small)), "16\n");
     let hog = "b = b'x' * (256 << 20); print('not stopped')";
-    let o = c.command(1, "python3").args(["-c", hog]).output().unwrap();
+    let o = python(&c, 1, hog);
     assert_eq!(
         o.status.signal(),
         Some(9),
