@@ -1,0 +1,732 @@
+//! Capture: freeze a process with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, read its whole user
+//! context (registers, XSAVE state, memory map, signal state, ...) and keep it frozen until
+//! the caller resumes or kills it. Every refusal is decided before anything is changed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use nix::sys::ptrace;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use procfs::process::{MMPermissions, MMapPath, Process, VmFlags};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CaptureError, InjectError, PageError, Refusal};
+use crate::image::*;
+use crate::inject::{find_syscall_insn, Injector};
+use crate::pages::{touched_pages, PageSource, ProcessMemory};
+use crate::sys;
+use crate::tracer::TracerThread;
+
+/// A captured process, still frozen under ptrace. Dropping it resumes the process.
+pub struct Frozen {
+    pid: i32,
+    image: ProcessImage,
+    memory: ProcessMemory,
+    tracer: Option<TracerThread>,
+}
+
+impl Frozen {
+    /// The captured state.
+    pub fn image(&self) -> &ProcessImage {
+        &self.image
+    }
+
+    /// The pid of the frozen process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Its memory, readable while it stays frozen.
+    pub fn memory(&mut self) -> &mut ProcessMemory {
+        &mut self.memory
+    }
+
+    /// Lets the process run on, exactly where it was.
+    pub fn resume(mut self) -> Result<(), CaptureError> {
+        self.detach()
+    }
+
+    /// Ends the process (SIGKILL), e.g. after a complete checkpoint.
+    pub fn kill(mut self) -> Result<(), CaptureError> {
+        let pid = self.pid;
+        let Some(tracer) = self.tracer.take() else {
+            return Ok(());
+        };
+        let r = tracer.run(move || {
+            let p = Pid::from_raw(pid);
+            kill(p, Signal::SIGKILL)?;
+            loop {
+                match waitpid(p, Some(WaitPidFlag::__WALL)) {
+                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => return Ok(()),
+                    Err(nix::errno::Errno::ECHILD) => return Ok(()),
+                    Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        flatten(pid, "kill", r)
+    }
+
+    fn detach(&mut self) -> Result<(), CaptureError> {
+        let pid = self.pid;
+        let Some(tracer) = self.tracer.take() else {
+            return Ok(());
+        };
+        let r = tracer.run(move || ptrace::detach(Pid::from_raw(pid), None));
+        flatten(pid, "detach", r)
+    }
+}
+
+fn flatten(
+    pid: i32,
+    what: &'static str,
+    r: std::io::Result<nix::Result<()>>,
+) -> Result<(), CaptureError> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(CaptureError::Inject {
+            pid,
+            source: InjectError::Ptrace(what, e),
+        }),
+        Err(source) => Err(CaptureError::Proc {
+            pid,
+            what: what.into(),
+            source,
+        }),
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = self.detach();
+    }
+}
+
+impl PageSource for Frozen {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        self.memory.read(addr, buf)
+    }
+}
+
+/// Freezes `pid` and captures its state. On any error the process runs on unharmed.
+pub fn capture(pid: i32) -> Result<Frozen, CaptureError> {
+    precheck(pid)?;
+    let tracer =
+        TracerThread::spawn(&format!("om-trace-{pid}")).map_err(|source| CaptureError::Proc {
+            pid,
+            what: "a tracer thread".into(),
+            source,
+        })?;
+    let image = tracer
+        .run(move || capture_on_tracer(pid))
+        .map_err(|source| CaptureError::Proc {
+            pid,
+            what: "tracer".into(),
+            source,
+        })??;
+    let memory = ProcessMemory::open(pid).map_err(|source| CaptureError::Proc {
+        pid,
+        what: "memory".into(),
+        source,
+    })?;
+    Ok(Frozen {
+        pid,
+        image,
+        memory,
+        tracer: Some(tracer),
+    })
+}
+
+fn refused(pid: i32, reason: Refusal) -> CaptureError {
+    CaptureError::Refused { pid, reason }
+}
+
+fn proc_err(pid: i32, what: &str) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
+    move |source| CaptureError::Proc {
+        pid,
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Fields of `/proc/PID/status` the engine uses.
+#[derive(Debug, Default)]
+struct Status {
+    state: char,
+    threads: u64,
+    tracer: i32,
+    umask: u32,
+    uid: [u32; 3],
+    gid: [u32; 3],
+    groups: Vec<u32>,
+}
+
+fn read_status(pid: i32) -> Result<Status, CaptureError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            refused(pid, Refusal::NoSuchProcess(pid))
+        } else {
+            proc_err(pid, "status")(e)
+        }
+    })?;
+    let mut st = Status::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        let nums = || v.split_whitespace().filter_map(|x| x.parse::<u32>().ok());
+        match k {
+            "State" => st.state = v.chars().next().unwrap_or('?'),
+            "Threads" => st.threads = v.parse().unwrap_or(0),
+            "TracerPid" => st.tracer = v.parse().unwrap_or(0),
+            "Umask" => st.umask = u32::from_str_radix(v, 8).unwrap_or(0o022),
+            "Uid" => nums().take(3).enumerate().for_each(|(i, x)| st.uid[i] = x),
+            "Gid" => nums().take(3).enumerate().for_each(|(i, x)| st.gid[i] = x),
+            "Groups" => st.groups = nums().collect(),
+            _ => {}
+        }
+    }
+    Ok(st)
+}
+
+fn precheck(pid: i32) -> Result<(), CaptureError> {
+    if pid as u32 == std::process::id() {
+        return Err(refused(pid, Refusal::SelfCapture));
+    }
+    let st = read_status(pid)?;
+    if st.state == 'Z' || st.state == 'X' {
+        return Err(refused(pid, Refusal::Zombie));
+    }
+    if st.threads > 1 {
+        return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
+    }
+    if st.tracer != 0 {
+        return Err(refused(pid, Refusal::Traced(st.tracer)));
+    }
+    Ok(())
+}
+
+/// Attaches and stops the process; runs on the tracer thread.
+fn freeze(pid: Pid) -> Result<(), CaptureError> {
+    let raw = pid.as_raw();
+    ptrace::seize(pid, ptrace::Options::empty()).map_err(|e| match e {
+        nix::errno::Errno::ESRCH => refused(raw, Refusal::NoSuchProcess(raw)),
+        e => refused(raw, Refusal::NotPermitted(e)),
+    })?;
+    ptrace::interrupt(pid).map_err(|e| CaptureError::Inject {
+        pid: raw,
+        source: InjectError::Ptrace("PTRACE_INTERRUPT", e),
+    })?;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP => return Ok(()),
+            // A signal arrived before the interrupt took effect: let it be delivered as it
+            // would have been; the interrupt stays pending and stops the process next.
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                let _ = ptrace::cont(pid, Some(sig));
+            }
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => {
+                return Err(refused(raw, Refusal::NoSuchProcess(raw)))
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(CaptureError::Inject {
+                    pid: raw,
+                    source: InjectError::Ptrace("waitpid", e),
+                })
+            }
+        }
+    }
+}
+
+fn capture_on_tracer(pid: i32) -> Result<ProcessImage, CaptureError> {
+    let p = Pid::from_raw(pid);
+    freeze(p)?;
+    match capture_frozen(pid) {
+        Ok(image) => Ok(image),
+        Err(e) => {
+            let _ = ptrace::detach(p, None);
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn regs_from(r: &libc::user_regs_struct) -> Regs {
+    Regs {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        orig_rax: r.orig_rax,
+        rip: r.rip,
+        cs: r.cs,
+        eflags: r.eflags,
+        rsp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+    }
+}
+
+fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
+    let p = Pid::from_raw(pid);
+    let inject_err = |source| CaptureError::Inject { pid, source };
+    let st = read_status(pid)?;
+    if st.threads > 1 {
+        return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
+    }
+    let proc_ =
+        Process::new(pid).map_err(|e| proc_err(pid, "process")(std::io::Error::other(e)))?;
+
+    // Memory map and refusals that depend on it.
+    let maps = proc_
+        .smaps()
+        .map_err(|e| proc_err(pid, "smaps")(std::io::Error::other(e)))?;
+    let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(proc_err(pid, "pagemap"))?;
+    let mut hashes: HashMap<String, FileId> = HashMap::new();
+    let mut vmas = Vec::new();
+    let mut pages = Vec::new();
+    let mut vdso_text = None;
+    for m in maps.iter() {
+        let (start, end) = m.address;
+        let shared = m.perms.contains(MMPermissions::SHARED);
+        let flags = m.extension.vm_flags;
+        let name = match &m.pathname {
+            MMapPath::Path(p) => p.to_string_lossy().into_owned(),
+            MMapPath::Heap => "[heap]".into(),
+            MMapPath::Stack => "[stack]".into(),
+            MMapPath::Vdso => "[vdso]".into(),
+            MMapPath::Vvar => "[vvar]".into(),
+            MMapPath::Other(s) if s.starts_with('[') => s.clone(),
+            MMapPath::Other(s) => format!("[{s}]"),
+            _ => String::new(),
+        };
+        let backing = match &m.pathname {
+            MMapPath::Vsyscall => continue,
+            MMapPath::Vdso | MMapPath::Vvar => Backing::Vdso { name: name.clone() },
+            MMapPath::Other(s) if s.trim_start_matches('[').starts_with("vvar") => {
+                Backing::Vdso { name: name.clone() }
+            }
+            MMapPath::Vsys(key) => return Err(refused(pid, Refusal::SysvShm(start, *key))),
+            MMapPath::Heap | MMapPath::Stack | MMapPath::Anonymous => {
+                if shared {
+                    return Err(refused(pid, Refusal::SharedAnon(start)));
+                }
+                Backing::Anon
+            }
+            MMapPath::Path(path) => {
+                let ps = path.to_string_lossy().into_owned();
+                if flags.intersects(VmFlags::IO | VmFlags::PF) || ps.starts_with("/dev/") {
+                    if ps.starts_with("/dev/zero") && shared {
+                        return Err(refused(pid, Refusal::SharedAnon(start)));
+                    }
+                    return Err(refused(pid, Refusal::DeviceMapping(ps)));
+                }
+                if ps.ends_with(" (deleted)") || !ps.starts_with('/') {
+                    if shared {
+                        return Err(refused(pid, Refusal::SharedAnon(start)));
+                    }
+                    return Err(refused(pid, Refusal::DeletedFile(ps)));
+                }
+                if shared && flags.contains(VmFlags::MW) {
+                    return Err(refused(pid, Refusal::SharedWritable(ps)));
+                }
+                let id = match hashes.get(&ps) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = file_id(Path::new(&ps)).map_err(|e| match e.kind() {
+                            std::io::ErrorKind::InvalidInput => {
+                                refused(pid, Refusal::UnsupportedMapping(ps.clone()))
+                            }
+                            _ => proc_err(pid, &ps)(e),
+                        })?;
+                        hashes.insert(ps.clone(), id.clone());
+                        id
+                    }
+                };
+                Backing::File(id)
+            }
+            other => {
+                return Err(refused(
+                    pid,
+                    Refusal::UnsupportedMapping(format!("{other:?}")),
+                ))
+            }
+        };
+        let mut prot = 0;
+        if m.perms.contains(MMPermissions::READ) {
+            prot |= libc::PROT_READ;
+        }
+        if m.perms.contains(MMPermissions::WRITE) {
+            prot |= libc::PROT_WRITE;
+        }
+        if m.perms.contains(MMPermissions::EXECUTE) {
+            prot |= libc::PROT_EXEC;
+        }
+        let mut advice = Vec::new();
+        for (f, a) in [
+            (VmFlags::DD, libc::MADV_DONTDUMP),
+            (VmFlags::WF, libc::MADV_WIPEONFORK),
+            (VmFlags::DC, libc::MADV_DONTFORK),
+            (VmFlags::HG, libc::MADV_HUGEPAGE),
+            (VmFlags::NH, libc::MADV_NOHUGEPAGE),
+        ] {
+            if flags.contains(f) {
+                advice.push(a);
+            }
+        }
+        match &backing {
+            Backing::Anon => pages.extend(
+                touched_pages(&pagemap, start, end, false).map_err(proc_err(pid, "pagemap"))?,
+            ),
+            Backing::File(_) if !shared => pages.extend(
+                touched_pages(&pagemap, start, end, true).map_err(proc_err(pid, "pagemap"))?,
+            ),
+            _ => {}
+        }
+        if name == "[vdso]" {
+            vdso_text = Some((start, end));
+        }
+        vmas.push(Vma {
+            start,
+            end,
+            prot,
+            shared,
+            offset: m.offset,
+            name,
+            backing,
+            grows_down: flags.contains(VmFlags::GD),
+            advice,
+        });
+    }
+
+    // Descriptors and timers.
+    let files = open_files(pid)?;
+    if std::fs::read_to_string(format!("/proc/{pid}/timers"))
+        .map(|t| !t.trim().is_empty())
+        .unwrap_or(false)
+    {
+        return Err(refused(pid, Refusal::PosixTimers));
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_err(proc_err(pid, "exe"))?
+        .to_string_lossy()
+        .into_owned();
+    if exe.ends_with(" (deleted)") {
+        return Err(refused(pid, Refusal::DeletedFile(exe)));
+    }
+
+    // Registers and signal state readable by ptrace.
+    let regs =
+        ptrace::getregs(p).map_err(|e| inject_err(InjectError::Ptrace("PTRACE_GETREGS", e)))?;
+    let xstate = sys::get_xstate(p).map_err(proc_err(pid, "XSAVE state"))?;
+    let xcr0 = xstate
+        .get(472..480)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+        .unwrap_or(0);
+    let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
+    let mut pending = Vec::new();
+    for shared in [false, true] {
+        for siginfo in sys::peek_siginfo(p, shared).map_err(proc_err(pid, "pending signals"))? {
+            pending.push(PendingSignal { shared, siginfo });
+        }
+    }
+    let rseq = sys::get_rseq(p).map_err(proc_err(pid, "rseq"))?;
+    let robust_list = sys::get_robust_list(p).map_err(proc_err(pid, "robust list"))?;
+    let mut rlimits = Vec::new();
+    for res in 0..16 {
+        let (cur, max) = sys::get_rlimit(p, res).map_err(proc_err(pid, "rlimits"))?;
+        rlimits.push(Rlimit {
+            resource: res,
+            cur,
+            max,
+        });
+    }
+
+    // State only the process itself can tell: ask it, by injection.
+    let (vs, ve) = vdso_text.ok_or_else(|| {
+        refused(
+            pid,
+            Refusal::UnsupportedMapping("no [vdso] to inject through".into()),
+        )
+    })?;
+    let mut code = vec![0u8; (ve - vs) as usize];
+    File::open(format!("/proc/{pid}/mem"))
+        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut code, vs))
+        .map_err(proc_err(pid, "vdso"))?;
+    let insn = find_syscall_insn(&code, vs).ok_or_else(|| {
+        refused(
+            pid,
+            Refusal::UnsupportedMapping("no syscall instruction in [vdso]".into()),
+        )
+    })?;
+    let injected = ask_process(p, insn, sigmask).map_err(inject_err)?;
+
+    let stat = proc_
+        .stat()
+        .map_err(|e| proc_err(pid, "stat")(std::io::Error::other(e)))?;
+    let mm = MmLayout {
+        start_code: stat.startcode,
+        end_code: stat.endcode,
+        start_data: stat.start_data.unwrap_or(0),
+        end_data: stat.end_data.unwrap_or(0),
+        start_brk: stat.start_brk.unwrap_or(0),
+        brk: injected.brk,
+        start_stack: stat.startstack,
+        arg_start: stat.arg_start.unwrap_or(0),
+        arg_end: stat.arg_end.unwrap_or(0),
+        env_start: stat.env_start.unwrap_or(0),
+        env_end: stat.env_end.unwrap_or(0),
+    };
+    let read =
+        |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).map_err(proc_err(pid, what));
+    let auxv = read("auxv")?;
+    let personality =
+        u32::from_str_radix(String::from_utf8_lossy(&read("personality")?).trim(), 16).unwrap_or(0);
+    let comm = String::from_utf8_lossy(&read("comm")?)
+        .trim_end()
+        .to_string();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map_err(proc_err(pid, "cwd"))?
+        .to_string_lossy()
+        .into_owned();
+
+    Ok(ProcessImage {
+        version: IMAGE_VERSION,
+        pid,
+        comm,
+        exe,
+        cwd,
+        regs: regs_from(&regs),
+        xstate,
+        xcr0,
+        vmas,
+        pages,
+        sigmask,
+        pending,
+        sigactions: injected.sigactions,
+        altstack: injected.altstack,
+        itimers: injected.itimers,
+        robust_list,
+        rseq,
+        clear_child_tid: injected.clear_child_tid,
+        rlimits,
+        umask: st.umask,
+        personality,
+        auxv,
+        mm,
+        files,
+        creds: Creds {
+            uid: st.uid,
+            gid: st.gid,
+            groups: st.groups,
+        },
+    })
+}
+
+/// What the process is asked by injected system calls.
+struct Injected {
+    sigactions: Vec<SigAction>,
+    altstack: AltStack,
+    itimers: Vec<ITimer>,
+    clear_child_tid: u64,
+    brk: u64,
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
+}
+
+fn ask_process(p: Pid, insn: u64, sigmask: u64) -> Result<Injected, InjectError> {
+    let mut inj = Injector::new(p, insn)?;
+    sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
+    let result = ask_with(&mut inj);
+    if inj.scratch != 0 {
+        let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, PAGE_SIZE]);
+    }
+    let finished = inj.finish();
+    let masked = sys::set_sigmask(p, sigmask).map_err(|e| InjectError::Mem(0, e));
+    let r = result?;
+    finished?;
+    masked?;
+    Ok(r)
+}
+
+fn ask_with(inj: &mut Injector) -> Result<Injected, InjectError> {
+    let scratch = inj.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            0,
+            PAGE_SIZE,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    inj.scratch = scratch;
+    inj.scratch_len = PAGE_SIZE;
+    let mut sigactions = Vec::new();
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        inj.call(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            &[sig, 0, scratch, 8],
+        )?;
+        let b = inj.read(scratch, 32)?;
+        sigactions.push(SigAction {
+            signo: sig as i32,
+            handler: u64_at(&b, 0),
+            flags: u64_at(&b, 8),
+            restorer: u64_at(&b, 16),
+            mask: u64_at(&b, 24),
+        });
+    }
+    inj.call("sigaltstack", libc::SYS_sigaltstack, &[0, scratch])?;
+    let b = inj.read(scratch, 24)?;
+    let altstack = AltStack {
+        sp: u64_at(&b, 0),
+        flags: u64_at(&b, 8) as i32,
+        size: u64_at(&b, 16),
+    };
+    let mut itimers = Vec::new();
+    for which in 0..3u64 {
+        inj.call("getitimer", libc::SYS_getitimer, &[which, scratch])?;
+        let b = inj.read(scratch, 32)?;
+        itimers.push(ITimer {
+            which: which as i32,
+            interval_us: u64_at(&b, 0) * 1_000_000 + u64_at(&b, 8),
+            value_us: u64_at(&b, 16) * 1_000_000 + u64_at(&b, 24),
+        });
+    }
+    const PR_GET_TID_ADDRESS: u64 = 40;
+    inj.call(
+        "prctl(PR_GET_TID_ADDRESS)",
+        libc::SYS_prctl,
+        &[PR_GET_TID_ADDRESS, scratch],
+    )?;
+    let clear_child_tid = u64_at(&inj.read(scratch, 8)?, 0);
+    let brk = inj.call("brk", libc::SYS_brk, &[0])?;
+    Ok(Injected {
+        sigactions,
+        altstack,
+        itimers,
+        clear_child_tid,
+        brk,
+    })
+}
+
+/// Size and SHA-256 of a regular file; `InvalidInput` if it is not one.
+pub(crate) fn file_id(path: &Path) -> std::io::Result<FileId> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(FileId {
+        path: path.to_string_lossy().into_owned(),
+        size: meta.len(),
+        sha256,
+    })
+}
+
+fn open_files(pid: i32) -> Result<Vec<OpenFile>, CaptureError> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(proc_err(pid, "fd"))? {
+        let entry = entry.map_err(proc_err(pid, "fd"))?;
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        let target = std::fs::read_link(entry.path())
+            .map_err(proc_err(pid, "fd"))?
+            .to_string_lossy()
+            .into_owned();
+        let meta = std::fs::metadata(entry.path()).map_err(proc_err(pid, "fd"))?;
+        let kind = meta.file_type();
+        // Stateless devices are as easy to reopen as files.
+        const STATELESS: [&str; 5] = [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/random",
+            "/dev/urandom",
+        ];
+        let regular = kind.is_file() || kind.is_dir() || STATELESS.contains(&target.as_str());
+        if !regular || !target.starts_with('/') || target.ends_with(" (deleted)") {
+            use std::os::unix::fs::FileTypeExt;
+            let what = if target.starts_with("pipe:") {
+                format!("a pipe ({target})")
+            } else if target.starts_with("socket:") {
+                format!("a socket ({target})")
+            } else if kind.is_char_device() {
+                format!("a character device ({target})")
+            } else if kind.is_block_device() {
+                format!("a block device ({target})")
+            } else if kind.is_fifo() {
+                format!("a FIFO ({target})")
+            } else if target.ends_with(" (deleted)") {
+                format!("a deleted file ({target})")
+            } else {
+                target.clone()
+            };
+            return Err(refused(pid, Refusal::UnsupportedFd { fd, what }));
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+            .map_err(proc_err(pid, "fdinfo"))?;
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        files.push(OpenFile {
+            fd,
+            path: target,
+            flags: i32::from_str_radix(&field("flags:"), 8).unwrap_or(0),
+            pos: field("pos:").parse().unwrap_or(0),
+        });
+    }
+    files.sort_by_key(|f| f.fd);
+    Ok(files)
+}

@@ -1,0 +1,143 @@
+//! System-call injection into a ptrace-stopped process: point its registers at a
+//! `syscall` instruction, single-step over it, read the result, and put the registers
+//! back when done.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::InjectError;
+
+/// Drives system calls inside a stopped tracee. Must be used on the tracer thread.
+pub(crate) struct Injector {
+    pid: Pid,
+    /// Address of a `syscall` instruction in the tracee.
+    pub(crate) insn: u64,
+    /// Registers to return to when done.
+    saved: libc::user_regs_struct,
+    /// `/proc/PID/mem`, for the bytes of pointer arguments.
+    mem: File,
+    /// A writable scratch area in the tracee for pointer arguments.
+    pub(crate) scratch: u64,
+    pub(crate) scratch_len: u64,
+}
+
+impl Injector {
+    pub(crate) fn new(pid: Pid, insn: u64) -> Result<Self, InjectError> {
+        let saved = ptrace::getregs(pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        let mem = File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|e| InjectError::Mem(0, e))?;
+        Ok(Self {
+            pid,
+            insn,
+            saved,
+            mem,
+            scratch: 0,
+            scratch_len: 0,
+        })
+    }
+
+    /// Executes system call `nr` with `args` in the tracee; returns the raw result
+    /// (negative errno on failure).
+    pub(crate) fn raw(&mut self, nr: i64, args: &[u64]) -> Result<i64, InjectError> {
+        let mut regs = self.saved;
+        regs.rip = self.insn;
+        regs.rax = nr as u64;
+        regs.orig_rax = u64::MAX;
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        regs.rdi = a[0];
+        regs.rsi = a[1];
+        regs.rdx = a[2];
+        regs.r10 = a[3];
+        regs.r8 = a[4];
+        regs.r9 = a[5];
+        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+        ptrace::step(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+                Ok(WaitStatus::Stopped(_, sig)) => {
+                    return Err(InjectError::Signal { nr, signal: sig })
+                }
+                Ok(WaitStatus::Exited(_, code)) => return Err(InjectError::Exited(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Err(InjectError::Killed(sig)),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
+            }
+        }
+        let after =
+            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        Ok(after.rax as i64)
+    }
+
+    /// Like [`Injector::raw`], but a negative result is an error naming the call.
+    pub(crate) fn call(
+        &mut self,
+        name: &'static str,
+        nr: i64,
+        args: &[u64],
+    ) -> Result<u64, InjectError> {
+        let r = self.raw(nr, args)?;
+        if (-4095..0).contains(&r) {
+            Err(InjectError::Failed {
+                call: name,
+                errno: nix::errno::Errno::from_raw(-r as i32),
+            })
+        } else {
+            Ok(r as u64)
+        }
+    }
+
+    /// Writes `data` into the tracee at `addr` (any protection: `/proc/PID/mem` forces).
+    pub(crate) fn write(&self, addr: u64, data: &[u8]) -> Result<(), InjectError> {
+        self.mem
+            .write_all_at(data, addr)
+            .map_err(|e| InjectError::Mem(addr, e))
+    }
+
+    /// Reads `len` bytes of the tracee at `addr`.
+    pub(crate) fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, InjectError> {
+        let mut buf = vec![0u8; len];
+        self.mem
+            .read_exact_at(&mut buf, addr)
+            .map_err(|e| InjectError::Mem(addr, e))?;
+        Ok(buf)
+    }
+
+    /// Writes `data` at offset `off` of the scratch area; returns its address there.
+    pub(crate) fn put(&self, off: u64, data: &[u8]) -> Result<u64, InjectError> {
+        if off + data.len() as u64 > self.scratch_len {
+            return Err(InjectError::ScratchTooSmall(off + data.len() as u64));
+        }
+        self.write(self.scratch + off, data)?;
+        Ok(self.scratch + off)
+    }
+
+    /// A NUL-terminated string at offset `off` of the scratch area.
+    pub(crate) fn put_str(&self, off: u64, s: &str) -> Result<u64, InjectError> {
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        self.put(off, &b)
+    }
+
+    /// Puts the saved registers back.
+    pub(crate) fn finish(self) -> Result<(), InjectError> {
+        ptrace::setregs(self.pid, self.saved).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))
+    }
+}
+
+/// Finds a `syscall` instruction (0f 05) in `code`, which was read at `base`.
+pub(crate) fn find_syscall_insn(code: &[u8], base: u64) -> Option<u64> {
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|i| base + i as u64)
+}

@@ -1,0 +1,361 @@
+//! The lazy pager (post-copy): serves a restored process's missing anonymous pages through
+//! userfaultfd. A fault is answered with the faulting page and its not-yet-filled
+//! neighbours (an aligned [`FAULT_CHUNK`]); between events, a background pass copies the
+//! rest in [`FILL_CHUNK`]s. Non-cooperative events keep the bookkeeping true: pages the
+//! process drops (`MADV_DONTNEED`, `munmap`) are never filled later with stale bytes, pages
+//! it moves (`mremap`) are filled at their new place, and a `fork` child gets its own
+//! userfaultfd served from the same source. When nothing is left to fill, the source is
+//! dropped and the userfaultfd closed: the process no longer depends on anything.
+//!
+//! Everything runs on one thread, so a fault, an event and the background pass never race:
+//! a copy that meets a pending event fails with `EAGAIN` and is retried after the event
+//! has been read.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use userfaultfd::{Event, EventBuffer, Uffd};
+
+use crate::error::{PageError, RestoreError};
+use crate::image::PAGE_SIZE;
+use crate::pages::PageSource;
+use crate::ranges::RangeSet;
+use crate::sys::{self, UffdErr};
+
+/// Pages fetched around a fault (aligned window).
+pub const FAULT_CHUNK: u64 = 64 * 1024;
+/// Pages copied per background step.
+pub const FILL_CHUNK: u64 = 1 << 20;
+
+const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
+const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
+const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
+const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+
+/// What the pager did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PagerStats {
+    /// Page faults served.
+    pub faults: u64,
+    /// Pages copied in answer to faults.
+    pub fault_pages: u64,
+    /// Pages copied by the background pass.
+    pub background_pages: u64,
+    /// Faults on pages the image does not hold, answered with zeros.
+    pub zero_pages: u64,
+    /// Pages the process dropped or unmapped before they were filled.
+    pub dropped_pages: u64,
+    /// Children forked while paging was in progress.
+    pub forks: u64,
+    /// Time from start until every page was in place.
+    pub elapsed: Duration,
+}
+
+/// Does the `UFFDIO_API` handshake with the events the pager needs.
+pub(crate) fn handshake(fd: OwnedFd) -> Result<Uffd, RestoreError> {
+    use std::os::fd::AsRawFd;
+    let want = UFFD_FEATURE_EVENT_FORK
+        | UFFD_FEATURE_EVENT_REMAP
+        | UFFD_FEATURE_EVENT_REMOVE
+        | UFFD_FEATURE_EVENT_UNMAP;
+    let got = sys::uffd_api(fd.as_raw_fd(), want).map_err(|source| RestoreError::Sys {
+        what: "userfaultfd handshake (UFFDIO_API)".into(),
+        source,
+    })?;
+    if got & want != want {
+        return Err(RestoreError::Incompatible(format!(
+            "userfaultfd lacks events: asked {want:#x}, kernel offers {got:#x}"
+        )));
+    }
+    Ok(sys::uffd_from_fd(fd))
+}
+
+/// The running pager thread.
+pub struct LazyPager {
+    handle: JoinHandle<Result<PagerStats, PageError>>,
+}
+
+impl LazyPager {
+    /// Starts serving `uffd`, whose registered `ranges` need `pending` from `source`.
+    pub fn start(
+        uffd: Uffd,
+        ranges: &[(u64, u64)],
+        pending: RangeSet,
+        source: Box<dyn PageSource>,
+    ) -> std::io::Result<Self> {
+        let mut boundaries: Vec<u64> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
+        boundaries.sort_unstable();
+        boundaries.dedup();
+        let handle = std::thread::Builder::new()
+            .name("om-pager".into())
+            .spawn(move || Pager::new(uffd, pending, boundaries, source).run())?;
+        Ok(Self { handle })
+    }
+
+    /// Waits until every page is in place.
+    pub fn join(self) -> Result<PagerStats, PageError> {
+        self.handle.join().unwrap_or_else(|_| {
+            Err(PageError::Io {
+                addr: 0,
+                source: std::io::Error::other("the pager thread panicked"),
+            })
+        })
+    }
+}
+
+struct Client {
+    uffd: Uffd,
+    pending: RangeSet,
+    alive: bool,
+}
+
+struct Pager {
+    clients: Vec<Client>,
+    /// Starts and ends of the registered mappings, sorted.
+    boundaries: Vec<u64>,
+    source: Box<dyn PageSource>,
+    buf: Vec<u8>,
+    stats: PagerStats,
+}
+
+/// Outcome of one copy attempt.
+enum Copy {
+    Done,
+    /// An event must be read first.
+    Retry,
+    /// The process is gone.
+    Gone,
+}
+
+impl Pager {
+    fn new(
+        uffd: Uffd,
+        pending: RangeSet,
+        boundaries: Vec<u64>,
+        source: Box<dyn PageSource>,
+    ) -> Self {
+        Self {
+            boundaries,
+            clients: vec![Client {
+                uffd,
+                pending,
+                alive: true,
+            }],
+            source,
+            buf: vec![0u8; FILL_CHUNK as usize],
+            stats: PagerStats::default(),
+        }
+    }
+
+    fn run(mut self) -> Result<PagerStats, PageError> {
+        let start = Instant::now();
+        let mut events = EventBuffer::new(64);
+        loop {
+            self.clients.retain(|c| c.alive && !c.pending.is_empty());
+            if self.clients.is_empty() {
+                break;
+            }
+            // Events first, without blocking: the background pass is always busy here.
+            let ready: Vec<usize> = {
+                let mut fds: Vec<PollFd> = self
+                    .clients
+                    .iter()
+                    .map(|c| PollFd::new(c.uffd.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                match poll(&mut fds, PollTimeout::ZERO) {
+                    Ok(_) => fds
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                        .map(|(i, _)| i)
+                        .collect(),
+                    Err(Errno::EINTR) => Vec::new(),
+                    Err(e) => {
+                        return Err(PageError::Io {
+                            addr: 0,
+                            source: e.into(),
+                        })
+                    }
+                }
+            };
+            for i in ready {
+                self.handle_events(i, &mut events)?;
+            }
+            self.background_step()?;
+        }
+        self.stats.elapsed = start.elapsed();
+        Ok(self.stats)
+    }
+
+    fn handle_events(&mut self, i: usize, events: &mut EventBuffer) -> Result<(), PageError> {
+        let mut todo = Vec::new();
+        match self.clients[i].uffd.read_events(events) {
+            Ok(it) => {
+                for ev in it {
+                    match ev {
+                        Ok(ev) => todo.push(ev),
+                        Err(_) => {
+                            self.clients[i].alive = false;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                self.clients[i].alive = false;
+                return Ok(());
+            }
+        }
+        for ev in todo {
+            match ev {
+                Event::Pagefault { addr, .. } => self.fault(i, addr as u64)?,
+                Event::Fork { uffd } => {
+                    self.stats.forks += 1;
+                    let pending = self.clients[i].pending.clone();
+                    self.clients.push(Client {
+                        uffd,
+                        pending,
+                        alive: true,
+                    });
+                }
+                Event::Remap { from, to, len } => {
+                    self.clients[i]
+                        .pending
+                        .relocate(from as u64, to as u64, len as u64)
+                }
+                Event::Remove { start, end } | Event::Unmap { start, end } => {
+                    let c = &mut self.clients[i];
+                    let before = c.pending.total();
+                    c.pending.remove(start as u64, end as u64);
+                    self.stats.dropped_pages += (before - c.pending.total()) / PAGE_SIZE;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves a fault at `addr`: the faulting page and its pending neighbours in the
+    /// aligned window, or a zero page if the image never held it.
+    fn fault(&mut self, i: usize, addr: u64) -> Result<(), PageError> {
+        self.stats.faults += 1;
+        let page = addr & !(PAGE_SIZE - 1);
+        if !self.clients[i].pending.contains(page) {
+            self.stats.zero_pages += 1;
+            match sys::uffd_zeropage(&self.clients[i].uffd, page, PAGE_SIZE as usize) {
+                Ok(_) => {}
+                Err(UffdErr::Errno(libc::EEXIST)) => {
+                    let _ = self.clients[i]
+                        .uffd
+                        .wake(page as *mut libc::c_void, PAGE_SIZE as usize);
+                }
+                Err(UffdErr::Errno(libc::EAGAIN)) => {}
+                Err(_) => self.clients[i].alive = false,
+            }
+            return Ok(());
+        }
+        let window = page & !(FAULT_CHUNK - 1);
+        let pieces = self.clients[i]
+            .pending
+            .intersect(window, window + FAULT_CHUNK);
+        // The faulting page's own piece first, so the process wakes as early as possible.
+        let (mine, others): (Vec<_>, Vec<_>) = pieces
+            .into_iter()
+            .partition(|&(s, e)| s <= page && page < e);
+        for (s, e) in mine.into_iter().chain(others) {
+            if let Copy::Gone = self.copy(i, s, e)? {
+                self.clients[i].alive = false;
+                return Ok(());
+            }
+            self.stats.fault_pages += (e - s) / PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Copies the next chunk of some client's pending pages.
+    fn background_step(&mut self) -> Result<(), PageError> {
+        let Some(i) = self
+            .clients
+            .iter()
+            .position(|c| c.alive && !c.pending.is_empty())
+        else {
+            return Ok(());
+        };
+        let Some((s, e)) = self.clients[i].pending.first() else {
+            return Ok(());
+        };
+        let e = e.min(s + FILL_CHUNK);
+        match self.copy(i, s, e)? {
+            Copy::Done => self.stats.background_pages += (e - s) / PAGE_SIZE,
+            Copy::Retry => {}
+            Copy::Gone => self.clients[i].alive = false,
+        }
+        Ok(())
+    }
+
+    /// Copies `[s, e)` from the source into client `i` and marks it filled. One
+    /// `UFFDIO_COPY` must stay inside one VMA, so the range is cut at the mapping
+    /// boundaries known from the image; where the process has split mappings since
+    /// (`mprotect`), a refused copy (`ENOENT`) is retried page by page.
+    fn copy(&mut self, i: usize, s: u64, e: u64) -> Result<Copy, PageError> {
+        let mut at = s;
+        while at < e {
+            let cut = self
+                .boundaries
+                .get(self.boundaries.partition_point(|&b| b <= at))
+                .copied()
+                .unwrap_or(u64::MAX)
+                .min(e);
+            match self.copy_within_vma(i, at, cut)? {
+                Copy::Done => at = cut,
+                other => return Ok(other),
+            }
+        }
+        Ok(Copy::Done)
+    }
+
+    fn copy_within_vma(&mut self, i: usize, s: u64, e: u64) -> Result<Copy, PageError> {
+        let n = (e - s) as usize;
+        self.source.read(s, &mut self.buf[..n])?;
+        let c = &mut self.clients[i];
+        let page = PAGE_SIZE as usize;
+        let mut off = 0usize;
+        let mut single = false;
+        while off < n {
+            let len = if single { page } else { n - off };
+            let at = s + off as u64;
+            match sys::uffd_copy(&c.uffd, &self.buf[off..off + len], at) {
+                Ok(done) => off += if done == 0 || done > len { len } else { done },
+                Err(UffdErr::Partial(done)) => {
+                    // The kernel reports -EAGAIN in the count when nothing was copied.
+                    let done = if done > len { 0 } else { done };
+                    c.pending.remove(s, at + done as u64);
+                    return Ok(Copy::Retry);
+                }
+                Err(UffdErr::Errno(libc::EAGAIN)) => {
+                    c.pending.remove(s, at);
+                    return Ok(Copy::Retry);
+                }
+                // Already present, or (for a single page) no longer registered: that page
+                // needs nothing from us.
+                Err(UffdErr::Errno(libc::EEXIST | libc::ENOENT)) if single || len == page => {
+                    off += page
+                }
+                // Part of the range is present or crosses a mapping boundary.
+                Err(UffdErr::Errno(libc::EEXIST | libc::ENOENT)) => single = true,
+                Err(UffdErr::Errno(_)) => return Ok(Copy::Gone),
+                Err(UffdErr::Other(e)) => {
+                    return Err(PageError::Uffd {
+                        op: "UFFDIO_COPY",
+                        addr: at,
+                        source: e,
+                    })
+                }
+            }
+        }
+        c.pending.remove(s, e);
+        Ok(Copy::Done)
+    }
+}

@@ -1,0 +1,30 @@
+//! om-engine: capture a running process and restore it as a new one.
+//!
+//! [`capture`] freezes a single-threaded process under ptrace and reads its whole user
+//! context into a [`ProcessImage`]; its memory is read through the returned [`Frozen`]
+//! handle (a [`PageSource`]). [`restore`] turns a traced stub into that process again,
+//! at the same addresses, with memory supplied eagerly or lazily by userfaultfd.
+//! [`checkpoint`] stores an image in a directory (`image.json` + `pages.img`).
+//!
+//! All ptrace calls for one process happen on one dedicated thread ([`TracerThread`]).
+//! The restored process is a child of the caller and has a new pid.
+
+pub mod capture;
+pub mod checkpoint;
+pub mod error;
+pub mod image;
+mod inject;
+pub mod lazy;
+pub mod pages;
+pub mod ranges;
+pub mod restore;
+mod sys;
+pub mod tracer;
+
+pub use capture::{capture, Frozen};
+pub use error::{CaptureError, InjectError, PageError, Refusal, RestoreError};
+pub use image::ProcessImage;
+pub use lazy::PagerStats;
+pub use pages::{ImagePages, PageSource, ProcessMemory};
+pub use restore::{check_restorable, restore, Paging, Restored};
+pub use tracer::TracerThread;

@@ -1,0 +1,154 @@
+//! Where a restored process's memory comes from: the [`PageSource`] trait, a source
+//! reading a (frozen) process's memory, and a source reading an image's page file.
+
+use std::fs::File;
+use std::io::IoSliceMut;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::unistd::Pid;
+
+use crate::error::PageError;
+use crate::image::{PageRun, PAGE_SIZE};
+
+/// Supplies the bytes of pages listed in an image's page index.
+///
+/// Eager restore asks for every run before the process runs; lazy restore asks for the
+/// pages around each fault first and streams the rest in the background. Requests never
+/// leave the image's page index.
+pub trait PageSource: Send {
+    /// Fills `buf` with the original's memory at `addr`.
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError>;
+}
+
+/// Reads a process's memory directly: `process_vm_readv`, and `/proc/PID/mem` (which can
+/// read pages the process itself may not, e.g. `PROT_NONE`) where that fails.
+pub struct ProcessMemory {
+    pid: Pid,
+    mem: File,
+}
+
+impl ProcessMemory {
+    /// Opens the memory of `pid` (which should be stopped while it is read).
+    pub fn open(pid: i32) -> std::io::Result<Self> {
+        Ok(Self {
+            pid: Pid::from_raw(pid),
+            mem: File::open(format!("/proc/{pid}/mem"))?,
+        })
+    }
+}
+
+impl PageSource for ProcessMemory {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        let len = buf.len();
+        let done = {
+            let mut local = [IoSliceMut::new(buf)];
+            let remote = [RemoteIoVec {
+                base: addr as usize,
+                len,
+            }];
+            process_vm_readv(self.pid, &mut local, &remote).unwrap_or(0)
+        };
+        if done < len {
+            self.mem
+                .read_exact_at(&mut buf[done..], addr + done as u64)
+                .map_err(|source| PageError::Io {
+                    addr: addr + done as u64,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The page file of an image: the runs of the page index stored back to back.
+pub struct ImagePages {
+    file: File,
+    /// (run, offset of its first byte in the file)
+    index: Vec<(PageRun, u64)>,
+}
+
+impl ImagePages {
+    /// Opens `path`, laid out after `runs`; its size must match.
+    pub fn open(path: &Path, runs: &[PageRun]) -> Result<Self, PageError> {
+        let file = File::open(path).map_err(|source| PageError::Io { addr: 0, source })?;
+        let mut index = Vec::with_capacity(runs.len());
+        let mut off = 0;
+        for r in runs {
+            index.push((*r, off));
+            off += r.pages * PAGE_SIZE;
+        }
+        let size = file
+            .metadata()
+            .map_err(|source| PageError::Io { addr: 0, source })?
+            .len();
+        if size != off {
+            return Err(PageError::Io {
+                addr: 0,
+                source: std::io::Error::other(format!(
+                    "{} holds {size} bytes but its index lists {off}",
+                    path.display()
+                )),
+            });
+        }
+        Ok(Self { file, index })
+    }
+}
+
+impl PageSource for ImagePages {
+    fn read(&mut self, mut addr: u64, mut buf: &mut [u8]) -> Result<(), PageError> {
+        while !buf.is_empty() {
+            let i = self.index.partition_point(|(r, _)| r.end() <= addr);
+            let (run, off) = match self.index.get(i) {
+                Some(&(run, off)) if run.addr <= addr => (run, off),
+                _ => return Err(PageError::NotInImage(addr)),
+            };
+            let n = ((run.end() - addr) as usize).min(buf.len());
+            let (head, tail) = buf.split_at_mut(n);
+            self.file
+                .read_exact_at(head, off + (addr - run.addr))
+                .map_err(|source| PageError::Io { addr, source })?;
+            addr += n as u64;
+            buf = tail;
+        }
+        Ok(())
+    }
+}
+
+/// Bits of a `/proc/PID/pagemap` entry.
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// The pages of `[start, end)` whose contents belong in an image: for anonymous memory
+/// every page that was ever touched (present or swapped); for a private file mapping
+/// only the pages the process has written to (its private copies).
+pub(crate) fn touched_pages(
+    pagemap: &File,
+    start: u64,
+    end: u64,
+    file_backed: bool,
+) -> std::io::Result<Vec<PageRun>> {
+    let n = ((end - start) / PAGE_SIZE) as usize;
+    let mut raw = vec![0u8; n * 8];
+    pagemap.read_exact_at(&mut raw, start / PAGE_SIZE * 8)?;
+    let mut runs: Vec<PageRun> = Vec::new();
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let e = u64::from_ne_bytes(e.try_into().unwrap_or([0; 8]));
+        let keep = if file_backed {
+            (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
+        } else {
+            e & (PM_PRESENT | PM_SWAPPED) != 0
+        };
+        if !keep {
+            continue;
+        }
+        let addr = start + i as u64 * PAGE_SIZE;
+        match runs.last_mut() {
+            Some(r) if r.end() == addr => r.pages += 1,
+            _ => runs.push(PageRun { addr, pages: 1 }),
+        }
+    }
+    Ok(runs)
+}

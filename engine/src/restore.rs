@@ -1,0 +1,843 @@
+//! Restore: fork a stub, trace it, and turn it into the captured process by injecting
+//! system calls: drop the stub's own mappings, move its vDSO to the original's addresses,
+//! recreate every mapping at its original address, fill memory (eagerly, or lazily through
+//! userfaultfd), restore signal state, files, limits and identity, then set the registers
+//! and let it run.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::IoSlice;
+use std::os::unix::fs::FileExt;
+
+use nix::sys::ptrace;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::capture::file_id;
+use crate::error::{InjectError, PageError, RestoreError};
+use crate::image::*;
+use crate::inject::Injector;
+use crate::lazy::{LazyPager, PagerStats};
+use crate::pages::PageSource;
+use crate::ranges::RangeSet;
+use crate::sys;
+use crate::tracer::TracerThread;
+
+/// How memory reaches the restored process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// Every page is copied before the process runs.
+    Eager,
+    /// The process runs at once; userfaultfd supplies each page on first touch (with its
+    /// neighbours), and a background pass fills in the rest.
+    Lazy,
+}
+
+/// A restored, running process.
+pub struct Restored {
+    pid: i32,
+    pager: Option<LazyPager>,
+}
+
+impl Restored {
+    /// Its pid (a new one: the original's pid is not reused).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits until every page is in place (at once for eager restore), after which the
+    /// page source has been dropped and the process depends on nothing else.
+    pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, PageError> {
+        match self.pager.take() {
+            Some(p) => p.join().map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let _ = self.finish_paging();
+    }
+}
+
+/// Size of the stub's scratch area: one page of code, the rest for arguments.
+const SCRATCH_LEN: u64 = 16 * PAGE_SIZE;
+/// Highest user address (47-bit address space).
+const TASK_END: u64 = 0x7fff_ffff_f000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+/// Checks what can be checked before anything is created: CPU state format, mapped
+/// files identical, descriptors reopenable.
+pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
+    if image.version != IMAGE_VERSION {
+        return Err(RestoreError::Incompatible(format!(
+            "image version {} (this engine reads version {IMAGE_VERSION})",
+            image.version
+        )));
+    }
+    let mut seen = HashMap::new();
+    for v in &image.vmas {
+        if let Backing::File(id) = &v.backing {
+            if seen.insert(id.path.clone(), ()).is_some() {
+                continue;
+            }
+            let here =
+                file_id(std::path::Path::new(&id.path)).map_err(|e| RestoreError::FileChanged {
+                    path: id.path.clone(),
+                    why: e.to_string(),
+                })?;
+            if here.size != id.size {
+                return Err(RestoreError::FileChanged {
+                    path: id.path.clone(),
+                    why: format!("size {} instead of {}", here.size, id.size),
+                });
+            }
+            if here.sha256 != id.sha256 {
+                return Err(RestoreError::FileChanged {
+                    path: id.path.clone(),
+                    why: "different contents".into(),
+                });
+            }
+        }
+    }
+    if std::fs::metadata(&image.exe).is_err() {
+        return Err(RestoreError::FileChanged {
+            path: image.exe.clone(),
+            why: "the executable is missing".into(),
+        });
+    }
+    for f in &image.files {
+        let meta = std::fs::metadata(&f.path).map_err(|e| RestoreError::FileGone {
+            fd: f.fd,
+            path: f.path.clone(),
+            why: e.to_string(),
+        })?;
+        if meta.is_file() && meta.len() < f.pos {
+            return Err(RestoreError::FileGone {
+                fd: f.fd,
+                path: f.path.clone(),
+                why: format!(
+                    "it has shrunk to {} bytes, below the saved offset {}",
+                    meta.len(),
+                    f.pos
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Restores `image` as a new child process of the caller, taking memory from `source`.
+pub fn restore(
+    image: &ProcessImage,
+    source: Box<dyn PageSource>,
+    paging: Paging,
+) -> Result<Restored, RestoreError> {
+    check_restorable(image)?;
+    let tracer = TracerThread::spawn("om-restore").map_err(|source| RestoreError::Sys {
+        what: "starting the tracer thread".into(),
+        source,
+    })?;
+    let image = image.clone();
+    let (pid, pager) = tracer
+        .run(move || restore_on_tracer(&image, source, paging))
+        .map_err(|source| RestoreError::Sys {
+            what: "tracer thread".into(),
+            source,
+        })??;
+    Ok(Restored { pid, pager })
+}
+
+/// Kills the half-made stub unless disarmed.
+struct StubGuard(Option<Pid>);
+
+impl Drop for StubGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = kill(p, Signal::SIGKILL);
+            let _ = waitpid(p, Some(WaitPidFlag::__WALL));
+        }
+    }
+}
+
+fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
+    let what = what.into();
+    move |source| RestoreError::Sys { what, source }
+}
+
+fn step(name: impl Into<String>) -> impl FnOnce(InjectError) -> RestoreError {
+    let step = name.into();
+    move |source| RestoreError::Step { step, source }
+}
+
+/// `start-end name` of every mapping of a process.
+fn read_maps(pid: &str) -> std::io::Result<Vec<(u64, u64, String)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let Some((s, e)) = it.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let name = it.nth(4).unwrap_or("").to_string();
+        let (Ok(s), Ok(e)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            continue;
+        };
+        out.push((s, e, name));
+    }
+    Ok(out)
+}
+
+/// The lowest address `>= lo` where `len` bytes fit between the `occupied` ranges, each
+/// kept `margin` bytes away.
+pub(crate) fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) -> Option<u64> {
+    let mut occ: Vec<(u64, u64)> = occupied
+        .iter()
+        .map(|&(s, e)| (s.saturating_sub(margin), e.saturating_add(margin)))
+        .collect();
+    occ.sort_unstable();
+    let mut cand = lo;
+    for (s, e) in occ {
+        if e <= cand {
+            continue;
+        }
+        if s >= cand + len {
+            break;
+        }
+        cand = cand.max(e);
+    }
+    (cand + len <= TASK_END).then_some(cand)
+}
+
+pub(crate) fn regs_to(r: &Regs) -> libc::user_regs_struct {
+    libc::user_regs_struct {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        orig_rax: r.orig_rax,
+        rip: r.rip,
+        cs: r.cs,
+        eflags: r.eflags,
+        rsp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+    }
+}
+
+fn restore_on_tracer(
+    image: &ProcessImage,
+    mut source: Box<dyn PageSource>,
+    paging: Paging,
+) -> Result<(i32, Option<LazyPager>), RestoreError> {
+    // A scratch area free in both the target layout and ours (the stub starts as our copy).
+    let mut occupied: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
+    occupied.extend(
+        read_maps("self")
+            .map_err(sys_err("reading /proc/self/maps"))?
+            .iter()
+            .map(|m| (m.0, m.1)),
+    );
+    let scratch = find_gap(&occupied, SCRATCH_LEN, 0x1000_0000, 4 << 20)
+        .ok_or_else(|| RestoreError::Incompatible("no room for the restore scratch area".into()))?;
+
+    let stub = sys::fork_stub(scratch, SCRATCH_LEN as usize, &[0x0f, 0x05, 0xcc])
+        .map_err(sys_err("forking the restore stub"))?;
+    let mut guard = StubGuard(Some(stub));
+    match waitpid(stub, Some(WaitPidFlag::__WALL)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        other => {
+            return Err(RestoreError::Sys {
+                what: "starting the restore stub".into(),
+                source: std::io::Error::other(format!("unexpected state {other:?}")),
+            })
+        }
+    }
+    sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking the stub's signals"))?;
+
+    // CPU state format.
+    let local_xstate = sys::get_xstate(stub).map_err(sys_err("reading XSAVE state"))?;
+    let local_xcr0 = local_xstate
+        .get(472..480)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+        .unwrap_or(0);
+    if local_xstate.len() != image.xstate.len() || image.xcr0 & !local_xcr0 != 0 {
+        return Err(RestoreError::Incompatible(format!(
+            "CPU state differs: image XSAVE area {} bytes with features {:#x}, this CPU {} bytes with {:#x}",
+            image.xstate.len(),
+            image.xcr0,
+            local_xstate.len(),
+            local_xcr0
+        )));
+    }
+
+    let mut inj = Injector::new(stub, scratch).map_err(step("attach"))?;
+    inj.scratch = scratch + PAGE_SIZE;
+    inj.scratch_len = SCRATCH_LEN - PAGE_SIZE;
+    let s = inj.scratch;
+
+    // 1. Shed the stub's own state: rseq, descriptors, mappings.
+    if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
+        inj.call(
+            "rseq",
+            libc::SYS_rseq,
+            &[r.addr, r.len as u64, 1, r.signature as u64],
+        )
+        .map_err(step("unregister the stub's rseq"))?;
+    }
+    inj.call(
+        "close_range",
+        libc::SYS_close_range,
+        &[3, u32::MAX as u64, 0],
+    )
+    .map_err(step("close the stub's descriptors"))?;
+    let stub_maps = read_maps(&stub.to_string()).map_err(sys_err("reading the stub's maps"))?;
+    let stub_vdso: Vec<(u64, u64, String)> = stub_maps
+        .iter()
+        .filter(|m| m.2 == "[vdso]" || m.2.starts_with("[vvar"))
+        .cloned()
+        .collect();
+    let mut keep: Vec<(u64, u64)> = stub_vdso.iter().map(|m| (m.0, m.1)).collect();
+    keep.push((scratch, scratch + SCRATCH_LEN));
+    keep.sort_unstable();
+    let mut at = PAGE_SIZE;
+    for &(s0, e0) in keep.iter().chain(std::iter::once(&(TASK_END, TASK_END))) {
+        if s0 > at {
+            inj.call("munmap", libc::SYS_munmap, &[at, s0 - at])
+                .map_err(step("unmap the stub's memory"))?;
+        }
+        at = at.max(e0);
+    }
+
+    // 2. Move the vDSO (all its parts together) to the original's addresses.
+    let target_vdso: Vec<&Vma> = image
+        .vmas
+        .iter()
+        .filter(|v| matches!(v.backing, Backing::Vdso { .. }))
+        .collect();
+    move_vdso(&mut inj, &stub_vdso, &target_vdso, image, scratch)?;
+
+    // 3. Recreate every mapping.
+    let mut file_fds: HashMap<String, u64> = HashMap::new();
+    for v in &image.vmas {
+        let len = v.len();
+        match &v.backing {
+            Backing::Vdso { .. } => continue,
+            Backing::Anon => {
+                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                if v.grows_down {
+                    flags |= libc::MAP_GROWSDOWN;
+                }
+                inj.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
+                )
+                .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
+            }
+            Backing::File(id) => {
+                let fd = match file_fds.get(&id.path) {
+                    Some(fd) => *fd,
+                    None => {
+                        let p = inj.put_str(0, &id.path).map_err(step("path"))?;
+                        let fd = inj
+                            .call(
+                                "openat",
+                                libc::SYS_openat,
+                                &[
+                                    libc::AT_FDCWD as u64,
+                                    p,
+                                    (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                                ],
+                            )
+                            .map_err(step(format!("open {}", id.path)))?;
+                        file_fds.insert(id.path.clone(), fd);
+                        fd
+                    }
+                };
+                let share = if v.shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
+                inj.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    &[
+                        v.start,
+                        len,
+                        v.prot as u64,
+                        (share | libc::MAP_FIXED) as u64,
+                        fd,
+                        v.offset,
+                    ],
+                )
+                .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
+            }
+        }
+        for a in &v.advice {
+            // Advice is best effort: a kernel without it still runs the process correctly.
+            let _ = inj.raw(libc::SYS_madvise, &[v.start, len, *a as u64]);
+        }
+    }
+    for fd in file_fds.values() {
+        inj.call("close", libc::SYS_close, &[*fd])
+            .map_err(step("close a mapped file"))?;
+    }
+
+    // 4. Memory contents. Private copies of file pages always go in now; anonymous
+    //    memory now (eager) or on demand (lazy).
+    let mem = File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{stub}/mem"))
+        .map_err(sys_err("opening the stub's memory"))?;
+    let mut anon_runs = Vec::new();
+    let mut file_runs = Vec::new();
+    for r in &image.pages {
+        let vma = image
+            .vmas
+            .iter()
+            .find(|v| v.start <= r.addr && r.end() <= v.end);
+        match vma.map(|v| &v.backing) {
+            Some(Backing::Anon) => anon_runs.push(*r),
+            Some(Backing::File(_)) => file_runs.push(*r),
+            _ => {
+                return Err(RestoreError::Incompatible(format!(
+                    "page run at {:#x} lies outside the image's mappings",
+                    r.addr
+                )))
+            }
+        }
+    }
+    fill(stub, &mem, source.as_mut(), &file_runs)?;
+    let mut pager = None;
+    match paging {
+        Paging::Eager => fill(stub, &mem, source.as_mut(), &anon_runs)?,
+        Paging::Lazy => {
+            let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+            let fd_there = inj
+                .call("userfaultfd", libc::SYS_userfaultfd, &[flags])
+                .map_err(step("create a userfaultfd"))?;
+            let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
+            let ufd = sys::pidfd_getfd(&pidfd, fd_there as i32).map_err(sys_err("pidfd_getfd"))?;
+            inj.call("close", libc::SYS_close, &[fd_there])
+                .map_err(step("close the userfaultfd"))?;
+            let uffd = crate::lazy::handshake(ufd)?;
+            let mut pending = RangeSet::new();
+            for r in &anon_runs {
+                pending.insert(r.addr, r.end());
+            }
+            let anon: Vec<&Vma> = image
+                .vmas
+                .iter()
+                .filter(|v| v.backing == Backing::Anon)
+                .collect();
+            for v in &anon {
+                uffd.register(v.start as *mut libc::c_void, v.len() as usize)
+                    .map_err(|e| RestoreError::Sys {
+                        what: format!("registering {:#x}-{:#x} with userfaultfd", v.start, v.end),
+                        source: std::io::Error::other(e),
+                    })?;
+            }
+            let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
+            pager = Some(
+                LazyPager::start(uffd, &ranges, pending, source)
+                    .map_err(sys_err("starting the pager"))?,
+            );
+        }
+    }
+
+    // 5. Signals.
+    for a in &image.sigactions {
+        let mut b = Vec::with_capacity(32);
+        for x in [a.handler, a.flags, a.restorer, a.mask] {
+            b.extend_from_slice(&x.to_ne_bytes());
+        }
+        inj.put(0, &b).map_err(step("sigaction"))?;
+        inj.call(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            &[a.signo as u64, s, 0, 8],
+        )
+        .map_err(step(format!("restore the action of signal {}", a.signo)))?;
+    }
+    let ss = &image.altstack;
+    let mut b = Vec::new();
+    b.extend_from_slice(&ss.sp.to_ne_bytes());
+    b.extend_from_slice(&((ss.flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
+    b.extend_from_slice(&ss.size.to_ne_bytes());
+    inj.put(0, &b).map_err(step("sigaltstack"))?;
+    inj.call("sigaltstack", libc::SYS_sigaltstack, &[s, 0])
+        .map_err(step("restore the alternate signal stack"))?;
+    for t in image
+        .itimers
+        .iter()
+        .filter(|t| t.value_us != 0 || t.interval_us != 0)
+    {
+        // An interval timer that just expired reads 0 until its signal is dequeued (the
+        // kernel re-arms it then); arming with 0 would disarm it, so start a new period.
+        let value = if t.value_us == 0 {
+            t.interval_us
+        } else {
+            t.value_us
+        };
+        let mut b = Vec::new();
+        for us in [t.interval_us, value] {
+            b.extend_from_slice(&(us / 1_000_000).to_ne_bytes());
+            b.extend_from_slice(&(us % 1_000_000).to_ne_bytes());
+        }
+        inj.put(0, &b).map_err(step("setitimer"))?;
+        inj.call("setitimer", libc::SYS_setitimer, &[t.which as u64, s, 0])
+            .map_err(step("restore an interval timer"))?;
+    }
+
+    // 6. Process attributes and the kernel's view of the address space.
+    inj.call("umask", libc::SYS_umask, &[image.umask as u64])
+        .map_err(step("umask"))?;
+    inj.call(
+        "personality",
+        libc::SYS_personality,
+        &[image.personality as u64],
+    )
+    .map_err(step("personality"))?;
+    let p = inj.put_str(0, &image.comm).map_err(step("comm"))?;
+    inj.call("prctl", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p])
+        .map_err(step("set the name"))?;
+    let p = inj.put_str(0, &image.exe).map_err(step("exe"))?;
+    let exe_fd = inj
+        .call(
+            "openat",
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                p,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            ],
+        )
+        .map_err(step(format!("open the executable {}", image.exe)))?;
+    let auxv_at = inj.put(2048, &image.auxv).map_err(step("auxv"))?;
+    let m = &image.mm;
+    let mut b = Vec::new();
+    for x in [
+        m.start_code,
+        m.end_code,
+        m.start_data,
+        m.end_data,
+        m.start_brk,
+        m.brk,
+        m.start_stack,
+        m.arg_start,
+        m.arg_end,
+        m.env_start,
+        m.env_end,
+        auxv_at,
+    ] {
+        b.extend_from_slice(&x.to_ne_bytes());
+    }
+    b.extend_from_slice(&(image.auxv.len() as u32).to_ne_bytes());
+    b.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
+    let map_at = inj.put(1024, &b).map_err(step("mm map"))?;
+    const PR_SET_MM: u64 = 35;
+    const PR_SET_MM_MAP: u64 = 14;
+    inj.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        &[PR_SET_MM, PR_SET_MM_MAP, map_at, b.len() as u64, 0],
+    )
+    .map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+    inj.call("close", libc::SYS_close, &[exe_fd])
+        .map_err(step("close the executable"))?;
+    if let Some(r) = &image.rseq {
+        inj.call(
+            "rseq",
+            libc::SYS_rseq,
+            &[r.addr, r.len as u64, 0, r.signature as u64],
+        )
+        .map_err(step("register rseq"))?;
+    }
+    inj.call(
+        "set_robust_list",
+        libc::SYS_set_robust_list,
+        &[image.robust_list.0, image.robust_list.1],
+    )
+    .map_err(step("set_robust_list"))?;
+    inj.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        &[image.clear_child_tid],
+    )
+    .map_err(step("set_tid_address"))?;
+
+    // 7. Identity: from here on the stub has the original's credentials, so files are
+    //    opened with the original's permissions.
+    let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
+    if me != image.creds {
+        let c = &image.creds;
+        let mut b = Vec::new();
+        for g in &c.groups {
+            b.extend_from_slice(&g.to_ne_bytes());
+        }
+        inj.put(0, &b).map_err(step("groups"))?;
+        inj.call(
+            "setgroups",
+            libc::SYS_setgroups,
+            &[c.groups.len() as u64, s],
+        )
+        .map_err(step("setgroups"))?;
+        inj.call(
+            "setresgid",
+            libc::SYS_setresgid,
+            &[c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64],
+        )
+        .map_err(step("setresgid"))?;
+        inj.call(
+            "setresuid",
+            libc::SYS_setresuid,
+            &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
+        )
+        .map_err(step("setresuid"))?;
+    }
+    let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
+    inj.call("chdir", libc::SYS_chdir, &[p])
+        .map_err(step(format!("change directory to {}", image.cwd)))?;
+
+    // 8. Open files, at their numbers and offsets.
+    for f in &image.files {
+        let p = inj.put_str(0, &f.path).map_err(step("path"))?;
+        let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+        let got = inj
+            .call(
+                "openat",
+                libc::SYS_openat,
+                &[libc::AT_FDCWD as u64, p, flags as u64, 0],
+            )
+            .map_err(step(format!("reopen descriptor {} ({})", f.fd, f.path)))?;
+        if got != f.fd as u64 {
+            inj.call(
+                "dup3",
+                libc::SYS_dup3,
+                &[got, f.fd as u64, (f.flags & libc::O_CLOEXEC) as u64],
+            )
+            .map_err(step(format!("move descriptor {} into place", f.fd)))?;
+            inj.call("close", libc::SYS_close, &[got])
+                .map_err(step("close"))?;
+        }
+        inj.call(
+            "lseek",
+            libc::SYS_lseek,
+            &[f.fd as u64, f.pos, libc::SEEK_SET as u64],
+        )
+        .map_err(step(format!("seek descriptor {} to {}", f.fd, f.pos)))?;
+    }
+
+    // 9. Limits, queued signals, and the scratch area goes.
+    for l in &image.rlimits {
+        sys::set_rlimit(stub, l.resource, l.cur, l.max)
+            .map_err(sys_err(format!("restoring resource limit {}", l.resource)))?;
+    }
+    for sig in &image.pending {
+        inj.put(0, &sig.siginfo).map_err(step("siginfo"))?;
+        let signo = sig.signo() as u64;
+        let pid = stub.as_raw() as u64;
+        if sig.shared {
+            inj.call(
+                "rt_sigqueueinfo",
+                libc::SYS_rt_sigqueueinfo,
+                &[pid, signo, s],
+            )
+        } else {
+            inj.call(
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                &[pid, pid, signo, s],
+            )
+        }
+        .map_err(step(format!("queue pending signal {signo}")))?;
+    }
+    inj.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH_LEN])
+        .map_err(step("unmap the scratch area"))?;
+
+    // 10. Registers last, then run.
+    sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
+    ptrace::setregs(stub, regs_to(&image.regs.for_resume()))
+        .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
+    sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
+    ptrace::detach(stub, None)
+        .map_err(|e| step("detach")(InjectError::Ptrace("PTRACE_DETACH", e)))?;
+    guard.0 = None;
+    Ok((stub.as_raw(), pager))
+}
+
+fn read_creds(pid: Pid) -> std::io::Result<Creds> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mut c = Creds {
+        uid: [0; 3],
+        gid: [0; 3],
+        groups: Vec::new(),
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let nums: Vec<u32> = v
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match k {
+            "Uid" if nums.len() >= 3 => c.uid.copy_from_slice(&nums[..3]),
+            "Gid" if nums.len() >= 3 => c.gid.copy_from_slice(&nums[..3]),
+            "Groups" => c.groups = nums,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Moves the stub's `[vvar]`, `[vvar_vclock]` and `[vdso]` to the target's addresses,
+/// together, keeping their relative offsets (the program's libc cached the old ones).
+fn move_vdso(
+    inj: &mut Injector,
+    stub_vdso: &[(u64, u64, String)],
+    target: &[&Vma],
+    image: &ProcessImage,
+    scratch: u64,
+) -> Result<(), RestoreError> {
+    if target.is_empty() {
+        for m in stub_vdso {
+            inj.call("munmap", libc::SYS_munmap, &[m.0, m.1 - m.0])
+                .map_err(step("unmap the vDSO"))?;
+        }
+        return Ok(());
+    }
+    let mut pairs = Vec::new();
+    for t in target {
+        let s = stub_vdso.iter().find(|m| m.2 == t.name).ok_or_else(|| {
+            RestoreError::Incompatible(format!("this kernel has no {} mapping", t.name))
+        })?;
+        if s.1 - s.0 != t.len() {
+            return Err(RestoreError::Incompatible(format!(
+                "{} is {} bytes here, {} in the image",
+                t.name,
+                s.1 - s.0,
+                t.len()
+            )));
+        }
+        pairs.push((s.0, t.start, t.len()));
+    }
+    if stub_vdso.len() != target.len() {
+        return Err(RestoreError::Incompatible(
+            "the vDSO has different parts here".into(),
+        ));
+    }
+    let lo_s = pairs.iter().map(|p| p.0).min().unwrap_or(0);
+    let lo_t = pairs.iter().map(|p| p.1).min().unwrap_or(0);
+    if pairs.iter().any(|p| p.1 - lo_t != p.0 - lo_s) {
+        return Err(RestoreError::Incompatible(
+            "the vDSO parts are laid out differently here".into(),
+        ));
+    }
+    if lo_s == lo_t {
+        return Ok(());
+    }
+    let span = pairs.iter().map(|p| p.0 + p.2).max().unwrap_or(0) - lo_s;
+    let overlaps = lo_s < lo_t + span && lo_t < lo_s + span;
+    let mut cur = lo_s;
+    let mut hops = Vec::new();
+    if overlaps {
+        let mut occ: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
+        occ.push((lo_s, lo_s + span));
+        occ.push((scratch, scratch + SCRATCH_LEN));
+        let tmp = find_gap(&occ, span, 0x1000_0000, PAGE_SIZE)
+            .ok_or_else(|| RestoreError::Incompatible("no room to move the vDSO".into()))?;
+        hops.push(tmp);
+    }
+    hops.push(lo_t);
+    for dest in hops {
+        for p in &pairs {
+            let from = p.0 - lo_s + cur;
+            let to = p.0 - lo_s + dest;
+            inj.call(
+                "mremap",
+                libc::SYS_mremap,
+                &[from, p.2, p.2, MREMAP_MAYMOVE | MREMAP_FIXED, to],
+            )
+            .map_err(step("move the vDSO"))?;
+        }
+        cur = dest;
+    }
+    Ok(())
+}
+
+/// Copies `runs` from `source` into the stub's memory.
+fn fill(
+    stub: Pid,
+    mem: &File,
+    source: &mut dyn PageSource,
+    runs: &[PageRun],
+) -> Result<(), RestoreError> {
+    const CHUNK: u64 = 4 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    for r in runs {
+        let mut addr = r.addr;
+        while addr < r.end() {
+            let n = (r.end() - addr).min(CHUNK) as usize;
+            source.read(addr, &mut buf[..n])?;
+            let done = process_vm_writev(
+                stub,
+                &[IoSlice::new(&buf[..n])],
+                &[RemoteIoVec {
+                    base: addr as usize,
+                    len: n,
+                }],
+            )
+            .unwrap_or(0);
+            if done < n {
+                mem.write_all_at(&buf[done..n], addr + done as u64)
+                    .map_err(sys_err(format!(
+                        "writing memory at {:#x}",
+                        addr + done as u64
+                    )))?;
+            }
+            addr += n as u64;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_gap;
+
+    #[test]
+    fn gap_skips_occupied_ranges_with_margin() {
+        let occ = [(0x1000_0000, 0x1000_2000), (0x1000_5000, 0x1000_6000)];
+        assert_eq!(find_gap(&occ, 0x1000, 0x1000_0000, 0), Some(0x1000_2000));
+        assert_eq!(
+            find_gap(&occ, 0x1000, 0x1000_0000, 0x1000),
+            Some(0x1000_7000)
+        );
+        assert_eq!(find_gap(&occ, 0x4000, 0x1000_0000, 0), Some(0x1000_6000));
+        assert_eq!(find_gap(&[], 0x1000, 0x2000, 0), Some(0x2000));
+    }
+}

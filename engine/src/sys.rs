@@ -1,0 +1,353 @@
+//! The raw kernel interfaces the engine needs and neither `nix` nor `libc` wraps safely:
+//! ptrace register sets and queries, `pidfd_getfd`, the userfaultfd handshake, and the
+//! fork of the restore stub. Every `unsafe` block of the engine lives here.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::Pid;
+
+use crate::image::Rseq;
+
+const NT_X86_XSTATE: libc::c_int = 0x202;
+const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
+const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
+const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// Largest XSAVE area we accept (the CPU here uses 2688 bytes).
+pub(crate) const XSTATE_MAX: usize = 16384;
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Reads the XSAVE area of a ptrace-stopped tracee.
+pub(crate) fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, which outlives the call; the kernel writes at most
+    // `iov_len` bytes and updates `iov_len` to the size written.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            pid.as_raw(),
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    check(ret)?;
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// Writes the XSAVE area of a ptrace-stopped tracee.
+pub(crate) fn set_xstate(pid: Pid, data: &[u8]) -> io::Result<()> {
+    let mut copy = data.to_vec();
+    let mut iov = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: copy.len(),
+    };
+    // SAFETY: `iov` describes `copy`, which outlives the call; the kernel only reads it.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            pid.as_raw(),
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// The tracee's blocked-signal mask.
+pub(crate) fn get_sigmask(pid: Pid) -> io::Result<u64> {
+    let mut mask = 0u64;
+    // SAFETY: the kernel writes exactly 8 bytes (the size passed as `addr`) to `mask`.
+    let ret = unsafe {
+        libc::ptrace(
+            PTRACE_GETSIGMASK,
+            pid.as_raw(),
+            8usize as *mut libc::c_void,
+            &mut mask as *mut u64,
+        )
+    };
+    check(ret)?;
+    Ok(mask)
+}
+
+/// Sets the tracee's blocked-signal mask (the kernel never blocks SIGKILL/SIGSTOP).
+pub(crate) fn set_sigmask(pid: Pid, mask: u64) -> io::Result<()> {
+    // SAFETY: the kernel reads exactly 8 bytes from `mask`.
+    let ret = unsafe {
+        libc::ptrace(
+            PTRACE_SETSIGMASK,
+            pid.as_raw(),
+            8usize as *mut libc::c_void,
+            &mask as *const u64,
+        )
+    };
+    check(ret).map(drop)
+}
+
+#[repr(C)]
+struct PeekSiginfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// Queued signals of the tracee: its own queue, or the process-wide one.
+pub(crate) fn peek_siginfo(pid: Pid, shared: bool) -> io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    loop {
+        let args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: 16,
+        };
+        let mut buf = [0u8; 128 * 16];
+        // SAFETY: `args` is a valid `ptrace_peeksiginfo_args`; the kernel writes at most
+        // `nr` (16) 128-byte siginfo records into `buf`, which has room for exactly that.
+        let ret = unsafe {
+            libc::ptrace(
+                libc::PTRACE_PEEKSIGINFO,
+                pid.as_raw(),
+                &args as *const PeekSiginfoArgs,
+                buf.as_mut_ptr(),
+            )
+        };
+        let n = check(ret)? as usize;
+        out.extend(buf.chunks(128).take(n).map(<[u8]>::to_vec));
+        if n < 16 {
+            return Ok(out);
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+
+/// The tracee's registered restartable sequence, if any.
+pub(crate) fn get_rseq(pid: Pid) -> io::Result<Option<Rseq>> {
+    let mut conf = RseqConfiguration::default();
+    let size = std::mem::size_of::<RseqConfiguration>();
+    // SAFETY: the kernel writes at most `size` bytes into `conf`, which is that large.
+    let ret = unsafe {
+        libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            pid.as_raw(),
+            size as *mut libc::c_void,
+            &mut conf as *mut RseqConfiguration,
+        )
+    };
+    check(ret)?;
+    Ok((conf.rseq_abi_pointer != 0).then_some(Rseq {
+        addr: conf.rseq_abi_pointer,
+        len: conf.rseq_abi_size,
+        signature: conf.signature,
+    }))
+}
+
+/// Head and length of another process's robust futex list.
+pub(crate) fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
+    let mut head = 0u64;
+    let mut len = 0u64;
+    // SAFETY: the kernel stores one pointer into `head` and one size_t into `len`.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            pid.as_raw(),
+            &mut head as *mut u64,
+            &mut len as *mut u64,
+        )
+    };
+    check(ret)?;
+    Ok((head, len))
+}
+
+/// Reads one resource limit of any process (`prlimit64`).
+pub(crate) fn get_rlimit(pid: Pid, resource: i32) -> io::Result<(u64, u64)> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a null new limit means "read only"; the kernel fills `old`.
+    let ret = unsafe {
+        libc::prlimit64(
+            pid.as_raw(),
+            resource as libc::__rlimit_resource_t,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    check(ret as libc::c_long)?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// Sets one resource limit of any process (`prlimit64`).
+pub(crate) fn set_rlimit(pid: Pid, resource: i32, cur: u64, max: u64) -> io::Result<()> {
+    let new = libc::rlimit64 {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    // SAFETY: the kernel only reads `new`; a null old limit is allowed.
+    let ret = unsafe {
+        libc::prlimit64(
+            pid.as_raw(),
+            resource as libc::__rlimit_resource_t,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// `pidfd_open(pid, 0)`.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    // SAFETY: on success the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd`: a duplicate of descriptor `fd` of the process behind `pidfd`.
+pub(crate) fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain system call with integer arguments.
+    let new = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
+    // SAFETY: on success the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+}
+
+#[repr(C)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+const UFFD_API: u64 = 0xAA;
+nix::ioctl_readwrite!(uffdio_api_ioctl, 0xAA, 0x3F, UffdioApi);
+
+/// The userfaultfd API handshake (`UFFDIO_API`) asking for `features`; returns the
+/// features the kernel granted.
+pub(crate) fn uffd_api(fd: RawFd, features: u64) -> io::Result<u64> {
+    let mut api = UffdioApi {
+        api: UFFD_API,
+        features,
+        ioctls: 0,
+    };
+    // SAFETY: `api` is a valid `struct uffdio_api` the kernel reads and updates in place.
+    unsafe { uffdio_api_ioctl(fd, &mut api) }.map_err(io::Error::from)?;
+    Ok(api.features)
+}
+
+/// Forks the restore stub: the child maps `len` bytes read/write/execute at `scratch`,
+/// copies `code` to its start, asks to be traced by the calling thread and stops itself
+/// with SIGSTOP. It runs no Rust code after the fork, only async-signal-safe libc calls.
+pub(crate) fn fork_stub(scratch: u64, len: usize, code: &[u8]) -> io::Result<Pid> {
+    // SAFETY: after fork the child only calls async-signal-safe functions (mmap, memcpy
+    // on its private copy, ptrace, raise, _exit) and never returns into Rust code that
+    // could touch locks held by other threads of the parent.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above; every pointer used is to memory the child owns.
+        unsafe {
+            let p = libc::mmap(
+                scratch as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            );
+            if p as u64 != scratch {
+                libc::_exit(126);
+            }
+            libc::memcpy(p, code.as_ptr().cast(), code.len());
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) < 0 {
+                libc::_exit(125);
+            }
+            libc::raise(libc::SIGSTOP);
+            libc::_exit(124);
+        }
+    }
+    Ok(Pid::from_raw(pid))
+}
+
+/// `UFFDIO_COPY` of `src` to `dst` in the address space behind `uffd`, waking the faulting
+/// thread. Returns the bytes copied.
+pub(crate) fn uffd_copy(uffd: &userfaultfd::Uffd, src: &[u8], dst: u64) -> Result<usize, UffdErr> {
+    // SAFETY: `src` is a live slice of this process, valid for `src.len()` bytes; `dst` is
+    // an address in the *other* process's registered range, which the kernel checks and
+    // which aliases nothing of ours.
+    unsafe {
+        uffd.copy(
+            src.as_ptr().cast(),
+            dst as *mut libc::c_void,
+            src.len(),
+            true,
+        )
+    }
+    .map_err(UffdErr::from)
+}
+
+/// A failed userfaultfd operation, with the errno pulled out of the crate's error (which
+/// uses another `nix` version's `Errno`).
+#[derive(Debug)]
+pub(crate) enum UffdErr {
+    /// Only this many bytes were copied (an event is pending).
+    Partial(usize),
+    /// The kernel's error number.
+    Errno(i32),
+    /// Anything else.
+    Other(userfaultfd::Error),
+}
+
+impl From<userfaultfd::Error> for UffdErr {
+    fn from(e: userfaultfd::Error) -> Self {
+        match e {
+            userfaultfd::Error::PartiallyCopied(n) => UffdErr::Partial(n),
+            userfaultfd::Error::CopyFailed(e) | userfaultfd::Error::ZeropageFailed(e) => {
+                UffdErr::Errno(e as i32)
+            }
+            e => UffdErr::Other(e),
+        }
+    }
+}
+
+/// `UFFDIO_ZEROPAGE` of `[dst, dst + len)` behind `uffd`, waking the faulting thread.
+pub(crate) fn uffd_zeropage(
+    uffd: &userfaultfd::Uffd,
+    dst: u64,
+    len: usize,
+) -> Result<usize, UffdErr> {
+    // SAFETY: `dst` is an address in the other process's registered range; nothing of
+    // this process is read or written.
+    unsafe { uffd.zeropage(dst as *mut libc::c_void, len, true) }.map_err(UffdErr::from)
+}
+
+/// Wraps a userfaultfd descriptor (already through the `UFFDIO_API` handshake).
+pub(crate) fn uffd_from_fd(fd: OwnedFd) -> userfaultfd::Uffd {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: `fd` is an open userfaultfd descriptor we own; ownership moves into `Uffd`,
+    // which closes it on drop.
+    unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) }
+}

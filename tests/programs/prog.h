@@ -1,0 +1,35 @@
+/* Shared helpers of the checkpoint test programs. Each program exercises one feature,
+ * prints deterministic output, checks its own state and exits 0 ("FAIL ..." and exit 1
+ * on a broken check). Time only decides how long a program waits, never what it prints. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+__attribute__((unused)) static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Busy for `sec` seconds (a window for the checkpoint to land in). */
+__attribute__((unused)) static void spin(double sec) {
+    double end = now() + sec;
+    while (now() < end) {
+    }
+}
+
+__attribute__((unused)) static void check(int ok, const char *what) {
+    if (!ok) {
+        printf("FAIL %s\n", what);
+        fflush(stdout);
+        exit(1);
+    }
+}
+
+__attribute__((unused)) static unsigned long mix(unsigned long h, unsigned long v) {
+    h ^= v + 0x9e3779b97f4a7c15UL + (h << 6) + (h >> 2);
+    return h;
+}

@@ -1,0 +1,213 @@
+//! omckpt: checkpoint a running process to a directory and restart it later.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{kill, raise, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use om_engine::{capture, checkpoint, restore, Paging};
+
+/// Checkpoint a running process to a directory and restart it from there, in the spirit of
+/// MOSIX's checkpoint/recovery and of criu.
+///
+/// `omckpt dump` freezes the process, writes its whole user context (registers, FPU/AVX
+/// state, memory, signal state, timers, open files, limits, ...) and then ends it (or, with
+/// --leave-running, lets it continue). `omckpt restore` brings it back as a child of
+/// omckpt, which stays in the foreground and exits with the process's status.
+///
+/// What can be checkpointed: single-threaded processes whose descriptors beyond 0, 1 and
+/// 2 are regular files or directories, without SysV or other shared memory, device
+/// mappings or POSIX timers. Anything else is refused with the reason, and the process is
+/// left running unharmed.
+///
+/// The restored process gets a NEW pid. Its standard input, output and error are those of
+/// `omckpt restore`; other files are reopened by path with the same flags and offset.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  omckpt dump 4242 /var/tmp/job.ckpt\n  omckpt restore /var/tmp/job.ckpt\n  omckpt restore --lazy --detach /var/tmp/job.ckpt"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write the image of process PID into DIR, then end the process.
+    Dump {
+        /// The process to checkpoint.
+        pid: i32,
+        /// Directory for the image (created if missing; `image.json` and `pages.img`).
+        dir: PathBuf,
+        /// Let the process continue after the dump instead of ending it.
+        #[arg(long)]
+        leave_running: bool,
+        /// Print what was written and how long it took.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Restart the process saved in DIR.
+    Restore {
+        /// Directory written by `omckpt dump`.
+        dir: PathBuf,
+        /// Start the process at once and page its memory in on demand from the image.
+        #[arg(long)]
+        lazy: bool,
+        /// Do not wait for the process: return once it runs (and, with --lazy, once all
+        /// of its memory is in place), printing its pid on standard error.
+        #[arg(long)]
+        detach: bool,
+        /// Print timings and paging statistics on standard error.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("omckpt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    match args.cmd {
+        Cmd::Dump {
+            pid,
+            dir,
+            leave_running,
+            verbose,
+        } => dump(pid, &dir, leave_running, verbose).map(|()| ExitCode::SUCCESS),
+        Cmd::Restore {
+            dir,
+            lazy,
+            detach,
+            verbose,
+        } => restart(&dir, lazy, detach, verbose),
+    }
+}
+
+fn dump(pid: i32, dir: &Path, leave_running: bool, verbose: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let mut frozen = capture(pid)?;
+    let image = frozen.image().clone();
+    let total = image.page_bytes();
+    let show = total >= 256 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = 0;
+    let written = checkpoint::write(dir, &image, frozen.memory(), |done, all| {
+        if show && (done - last >= 64 << 20 || done == all) {
+            last = done;
+            eprint!("\romckpt: {} of {} MiB", done >> 20, all >> 20);
+        }
+    });
+    if show {
+        eprintln!();
+    }
+    if let Err(e) = written {
+        // The process runs on; take away the partial image so it is never restored.
+        drop(frozen);
+        let _ = std::fs::remove_file(dir.join(checkpoint::IMAGE_FILE));
+        let _ = std::fs::remove_file(dir.join(checkpoint::PAGES_FILE));
+        return Err(e).with_context(|| format!("dump of pid {pid} failed; it is still running"));
+    }
+    let frozen_for = t0.elapsed();
+    if leave_running {
+        frozen.resume()?;
+    } else {
+        frozen
+            .kill()
+            .with_context(|| format!("the image is complete, but pid {pid} could not be ended"))?;
+    }
+    if verbose {
+        eprintln!(
+            "omckpt: pid {pid}: {} mappings, {:.1} MiB of pages, {} open files; frozen {:.1} ms; {}",
+            image.vmas.len(),
+            total as f64 / (1 << 20) as f64,
+            image.files.len(),
+            frozen_for.as_secs_f64() * 1e3,
+            if leave_running { "left running" } else { "ended" }
+        );
+    }
+    Ok(())
+}
+
+fn restart(dir: &Path, lazy: bool, detach: bool, verbose: bool) -> Result<ExitCode> {
+    let (image, pages) = checkpoint::read(dir)?;
+    // Block the signals we wait for or pass on before any thread starts (threads inherit
+    // the mask; the restored process gets its own mask from the image).
+    let forwarded = [
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ];
+    let mut signals = SigSet::empty();
+    for s in forwarded
+        .iter()
+        .chain(&[Signal::SIGCHLD, Signal::SIGINT, Signal::SIGQUIT])
+    {
+        signals.add(*s);
+    }
+    signals.thread_block().context("cannot block signals")?;
+    let t0 = Instant::now();
+    let paging = if lazy { Paging::Lazy } else { Paging::Eager };
+    let mut restored = restore(&image, Box::new(pages), paging)
+        .with_context(|| format!("cannot restore {}", dir.display()))?;
+    let pid = Pid::from_raw(restored.pid());
+    if verbose {
+        eprintln!(
+            "omckpt: restored pid {} as pid {pid} ({} paging) in {:.2} ms",
+            image.pid,
+            if lazy { "lazy" } else { "eager" },
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    if detach {
+        let stats = restored.finish_paging()?;
+        if let (true, Some(s)) = (verbose, stats) {
+            eprintln!("omckpt: paging done: {s:?}");
+        }
+        eprintln!("omckpt: restored as pid {pid}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Like a shell waiting for a foreground job: Ctrl-C and Ctrl-\ reach the process from
+    // the terminal directly; TERM, HUP, USR1 and USR2 sent to omckpt are passed on.
+    let status = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break s,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("waiting for the restored process"),
+        }
+        match signals.wait().context("sigwait")? {
+            Signal::SIGCHLD | Signal::SIGINT | Signal::SIGQUIT => {}
+            sig => {
+                let _ = kill(pid, sig);
+            }
+        }
+    };
+    let stats = restored.finish_paging()?;
+    if let (true, Some(s)) = (verbose, stats) {
+        eprintln!("omckpt: paging: {s:?}");
+    }
+    match status {
+        WaitStatus::Exited(_, code) => Ok(ExitCode::from(code as u8)),
+        WaitStatus::Signaled(_, sig, _) => {
+            // No handlers are installed here, so unblocking and raising the same signal
+            // ends omckpt the way the process ended.
+            let mut one = SigSet::empty();
+            one.add(sig);
+            let _ = one.thread_unblock();
+            let _ = raise(sig);
+            Ok(ExitCode::from(128 + sig as u8))
+        }
+        _ => Ok(ExitCode::FAILURE),
+    }
+}

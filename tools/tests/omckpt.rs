@@ -1,0 +1,518 @@
+//! omckpt end to end: every test program of tests/programs runs natively, then several
+//! times with a checkpoint at a random moment followed by a restore (eager and lazy). The
+//! output, the exit status and the files it writes must be byte-identical to the native
+//! run, and nothing may be left running. Set OMCKPT_SEED to replay the random moments.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const OMCKPT: &str = env!("CARGO_BIN_EXE_omckpt");
+
+fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/programs")
+}
+
+fn bin_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("omckpt-programs");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles `name` (tests/programs/NAME.c) once; concurrent tests never see a partial file.
+fn build(name: &str) -> PathBuf {
+    let out = bin_dir().join(name.replace('/', "_"));
+    let src = programs_dir().join(format!("{name}.c"));
+    let fresh = |out: &Path| {
+        let (Ok(o), Ok(s), Ok(h)) = (
+            std::fs::metadata(out).and_then(|m| m.modified()),
+            std::fs::metadata(&src).and_then(|m| m.modified()),
+            std::fs::metadata(programs_dir().join("prog.h")).and_then(|m| m.modified()),
+        ) else {
+            return false;
+        };
+        o > s && o > h
+    };
+    if !fresh(&out) {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .status()
+            .expect("gcc");
+        assert!(st.success(), "cannot compile {}", src.display());
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+struct Rng(u64);
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("OMCKPT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("OMCKPT_SEED={seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [lo, hi).
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() % 1_000_000) as f64 / 1e6 * (hi - lo)
+    }
+}
+
+/// What one program does, as the test sees it.
+#[derive(Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    args: &'static [&'static str],
+    /// Written to standard input (after a pause, or after the restore).
+    stdin: Option<&'static str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    stdout: String,
+    status: Option<i32>,
+    signal: Option<i32>,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+fn workdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("omckpt-{tag}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+fn spawn(spec: &Spec, dir: &Path) -> Child {
+    Command::new(build("launch"))
+        .arg(build(spec.name))
+        .args(spec.args)
+        .current_dir(dir)
+        .env("OMTEST", "hello")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn reader(child: &mut Child) -> JoinHandle<String> {
+    let mut out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
+fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                m.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    m
+}
+
+fn outcome(stdout: String, status: ExitStatus, dir: &Path) -> Outcome {
+    Outcome {
+        stdout,
+        status: status.code(),
+        signal: status.signal(),
+        files: files_in(dir),
+    }
+}
+
+fn feed(child: &mut Child, input: Option<&str>) {
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(text) = input {
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+fn native(spec: &Spec) -> (Outcome, Duration) {
+    let dir = workdir("native");
+    let t0 = Instant::now();
+    let mut child = spawn(spec, dir.path());
+    let out = reader(&mut child);
+    if spec.stdin.is_some() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    feed(&mut child, spec.stdin);
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    (outcome(out.join().unwrap(), status, dir.path()), took)
+}
+
+/// Processes whose working directory is inside `dir` (there must be none left).
+fn processes_in(dir: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                left.push(name);
+            }
+        }
+    }
+    left
+}
+
+/// One checkpointed run: start, dump after `delay`, restore, finish.
+fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
+    let dir = workdir(spec.name);
+    let ckpt = workdir("image");
+    let mut child = spawn(spec, dir.path());
+    let before = reader(&mut child);
+    let stdin = child.stdin.take();
+    std::thread::sleep(Duration::from_secs_f64(delay));
+    let dump = Command::new(OMCKPT)
+        .arg("dump")
+        .arg(child.id().to_string())
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
+    if !dump.status.success() {
+        let err = String::from_utf8_lossy(&dump.stderr);
+        // The program may simply have finished before the dump: not a failure, no test.
+        drop(stdin);
+        let st = child.wait().unwrap();
+        assert!(
+            err.contains("no process") || err.contains("zombie"),
+            "{}: dump failed while it ran: {err}",
+            spec.name
+        );
+        assert!(st.success());
+        return None;
+    }
+    let st = child.wait().unwrap();
+    assert_eq!(
+        st.signal(),
+        Some(9),
+        "{}: the original must end after a dump",
+        spec.name
+    );
+    drop(stdin);
+    let a = before.join().unwrap();
+
+    let mut cmd = Command::new(OMCKPT);
+    cmd.arg("restore");
+    if lazy {
+        cmd.arg("--lazy");
+    }
+    let mut restored = cmd
+        .arg(ckpt.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let after = reader(&mut restored);
+    feed(&mut restored, spec.stdin);
+    let status = restored.wait().unwrap();
+    let b = after.join().unwrap();
+    let left = processes_in(dir.path());
+    assert!(
+        left.is_empty(),
+        "{}: processes left running: {left:?}",
+        spec.name
+    );
+    Some(outcome(a + &b, status, dir.path()))
+}
+
+fn run_program(spec: Spec) {
+    let mut rng = Rng::new();
+    let (reference, took) = native(&spec);
+    assert_eq!(
+        reference.status,
+        Some(0),
+        "{}: native run failed: {}",
+        spec.name,
+        reference.stdout
+    );
+    assert!(!reference.stdout.contains("FAIL"), "{}", reference.stdout);
+    let window = if spec.stdin.is_some() {
+        0.15
+    } else {
+        took.as_secs_f64() * 0.85
+    };
+    for lazy in [false, true] {
+        let mut tested = 0;
+        let mut attempts = 0;
+        while tested < 3 {
+            attempts += 1;
+            assert!(
+                attempts < 12,
+                "{}: could not checkpoint it while it ran",
+                spec.name
+            );
+            let delay = rng.between(0.03, window.max(0.06));
+            let mode = if lazy { "lazy" } else { "eager" };
+            let Some(got) = checkpointed(&spec, delay, lazy) else {
+                continue;
+            };
+            assert_eq!(
+                got, reference,
+                "{}: {mode} restore after a checkpoint at {delay:.3}s differs from the native run",
+                spec.name
+            );
+            tested += 1;
+        }
+    }
+}
+
+macro_rules! program_tests {
+    ($($name:ident => $args:expr, $stdin:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            run_program(Spec {
+                name: stringify!($name),
+                args: $args,
+                stdin: $stdin,
+            });
+        }
+    )*};
+}
+
+program_tests! {
+    checksum => &[], None;
+    bigheap => &[], None;
+    recursion => &[], None;
+    tls => &[], None;
+    fpu => &[], None;
+    avx => &[], None;
+    sighandler => &[], None;
+    pending => &[], None;
+    altstack => &[], None;
+    itimer => &[], None;
+    nanosleep => &[], None;
+    stdin_read => &[], Some("first line\nsecond line\nthe end\n");
+    file_write => &[], None;
+    file_read => &[], None;
+    file_flags => &[], None;
+    mmap_file => &[], None;
+    mprotect => &[], None;
+    brk => &[], None;
+    env_argv => &["one", "two words", "--three=3"], None;
+    mappings => &[], None;
+    cwd => &[], None;
+    attrs => &[], None;
+    fork_after => &[], None;
+    rseq_robust => &[], None;
+    vdso_time => &[], None;
+    stdio_buffered => &[], None;
+}
+
+/// A refused dump names the reason and leaves the program running to a normal end.
+fn refused(name: &'static str, reason: &str, expected_output: &str) {
+    let dir = workdir("refused");
+    let spec = Spec {
+        name,
+        args: &[],
+        stdin: None,
+    };
+    let mut child = spawn(&spec, dir.path());
+    let out = reader(&mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    let ckpt = workdir("image");
+    let dump = Command::new(OMCKPT)
+        .arg("dump")
+        .arg(child.id().to_string())
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&dump.stderr);
+    assert!(!dump.status.success(), "{name}: the dump should be refused");
+    assert!(err.contains(reason), "{name}: reason missing from: {err}");
+    assert!(
+        !ckpt.path().join("image.json").exists(),
+        "{name}: a refused dump wrote an image"
+    );
+    drop(child.stdin.take());
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{name}: harmed by the refused dump: {st:?}");
+    assert_eq!(out.join().unwrap(), expected_output);
+}
+
+#[test]
+fn refuses_multithreaded() {
+    refused(
+        "refuse/threads",
+        "multi-threaded (2 threads)",
+        "threads done\n",
+    );
+}
+
+#[test]
+fn refuses_sysv_shm() {
+    refused("refuse/sysv_shm", "SysV shared memory", "shm says shared\n");
+}
+
+#[test]
+fn refuses_pipe_descriptor() {
+    refused(
+        "refuse/pipe_fd",
+        "descriptor 3 is a pipe",
+        "pipe still open\n",
+    );
+}
+
+/// Starts file_write, dumps it with `extra` dump arguments; returns (child, dir, image).
+fn dumped(
+    extra: &[&str],
+) -> (
+    Child,
+    JoinHandle<String>,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let dir = workdir("file");
+    let spec = Spec {
+        name: "file_write",
+        args: &[],
+        stdin: None,
+    };
+    let mut child = spawn(&spec, dir.path());
+    let out = reader(&mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    let ckpt = workdir("image");
+    let st = Command::new(OMCKPT)
+        .arg("dump")
+        .args(extra)
+        .arg(child.id().to_string())
+        .arg(ckpt.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (child, out, dir, ckpt)
+}
+
+#[test]
+fn restore_refuses_a_shrunk_or_missing_file() {
+    let (mut child, _out, dir, ckpt) = dumped(&[]);
+    child.wait().unwrap();
+    let out = dir.path().join("out.txt");
+    std::fs::write(&out, b"short").unwrap();
+    let r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("shrunk to 5 bytes, below the saved offset"),
+        "{err}"
+    );
+    assert!(err.contains("out.txt"), "{err}");
+    std::fs::remove_file(&out).unwrap();
+    let r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("cannot reopen descriptor 3") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn leave_running_keeps_the_original_and_the_image_restores_too() {
+    let spec = Spec {
+        name: "file_write",
+        args: &[],
+        stdin: None,
+    };
+    let (reference, _) = native(&spec);
+    let (mut child, out, dir, ckpt) = dumped(&["--leave-running"]);
+    let st = child.wait().unwrap();
+    let original = out.join().unwrap();
+    assert!(st.success());
+    assert_eq!(outcome(original.clone(), st, dir.path()), reference);
+    // The image, taken mid-write, restores against the same file: the process rewrites
+    // its second half in place and ends with the same file and output.
+    let r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+    let lines = String::from_utf8(r.stdout).unwrap();
+    assert_eq!(lines, reference.stdout);
+    assert_eq!(files_in(dir.path()), reference.files);
+}
+
+#[test]
+fn signals_reach_the_restored_process_and_its_death_is_reproduced() {
+    let spec = Spec {
+        name: "nanosleep",
+        args: &[],
+        stdin: None,
+    };
+    let dir = workdir("signal");
+    let mut child = spawn(&spec, dir.path());
+    let _out = reader(&mut child);
+    std::thread::sleep(Duration::from_millis(150));
+    let ckpt = workdir("image");
+    assert!(Command::new(OMCKPT)
+        .arg("dump")
+        .arg(child.id().to_string())
+        .arg(ckpt.path())
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    let mut r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(r.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = r.wait().unwrap();
+    assert_eq!(
+        st.signal(),
+        Some(15),
+        "omckpt restore must die as the process did: {st:?}"
+    );
+    assert!(processes_in(dir.path()).is_empty());
+}
