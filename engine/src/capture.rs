@@ -12,7 +12,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use procfs::process::{MMPermissions, MMapPath, Process, VmFlags};
-use sha2::{Digest, Sha256};
 
 use crate::error::{CaptureError, InjectError, PageError, Refusal};
 use crate::image::*;
@@ -50,7 +49,8 @@ impl Frozen {
         self.detach()
     }
 
-    /// Ends the process (SIGKILL), e.g. after a complete checkpoint.
+    /// Ends the process (SIGKILL), e.g. after a complete checkpoint, and waits until it is
+    /// gone. If the caller is also its parent, the process is reaped here.
     pub fn kill(mut self) -> Result<(), CaptureError> {
         let pid = self.pid;
         let Some(tracer) = self.tracer.take() else {
@@ -640,7 +640,7 @@ fn ask_with(inj: &mut Injector) -> Result<Injected, InjectError> {
     })
 }
 
-/// Size and SHA-256 of a regular file; `InvalidInput` if it is not one.
+/// Size and BLAKE3 hash of a regular file; `InvalidInput` if it is not one.
 pub(crate) fn file_id(path: &Path) -> std::io::Result<FileId> {
     let mut f = File::open(path)?;
     let meta = f.metadata()?;
@@ -650,7 +650,7 @@ pub(crate) fn file_id(path: &Path) -> std::io::Result<FileId> {
             "not a regular file",
         ));
     }
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
@@ -659,11 +659,11 @@ pub(crate) fn file_id(path: &Path) -> std::io::Result<FileId> {
         }
         h.update(&buf[..n]);
     }
-    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hash = h.finalize().to_hex().to_string();
     Ok(FileId {
         path: path.to_string_lossy().into_owned(),
         size: meta.len(),
-        sha256,
+        hash,
     })
 }
 

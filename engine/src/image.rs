@@ -105,8 +105,8 @@ pub struct FileId {
     pub path: String,
     /// Size in bytes at capture time.
     pub size: u64,
-    /// SHA-256 of the whole file, lower-case hex.
-    pub sha256: String,
+    /// BLAKE3 hash of the whole file, lower-case hex.
+    pub hash: String,
 }
 
 /// One virtual memory area.

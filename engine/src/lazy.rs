@@ -12,11 +12,15 @@
 //! has been read.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 use userfaultfd::{Event, EventBuffer, Uffd};
 
 use crate::error::{PageError, RestoreError};
@@ -73,9 +77,12 @@ pub(crate) fn handshake(fd: OwnedFd) -> Result<Uffd, RestoreError> {
     Ok(sys::uffd_from_fd(fd))
 }
 
-/// The running pager thread.
+/// The running pager thread. Until [`LazyPager::release`] it only answers faults (the
+/// restore itself touches a few pages), leaving the CPU to the restore; then the
+/// background pass starts.
 pub struct LazyPager {
-    handle: JoinHandle<Result<PagerStats, PageError>>,
+    handle: Option<JoinHandle<Result<PagerStats, PageError>>>,
+    go: Arc<AtomicBool>,
 }
 
 impl LazyPager {
@@ -89,20 +96,47 @@ impl LazyPager {
         let mut boundaries: Vec<u64> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
         boundaries.sort_unstable();
         boundaries.dedup();
+        let go = Arc::new(AtomicBool::new(false));
+        let go2 = go.clone();
         let handle = std::thread::Builder::new()
             .name("om-pager".into())
-            .spawn(move || Pager::new(uffd, pending, boundaries, source).run())?;
-        Ok(Self { handle })
+            .spawn(move || {
+                // The pager runs wherever the scheduler finds room, not on the CPU the
+                // restore was pinned to.
+                if let Ok(all) = sched_getaffinity(Pid::from_raw(std::process::id() as i32)) {
+                    let _ = sched_setaffinity(Pid::from_raw(0), &all);
+                }
+                Pager::new(uffd, pending, boundaries, source).run(&go2)
+            })?;
+        Ok(Self {
+            handle: Some(handle),
+            go,
+        })
+    }
+
+    /// Starts the background pass.
+    pub fn release(&self) {
+        self.go.store(true, Ordering::Release);
     }
 
     /// Waits until every page is in place.
-    pub fn join(self) -> Result<PagerStats, PageError> {
-        self.handle.join().unwrap_or_else(|_| {
-            Err(PageError::Io {
+    pub fn join(mut self) -> Result<PagerStats, PageError> {
+        self.release();
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(PageError::Io {
                 addr: 0,
                 source: std::io::Error::other("the pager thread panicked"),
-            })
-        })
+            }),
+        }
+    }
+}
+
+impl Drop for LazyPager {
+    fn drop(&mut self) {
+        // Never leave the thread waiting: with the background pass on it finishes (or
+        // finds the process gone) by itself.
+        self.release();
     }
 }
 
@@ -150,7 +184,7 @@ impl Pager {
         }
     }
 
-    fn run(mut self) -> Result<PagerStats, PageError> {
+    fn run(mut self, go: &AtomicBool) -> Result<PagerStats, PageError> {
         let start = Instant::now();
         let mut events = EventBuffer::new(64);
         loop {
@@ -165,7 +199,13 @@ impl Pager {
                     .iter()
                     .map(|c| PollFd::new(c.uffd.as_fd(), PollFlags::POLLIN))
                     .collect();
-                match poll(&mut fds, PollTimeout::ZERO) {
+                let released = go.load(Ordering::Acquire);
+                let wait = if released {
+                    PollTimeout::ZERO
+                } else {
+                    PollTimeout::from(1u8)
+                };
+                match poll(&mut fds, wait) {
                     Ok(_) => fds
                         .iter()
                         .enumerate()
@@ -184,7 +224,9 @@ impl Pager {
             for i in ready {
                 self.handle_events(i, &mut events)?;
             }
-            self.background_step()?;
+            if go.load(Ordering::Acquire) {
+                self.background_step()?;
+            }
         }
         self.stats.elapsed = start.elapsed();
         Ok(self.stats)

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 
+use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::uio::{process_vm_writev, RemoteIoVec};
@@ -96,7 +97,7 @@ pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
                     why: format!("size {} instead of {}", here.size, id.size),
                 });
             }
-            if here.sha256 != id.sha256 {
+            if here.hash != id.hash {
                 return Err(RestoreError::FileChanged {
                     path: id.path.clone(),
                     why: "different contents".into(),
@@ -261,6 +262,16 @@ fn restore_on_tracer(
     let scratch = find_gap(&occupied, SCRATCH_LEN, 0x1000_0000, 4 << 20)
         .ok_or_else(|| RestoreError::Incompatible("no room for the restore scratch area".into()))?;
 
+    // Tracer and stub share one CPU while the stub is driven: every injected call is a
+    // round trip between them, several times slower across CPUs.
+    let all_cpus =
+        sched_getaffinity(Pid::from_raw(0)).map_err(|e| sys_err("sched_getaffinity")(e.into()))?;
+    if let Ok(cpu) = sched_getcpu() {
+        let mut one = CpuSet::new();
+        if one.set(cpu).is_ok() {
+            let _ = sched_setaffinity(Pid::from_raw(0), &one);
+        }
+    }
     let stub = sys::fork_stub(scratch, SCRATCH_LEN as usize, &[0x0f, 0x05, 0xcc])
         .map_err(sys_err("forking the restore stub"))?;
     let mut guard = StubGuard(Some(stub));
@@ -469,7 +480,12 @@ fn restore_on_tracer(
     }
 
     // 5. Signals.
-    for a in &image.sigactions {
+    // The stub starts with every action at the all-zero default.
+    for a in image
+        .sigactions
+        .iter()
+        .filter(|a| (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
+    {
         let mut b = Vec::with_capacity(32);
         for x in [a.handler, a.flags, a.restorer, a.mask] {
             b.extend_from_slice(&x.to_ne_bytes());
@@ -683,9 +699,13 @@ fn restore_on_tracer(
     ptrace::setregs(stub, regs_to(&image.regs.for_resume()))
         .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
     sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
+    let _ = sched_setaffinity(stub, &all_cpus);
     ptrace::detach(stub, None)
         .map_err(|e| step("detach")(InjectError::Ptrace("PTRACE_DETACH", e)))?;
     guard.0 = None;
+    if let Some(p) = &pager {
+        p.release();
+    }
     Ok((stub.as_raw(), pager))
 }
 
@@ -833,10 +853,9 @@ mod tests {
     fn gap_skips_occupied_ranges_with_margin() {
         let occ = [(0x1000_0000, 0x1000_2000), (0x1000_5000, 0x1000_6000)];
         assert_eq!(find_gap(&occ, 0x1000, 0x1000_0000, 0), Some(0x1000_2000));
-        assert_eq!(
-            find_gap(&occ, 0x1000, 0x1000_0000, 0x1000),
-            Some(0x1000_7000)
-        );
+        // With a margin of one page the 3-page hole keeps only its middle page.
+        assert_eq!(find_gap(&occ, 0x1000, 0x1000_0000, 0x1000), Some(0x1000_3000));
+        assert_eq!(find_gap(&occ, 0x2000, 0x1000_0000, 0x1000), Some(0x1000_7000));
         assert_eq!(find_gap(&occ, 0x4000, 0x1000_0000, 0), Some(0x1000_6000));
         assert_eq!(find_gap(&[], 0x1000, 0x2000, 0), Some(0x2000));
     }

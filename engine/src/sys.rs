@@ -282,6 +282,18 @@ pub(crate) fn fork_stub(scratch: u64, len: usize, code: &[u8]) -> io::Result<Pid
                 libc::_exit(126);
             }
             libc::memcpy(p, code.as_ptr().cast(), code.len());
+            // Every signal action back to the kernel default (all-zero), so that restore
+            // only has to set the actions the image does not have at their default.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8,
+                );
+            }
             if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) < 0 {
                 libc::_exit(125);
             }

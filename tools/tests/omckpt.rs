@@ -516,3 +516,23 @@ fn signals_reach_the_restored_process_and_its_death_is_reproduced() {
     );
     assert!(processes_in(dir.path()).is_empty());
 }
+
+#[test]
+fn restore_rejects_a_truncated_or_corrupt_image() {
+    let (mut child, _out, _dir, ckpt) = dumped(&[]);
+    child.wait().unwrap();
+    let pages = ckpt.path().join("pages.img");
+    let len = std::fs::metadata(&pages).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&pages).unwrap();
+    f.set_len(len - 4096).unwrap();
+    let r = Command::new(OMCKPT).arg("restore").arg(ckpt.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(err.contains(&format!("holds {} bytes but its index lists {len}", len - 4096)), "{err}");
+    std::fs::write(ckpt.path().join("image.json"), b"{\"format\": 1}").unwrap();
+    let r = Command::new(OMCKPT).arg("restore").arg(ckpt.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(err.contains("image.json: not a valid image"), "{err}");
+    assert!(processes_in(_dir.path()).is_empty());
+}
