@@ -854,8 +854,14 @@ mod tests {
         let occ = [(0x1000_0000, 0x1000_2000), (0x1000_5000, 0x1000_6000)];
         assert_eq!(find_gap(&occ, 0x1000, 0x1000_0000, 0), Some(0x1000_2000));
         // With a margin of one page the 3-page hole keeps only its middle page.
-        assert_eq!(find_gap(&occ, 0x1000, 0x1000_0000, 0x1000), Some(0x1000_3000));
-        assert_eq!(find_gap(&occ, 0x2000, 0x1000_0000, 0x1000), Some(0x1000_7000));
+        assert_eq!(
+            find_gap(&occ, 0x1000, 0x1000_0000, 0x1000),
+            Some(0x1000_3000)
+        );
+        assert_eq!(
+            find_gap(&occ, 0x2000, 0x1000_0000, 0x1000),
+            Some(0x1000_7000)
+        );
         assert_eq!(find_gap(&occ, 0x4000, 0x1000_0000, 0), Some(0x1000_6000));
         assert_eq!(find_gap(&[], 0x1000, 0x2000, 0), Some(0x2000));
     }

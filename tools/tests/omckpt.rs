@@ -523,14 +523,31 @@ fn restore_rejects_a_truncated_or_corrupt_image() {
     child.wait().unwrap();
     let pages = ckpt.path().join("pages.img");
     let len = std::fs::metadata(&pages).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&pages).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
     f.set_len(len - 4096).unwrap();
-    let r = Command::new(OMCKPT).arg("restore").arg(ckpt.path()).output().unwrap();
+    let r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
-    assert!(err.contains(&format!("holds {} bytes but its index lists {len}", len - 4096)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "holds {} bytes but its index lists {len}",
+            len - 4096
+        )),
+        "{err}"
+    );
     std::fs::write(ckpt.path().join("image.json"), b"{\"format\": 1}").unwrap();
-    let r = Command::new(OMCKPT).arg("restore").arg(ckpt.path()).output().unwrap();
+    let r = Command::new(OMCKPT)
+        .arg("restore")
+        .arg(ckpt.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
     assert!(err.contains("image.json: not a valid image"), "{err}");
