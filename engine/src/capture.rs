@@ -256,38 +256,6 @@ fn capture_on_tracer(pid: i32) -> Result<ProcessImage, CaptureError> {
     }
 }
 
-pub(crate) fn regs_from(r: &libc::user_regs_struct) -> Regs {
-    Regs {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
-}
-
 fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
@@ -517,7 +485,7 @@ fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
         comm,
         exe,
         cwd,
-        regs: regs_from(&regs),
+        regs: Regs::from_raw(&regs),
         xstate,
         xcr0,
         vmas,

@@ -46,6 +46,28 @@ pub struct Regs {
     pub gs: u64,
 }
 
+/// Conversions to and from the kernel's `user_regs_struct`, from one list of the fields.
+macro_rules! regs_conversions {
+    ($($f:ident),*) => {
+        impl Regs {
+            /// From `PTRACE_GETREGS`.
+            pub fn from_raw(r: &libc::user_regs_struct) -> Regs {
+                Regs { $($f: r.$f),* }
+            }
+
+            /// For `PTRACE_SETREGS`.
+            pub fn to_raw(&self) -> libc::user_regs_struct {
+                libc::user_regs_struct { $($f: self.$f),* }
+            }
+        }
+    };
+}
+
+regs_conversions!(
+    r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs,
+    eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs
+);
+
 /// Kernel return codes that ask for a system call to be restarted.
 const ERESTARTSYS: i64 = -512;
 const ERESTARTNOINTR: i64 = -513;

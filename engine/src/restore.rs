@@ -214,38 +214,6 @@ pub(crate) fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) 
     (cand + len <= TASK_END).then_some(cand)
 }
 
-pub(crate) fn regs_to(r: &Regs) -> libc::user_regs_struct {
-    libc::user_regs_struct {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
-}
-
 fn restore_on_tracer(
     image: &ProcessImage,
     mut source: Box<dyn PageSource>,
@@ -696,7 +664,7 @@ fn restore_on_tracer(
 
     // 10. Registers last, then run.
     sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
-    ptrace::setregs(stub, regs_to(&image.regs.for_resume()))
+    ptrace::setregs(stub, image.regs.for_resume().to_raw())
         .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
     sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
     let _ = sched_setaffinity(stub, &all_cpus);

@@ -172,6 +172,26 @@ fn native(spec: &Spec) -> (Outcome, Duration) {
     (outcome(out.join().unwrap(), status, dir.path()), took)
 }
 
+/// `omckpt dump [EXTRA...] PID DIR`, its output collected.
+fn dump(pid: u32, dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(OMCKPT)
+        .arg("dump")
+        .args(extra)
+        .arg(pid.to_string())
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// `omckpt restore DIR`, run to its end, its output collected.
+fn restore_output(dir: &Path) -> std::process::Output {
+    Command::new(OMCKPT)
+        .arg("restore")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 /// Processes whose working directory is inside `dir` (there must be none left).
 fn processes_in(dir: &Path) -> Vec<String> {
     let mut left = Vec::new();
@@ -197,12 +217,7 @@ fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
     let before = reader(&mut child);
     let stdin = child.stdin.take();
     std::thread::sleep(Duration::from_secs_f64(delay));
-    let dump = Command::new(OMCKPT)
-        .arg("dump")
-        .arg(child.id().to_string())
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let dump = dump(child.id(), ckpt.path(), &[]);
     if !dump.status.success() {
         let err = String::from_utf8_lossy(&dump.stderr);
         // The program may simply have finished before the dump: not a failure, no test.
@@ -346,12 +361,7 @@ fn refused(name: &'static str, reason: &str, expected_output: &str) {
     let out = reader(&mut child);
     std::thread::sleep(Duration::from_millis(300));
     let ckpt = workdir("image");
-    let dump = Command::new(OMCKPT)
-        .arg("dump")
-        .arg(child.id().to_string())
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let dump = dump(child.id(), ckpt.path(), &[]);
     let err = String::from_utf8_lossy(&dump.stderr);
     assert!(!dump.status.success(), "{name}: the dump should be refused");
     assert!(err.contains(reason), "{name}: reason missing from: {err}");
@@ -407,14 +417,8 @@ fn dumped(
     let out = reader(&mut child);
     std::thread::sleep(Duration::from_millis(300));
     let ckpt = workdir("image");
-    let st = Command::new(OMCKPT)
-        .arg("dump")
-        .args(extra)
-        .arg(child.id().to_string())
-        .arg(ckpt.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let st = dump(child.id(), ckpt.path(), extra);
+    assert!(st.status.success());
     (child, out, dir, ckpt)
 }
 
@@ -424,11 +428,7 @@ fn restore_refuses_a_shrunk_or_missing_file() {
     child.wait().unwrap();
     let out = dir.path().join("out.txt");
     std::fs::write(&out, b"short").unwrap();
-    let r = Command::new(OMCKPT)
-        .arg("restore")
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let r = restore_output(ckpt.path());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
     assert!(
@@ -437,11 +437,7 @@ fn restore_refuses_a_shrunk_or_missing_file() {
     );
     assert!(err.contains("out.txt"), "{err}");
     std::fs::remove_file(&out).unwrap();
-    let r = Command::new(OMCKPT)
-        .arg("restore")
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let r = restore_output(ckpt.path());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
     assert!(
@@ -465,11 +461,7 @@ fn leave_running_keeps_the_original_and_the_image_restores_too() {
     assert_eq!(outcome(original.clone(), st, dir.path()), reference);
     // The image, taken mid-write, restores against the same file: the process rewrites
     // its second half in place and ends with the same file and output.
-    let r = Command::new(OMCKPT)
-        .arg("restore")
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let r = restore_output(ckpt.path());
     assert!(r.status.success());
     let lines = String::from_utf8(r.stdout).unwrap();
     assert_eq!(lines, reference.stdout);
@@ -488,13 +480,7 @@ fn signals_reach_the_restored_process_and_its_death_is_reproduced() {
     let _out = reader(&mut child);
     std::thread::sleep(Duration::from_millis(150));
     let ckpt = workdir("image");
-    assert!(Command::new(OMCKPT)
-        .arg("dump")
-        .arg(child.id().to_string())
-        .arg(ckpt.path())
-        .status()
-        .unwrap()
-        .success());
+    assert!(dump(child.id(), ckpt.path(), &[]).status.success());
     child.wait().unwrap();
     let mut r = Command::new(OMCKPT)
         .arg("restore")
@@ -528,11 +514,7 @@ fn restore_rejects_a_truncated_or_corrupt_image() {
         .open(&pages)
         .unwrap();
     f.set_len(len - 4096).unwrap();
-    let r = Command::new(OMCKPT)
-        .arg("restore")
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let r = restore_output(ckpt.path());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
     assert!(
@@ -543,11 +525,7 @@ fn restore_rejects_a_truncated_or_corrupt_image() {
         "{err}"
     );
     std::fs::write(ckpt.path().join("image.json"), b"{\"format\": 1}").unwrap();
-    let r = Command::new(OMCKPT)
-        .arg("restore")
-        .arg(ckpt.path())
-        .output()
-        .unwrap();
+    let r = restore_output(ckpt.path());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success());
     assert!(err.contains("image.json: not a valid image"), "{err}");
