@@ -129,6 +129,17 @@ impl Injector {
         self.put(off, &b)
     }
 
+    /// Opens `path` in the tracee (`openat(AT_FDCWD, path, flags)`), the path passed
+    /// through the start of the scratch area; returns the new descriptor.
+    pub(crate) fn open(&mut self, path: &str, flags: i32) -> Result<u64, InjectError> {
+        let p = self.put_str(0, path)?;
+        self.call(
+            "openat",
+            libc::SYS_openat,
+            &[libc::AT_FDCWD as u64, p, flags as u64, 0],
+        )
+    }
+
     /// Puts the saved registers back.
     pub(crate) fn finish(self) -> Result<(), InjectError> {
         ptrace::setregs(self.pid, self.saved).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))

@@ -338,17 +338,8 @@ fn restore_on_tracer(
                 let fd = match file_fds.get(&id.path) {
                     Some(fd) => *fd,
                     None => {
-                        let p = inj.put_str(0, &id.path).map_err(step("path"))?;
                         let fd = inj
-                            .call(
-                                "openat",
-                                libc::SYS_openat,
-                                &[
-                                    libc::AT_FDCWD as u64,
-                                    p,
-                                    (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                                ],
-                            )
+                            .open(&id.path, libc::O_RDONLY | libc::O_CLOEXEC)
                             .map_err(step(format!("open {}", id.path)))?;
                         file_fds.insert(id.path.clone(), fd);
                         fd
@@ -508,17 +499,8 @@ fn restore_on_tracer(
     let p = inj.put_str(0, &image.comm).map_err(step("comm"))?;
     inj.call("prctl", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p])
         .map_err(step("set the name"))?;
-    let p = inj.put_str(0, &image.exe).map_err(step("exe"))?;
     let exe_fd = inj
-        .call(
-            "openat",
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                p,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            ],
-        )
+        .open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
         .map_err(step(format!("open the executable {}", image.exe)))?;
     let auxv_at = inj.put(2048, &image.auxv).map_err(step("auxv"))?;
     let m = &image.mm;
@@ -608,14 +590,9 @@ fn restore_on_tracer(
 
     // 8. Open files, at their numbers and offsets.
     for f in &image.files {
-        let p = inj.put_str(0, &f.path).map_err(step("path"))?;
         let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
         let got = inj
-            .call(
-                "openat",
-                libc::SYS_openat,
-                &[libc::AT_FDCWD as u64, p, flags as u64, 0],
-            )
+            .open(&f.path, flags)
             .map_err(step(format!("reopen descriptor {} ({})", f.fd, f.path)))?;
         if got != f.fd as u64 {
             inj.call(

@@ -349,9 +349,14 @@ program_tests! {
     stdio_buffered => &[], None;
 }
 
-/// A refused dump names the reason and leaves the program running to a normal end.
-fn refused(name: &'static str, reason: &str, expected_output: &str) {
-    let dir = workdir("refused");
+/// Starts program `name` (no arguments, no input) in a fresh work directory tagged `tag`
+/// and lets it run for `ms` milliseconds.
+fn started(
+    name: &'static str,
+    tag: &str,
+    ms: u64,
+) -> (Child, JoinHandle<String>, tempfile::TempDir) {
+    let dir = workdir(tag);
     let spec = Spec {
         name,
         args: &[],
@@ -359,7 +364,13 @@ fn refused(name: &'static str, reason: &str, expected_output: &str) {
     };
     let mut child = spawn(&spec, dir.path());
     let out = reader(&mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(ms));
+    (child, out, dir)
+}
+
+/// A refused dump names the reason and leaves the program running to a normal end.
+fn refused(name: &'static str, reason: &str, expected_output: &str) {
+    let (mut child, out, _dir) = started(name, "refused", 300);
     let ckpt = workdir("image");
     let dump = dump(child.id(), ckpt.path(), &[]);
     let err = String::from_utf8_lossy(&dump.stderr);
@@ -407,15 +418,7 @@ fn dumped(
     tempfile::TempDir,
     tempfile::TempDir,
 ) {
-    let dir = workdir("file");
-    let spec = Spec {
-        name: "file_write",
-        args: &[],
-        stdin: None,
-    };
-    let mut child = spawn(&spec, dir.path());
-    let out = reader(&mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    let (child, out, dir) = started("file_write", "file", 300);
     let ckpt = workdir("image");
     let st = dump(child.id(), ckpt.path(), extra);
     assert!(st.status.success());
@@ -470,15 +473,7 @@ fn leave_running_keeps_the_original_and_the_image_restores_too() {
 
 #[test]
 fn signals_reach_the_restored_process_and_its_death_is_reproduced() {
-    let spec = Spec {
-        name: "nanosleep",
-        args: &[],
-        stdin: None,
-    };
-    let dir = workdir("signal");
-    let mut child = spawn(&spec, dir.path());
-    let _out = reader(&mut child);
-    std::thread::sleep(Duration::from_millis(150));
+    let (mut child, _out, dir) = started("nanosleep", "signal", 150);
     let ckpt = workdir("image");
     assert!(dump(child.id(), ckpt.path(), &[]).status.success());
     child.wait().unwrap();
