@@ -1,21 +1,11 @@
 //! Shared pieces of the user commands: reading a map from a file or standard input, and
 //! reaching the node daemon.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use om_map::{parse, ClusterMap, MapErrors, SystemResolver};
+use om_proto::{Request, Response};
 use std::io::Read;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-
-/// Where omd listens for the tools; `OM_CONTROL_SOCKET` overrides it.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/omd/control.sock";
-
-/// The control socket path in use.
-pub fn control_socket() -> PathBuf {
-    std::env::var_os("OM_CONTROL_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET))
-}
+use std::process::ExitCode;
 
 /// A map read from `path` (`-` is standard input), not yet checked.
 pub struct MapText {
@@ -50,22 +40,30 @@ impl MapText {
     }
 }
 
-/// Connects to the running omd, or explains that none is running.
-///
-/// The daemon and its protocol arrive with the daemon (issue 4); until then every request
-/// that needs it ends here with a clear message.
-pub fn require_daemon(what: &str) -> Result<()> {
-    let path = control_socket();
-    match UnixStream::connect(&path) {
-        Err(e) => bail!(
-            "{what} needs the omd daemon, but no omd is running on this node \
-             (cannot connect to {}: {e})",
-            path.display()
-        ),
-        Ok(_) => bail!(
-            "an omd is listening at {}, but this build of the tools cannot send it `{what}` \
-             yet: the daemon protocol is not implemented",
-            path.display()
-        ),
+/// Sends one request to this node's omd; a daemon that is not running, or that refuses,
+/// becomes an error that says so.
+pub fn ask(request: Request) -> Result<Response> {
+    Ok(om_proto::call(request)?)
+}
+
+/// Prints `value` as pretty JSON.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs a command's `run` and turns an error into `name: message` and exit status 1.
+pub fn finish(name: &str, result: Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Bytes as MiB, the way the tools print memory.
+pub fn mib(bytes: u64) -> String {
+    format!("{}M", bytes >> 20)
 }

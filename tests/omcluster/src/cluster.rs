@@ -119,7 +119,56 @@ fn build(spec: &ClusterSpec, bin: &Path, cgroups: &Cgroups) -> Result<ClusterSta
         nodes,
     };
     state.save()?;
+    if let Some(d) = &spec.daemon {
+        start_daemons(&state, d, bin)?;
+    }
     Ok(state)
+}
+
+/// Gives every node the same new cluster key (made by `omd keygen`, in the node's /etc
+/// as /etc/omd/cluster.key) and starts omd in each; returns once every omd is ready.
+fn start_daemons(state: &ClusterState, d: &crate::DaemonSpec, bin: &Path) -> Result<(), Error> {
+    let first = state::node_dir(&state.name, 1).join("etc.upper/omd/cluster.key");
+    let out = Command::new(&d.bin)
+        .args(["keygen", "--force", "--out"])
+        .arg(&first)
+        .output()
+        .map_err(|e| Error::State(format!("cannot run {}: {e}", d.bin.display())))?;
+    if !out.status.success() {
+        return Err(Error::State(format!(
+            "omd keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    for n in &state.nodes[1..] {
+        let dir = state::node_dir(&state.name, n.node).join("etc.upper/omd");
+        fs::create_dir_all(&dir)
+            .and_then(|_| fs::copy(&first, dir.join("cluster.key")).map(|_| ()))
+            .map_err(|e| Error::State(format!("cannot give node {} the key: {e}", n.node)))?;
+    }
+    for n in &state.nodes {
+        let out = Command::new(bin)
+            .args(["exec", "--name", &state.name, &n.node.to_string(), "--"])
+            .arg(&d.bin)
+            .args(["--log", "/run/omd/omd.log"])
+            .args(&d.args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::NodeStart {
+                node: n.node,
+                reason: format!("cannot run omd: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(Error::NodeStart {
+                node: n.node,
+                reason: format!(
+                    "omd did not start: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What `down` found and removed.

@@ -19,7 +19,7 @@ pub mod spec;
 pub mod state;
 
 pub use cluster::{cluster_names, down, status, up, NodeStatus, Removed};
-pub use spec::{ClusterSpec, NodeSpec};
+pub use spec::{ClusterSpec, DaemonSpec, NodeSpec};
 pub use state::{ClusterState, NodeState};
 
 use std::path::PathBuf;
@@ -70,16 +70,26 @@ pub enum Error {
 /// The `omcluster` binary: `$OMCLUSTER_BIN`, else next to the running executable (or one
 /// directory up, where cargo puts binaries beside `deps/`), else `omcluster` on the PATH.
 pub fn omcluster_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("OMCLUSTER_BIN") {
-        return PathBuf::from(p);
+    sibling_bin("omcluster", "OMCLUSTER_BIN").unwrap_or_else(|| PathBuf::from("omcluster"))
+}
+
+/// A binary of the project: `$env`, else next to the running executable (or one
+/// directory up, where cargo puts binaries beside `deps/`), else on the PATH.
+pub fn sibling_bin(name: &str, env: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
     }
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join("omcluster");
+            let candidate = dir.join(name);
             if candidate.is_file() {
-                return candidate;
+                return Some(candidate);
             }
         }
     }
-    PathBuf::from("omcluster")
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }

@@ -46,6 +46,13 @@ enum Cmd {
         /// Print the cluster as JSON.
         #[arg(long)]
         json: bool,
+        /// Do not start omd in the nodes (by default every node runs one, with a new
+        /// cluster key; omd is looked for in $OMD_BIN, next to omcluster, then on the PATH).
+        #[arg(long)]
+        no_omd: bool,
+        /// An extra argument for every omd (repeat for more), e.g. --omd-arg=--down-after=3.
+        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+        omd_arg: Vec<String>,
     },
     /// Run a command inside a node (its namespaces and its cgroup). Exits with the
     /// command's status.
@@ -108,8 +115,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mem,
             name,
             json,
+            no_omd,
+            omd_arg,
         } => {
-            let spec = ClusterSpec::new(&name.name, nodes, cpu.as_deref(), mem.as_deref())?;
+            let mut spec = ClusterSpec::new(&name.name, nodes, cpu.as_deref(), mem.as_deref())?;
+            if !no_omd {
+                let bin = om_cluster::sibling_bin("omd", "OMD_BIN").context(
+                    "omd was not found ($OMD_BIN, next to omcluster, or on the PATH); \
+                     build it (cargo build) or give --no-omd",
+                )?;
+                spec.daemon = Some(om_cluster::DaemonSpec { bin, args: omd_arg });
+            }
             let bin = std::env::current_exe().context("cannot find the omcluster binary")?;
             let state = om_cluster::up(&spec, &bin)?;
             if json {

@@ -27,11 +27,22 @@ impl Default for NodeSpec {
     }
 }
 
+/// The node daemon every node runs, when the cluster has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSpec {
+    /// The omd binary (it must not live under /tmp or /run, which a node hides).
+    pub bin: std::path::PathBuf,
+    /// Extra arguments, e.g. `--down-after 3`.
+    pub args: Vec<String>,
+}
+
 /// A whole cluster: its name and its nodes (node i+1 is `nodes[i]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
     pub name: String,
     pub nodes: Vec<NodeSpec>,
+    /// Start this omd in every node, with a generated cluster key.
+    pub daemon: Option<DaemonSpec>,
 }
 
 impl ClusterSpec {
@@ -55,6 +66,7 @@ impl ClusterSpec {
         Ok(Self {
             name: name.to_string(),
             nodes,
+            daemon: None,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::CommandFactory;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -69,6 +70,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Args::command, "1");
     match run(Args::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -1,8 +1,10 @@
 //! setpe: check a cluster map, or load it into / read it from the running daemon.
 
 use anyhow::{bail, Result};
+use clap::CommandFactory;
 use clap::{ArgGroup, Parser};
-use om_tools::{require_daemon, MapText};
+use om_proto::{Request, Response};
+use om_tools::{ask, MapText};
 use std::process::ExitCode;
 
 /// Configure which nodes form the openMosix cluster, as openMosix's setpe(1) did.
@@ -44,6 +46,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Args::command, "1");
     // openMosix spelled the last mode `-off`; clap would read that as -o -f f.
     let argv = std::env::args().map(|a| if a == "-off" { "--off".to_string() } else { a });
     match run(Args::parse_from(argv)) {
@@ -57,10 +60,22 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode> {
     if args.read {
-        require_daemon("setpe -r")?;
+        let Response::Map { text } = ask(Request::GetMap)? else {
+            bail!("omd answered -r with something else than a map");
+        };
+        if args.file == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(&args.file, &text)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.file))?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if args.off {
-        require_daemon("setpe -off")?;
+        if let Response::Done { message } = ask(Request::Off)? {
+            println!("setpe: {message}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let source = MapText::read(&args.file)?;
     let map = match source.check() {
@@ -84,7 +99,15 @@ fn run(args: Args) -> Result<ExitCode> {
         }
     }
     if args.write && !args.check {
-        require_daemon("setpe -w")?;
+        // omd checks it again (with its own resolver) and keeps the old map on error.
+        let request = Request::LoadMap {
+            text: source.text.clone(),
+            origin: source.origin.clone(),
+        };
+        if let Response::Done { message } = ask(request)? {
+            println!("setpe: {message}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let first = map.nodes().next().map(|n| n.id).unwrap_or_default();
     let last = map.nodes().last().map(|n| n.id).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! showmap: print the cluster map, expanded to one line per node.
 
 use anyhow::Result;
+use clap::CommandFactory;
 use clap::Parser;
 use om_tools::MapText;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Args::command, "1");
     match run(Args::parse()) {
         Ok(code) => code,
         Err(e) => {

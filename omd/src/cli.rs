@@ -1,0 +1,122 @@
+//! omd's command line (also used to generate its man page and completions).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The openMosix node daemon.
+///
+/// One omd runs on every node. It reads the cluster map, finds which node it is from
+/// its addresses, and measures its load (run queue normalised by speed, smoothed as
+/// MOSIX does), speed, memory and CPU use every second. Once per interval it sends ONE
+/// authenticated UDP message to ONE randomly chosen node: its own record and the
+/// freshest records it knows. A node not heard of for --down-after seconds is shown as
+/// down, and up again as soon as it is heard.
+///
+/// The tools (mosctl, setpe, mps, mtop) talk to it over a Unix socket; the same
+/// information is served as files under /run/hpc (nodes/<N>/load, admin/block, ...).
+///
+/// Without --foreground, omd starts in the background and returns once it is ready
+/// (or prints why it could not start).
+#[derive(Parser, Debug)]
+#[command(
+    name = "omd",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  omd keygen                      make /etc/omd/cluster.key (copy it to every node)\n  omd --foreground                run in the foreground, logging to standard error\n  omd --node 3 --down-after 5     run as node 3; nodes silent for 5 s are down\n  omd simulate --nodes 10000 --seconds 60\n\nFiles:\n  /etc/openmosix.map   the cluster map (see setpe(1))\n  /etc/omd/cluster.key the cluster key, readable by root only\n  /run/omd/control.sock  the tools' socket\n  /run/hpc             the /proc-style tree"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Make a new cluster key (32 random bytes, mode 0600). Every node needs the same one.
+    Keygen {
+        /// Where to write it.
+        #[arg(long, short = 'o', default_value = crate::key::DEFAULT_KEY_PATH)]
+        out: PathBuf,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the gossip code for many nodes on a simulated clock and network and print how
+    /// fresh the information at each node is.
+    Simulate {
+        /// Number of nodes; a comma-separated list runs one simulation each
+        /// (e.g. 16,256,2048,10000).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<usize>,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Records sent besides the sender's own (1 to 31).
+        #[arg(long, default_value_t = DEFAULT_WINDOW, value_parser = clap::value_parser!(u16).range(1..=31))]
+        window: u16,
+        /// Probability that a message is lost (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Seed of the random choices (the same seed gives the same run).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Default number of records a message carries besides the sender's own.
+pub const DEFAULT_WINDOW: u16 = 16;
+/// Default UDP port of the gossip.
+pub const DEFAULT_PORT: u16 = 7249;
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Stay in the foreground and log to standard error (for systemd and debugging).
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// The cluster map.
+    #[arg(long, default_value = om_map::DEFAULT_MAP_PATH, value_name = "PATH")]
+    pub map: PathBuf,
+    /// The cluster key (see `omd keygen`).
+    #[arg(long, default_value = crate::key::DEFAULT_KEY_PATH, value_name = "PATH")]
+    pub key: PathBuf,
+    /// This node's number, if it cannot be found from this machine's addresses.
+    #[arg(long, value_name = "N")]
+    pub node: Option<u16>,
+    /// UDP port of the gossip (the same on every node).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Seconds between two gossip messages.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub interval: f64,
+    /// A node not heard of for this many seconds is shown as down.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub down_after: f64,
+    /// Records each message carries besides the sender's own (1 to 31).
+    #[arg(long, default_value_t = DEFAULT_WINDOW, value_parser = clap::value_parser!(u16).range(1..=31))]
+    pub window: u16,
+    /// Use this speed instead of calibrating (as `mosctl setspeed` does later).
+    #[arg(long)]
+    pub speed: Option<u32>,
+    /// The tools' control socket.
+    #[arg(long, env = "OM_CONTROL_SOCKET", default_value = om_proto::DEFAULT_CONTROL_SOCKET, value_name = "PATH")]
+    pub control_socket: PathBuf,
+    /// Where to mount the /proc-style tree.
+    #[arg(long, default_value = crate::hpcfs::DEFAULT_ROOT, value_name = "DIR")]
+    pub hpc_root: PathBuf,
+    /// Do not mount the /proc-style tree.
+    #[arg(long)]
+    pub no_hpc: bool,
+    /// Log file when running in the background.
+    #[arg(long, default_value = "/var/log/omd.log", value_name = "FILE")]
+    pub log: PathBuf,
+    /// Where to write the daemon's pid.
+    #[arg(long, default_value = "/run/omd/omd.pid", value_name = "FILE")]
+    pub pidfile: PathBuf,
+    /// Set by omd itself when it starts its background copy.
+    #[arg(long, hide = true)]
+    pub background_child: bool,
+}

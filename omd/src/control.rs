@@ -1,0 +1,119 @@
+//! The Unix control socket: one JSON request line in, one JSON reply line out. Who asks
+//! is taken from the socket's peer credentials.
+
+use crate::node::Node;
+use om_proto::{Envelope, ErrorKind, Processes, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Answers one request from user `uid`. Shared by the socket and the /proc-style tree.
+pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
+    match request {
+        Request::Processes => {
+            let (id, record) = {
+                let n = node.lock().expect("node lock");
+                (n.cfg.node, n.own())
+            };
+            Response::Processes(Processes {
+                node: id,
+                record,
+                processes: crate::procs::list(),
+            })
+        }
+        r => {
+            let changes = !matches!(
+                r,
+                Request::Status | Request::Node { .. } | Request::Whois { .. } | Request::GetMap
+            );
+            let what = format!("{r:?}");
+            let reply = node.lock().expect("node lock").handle(r, uid);
+            if changes {
+                match &reply {
+                    Response::Done { message } => tracing::info!(uid, "{message}"),
+                    Response::Error { message, .. } => {
+                        tracing::warn!(uid, "refused {what}: {message}")
+                    }
+                    _ => {}
+                }
+            }
+            reply
+        }
+    }
+}
+
+/// Binds the control socket at `path`: refuses if another omd answers there, removes a
+/// stale socket, and lets every user connect (each request is checked on its own).
+pub fn bind(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "another omd is already running here (it answers at {})",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen at {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("cannot open {} to users", path.display()))?;
+    Ok(l)
+}
+
+/// Serves the tools until the task is dropped.
+pub async fn serve(listener: UnixListener, node: Arc<Mutex<Node>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, node).await {
+                        tracing::debug!("control connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, node: Arc<Mutex<Node>>) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r.take(MAX_LINE as u64))
+        .read_line(&mut line)
+        .await?;
+    let reply = match serde_json::from_str::<Envelope>(&line) {
+        Err(e) => Response::Error {
+            kind: ErrorKind::Invalid,
+            message: format!("not a request: {e}"),
+        },
+        Ok(env) if env.version != PROTOCOL_VERSION => Response::Error {
+            kind: ErrorKind::Version,
+            message: format!(
+                "this omd speaks protocol version {PROTOCOL_VERSION}, the tool {}; \
+                 install matching versions",
+                env.version
+            ),
+        },
+        Ok(env) => tokio::task::spawn_blocking(move || answer(&node, env.request, uid))
+            .await
+            .unwrap_or_else(|e| Response::Error {
+                kind: ErrorKind::Invalid,
+                message: format!("omd failed to answer: {e}"),
+            }),
+    };
+    let mut out = serde_json::to_string(&reply).map_err(std::io::Error::other)?;
+    out.push('\n');
+    w.write_all(out.as_bytes()).await?;
+    w.shutdown().await
+}

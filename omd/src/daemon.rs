@@ -1,0 +1,361 @@
+//! Starting omd: checks before anything runs, the background start with readiness, and
+//! the tasks of a running daemon (measure, send, receive, serve the tools).
+
+use crate::cli::RunArgs;
+use crate::load::{self, Smoothed};
+use crate::measure::{self, Cgroups};
+use crate::node::{self, Config, Node};
+use anyhow::{bail, Context, Result};
+use om_map::{ClusterMap, NodeId};
+use om_proto::NodeRecord;
+use rand::{Rng, SeedableRng};
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `omd` without a subcommand.
+pub fn run(args: RunArgs) -> Result<()> {
+    if !args.foreground && !args.background_child {
+        return start_in_background(&args);
+    }
+    init_logging();
+    let prepared = match prepare(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            if args.background_child {
+                // The starting omd waits for this line and shows it to the user.
+                println!("error: {e:#}");
+            }
+            return Err(e);
+        }
+    };
+    serve(prepared, &args)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OMD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Starts a copy of omd in the background (its own process group, logging to the log
+/// file) and returns once it says it is ready, or with the reason it could not start.
+fn start_in_background(args: &RunArgs) -> Result<()> {
+    if let Some(dir) = args.log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.log)
+        .with_context(|| format!("cannot open the log file {}", args.log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the omd binary")?;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .arg("--background-child")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .spawn()
+        .context("cannot start omd in the background")?;
+    let mut line = String::new();
+    let out = child.stdout.take().expect("piped");
+    BufReader::new(out).read_line(&mut line)?;
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("ready ") {
+        println!(
+            "omd: {rest}; pid {}, log in {}",
+            child.id(),
+            args.log.display()
+        );
+        return Ok(());
+    }
+    if let Some(e) = line.strip_prefix("error: ") {
+        let _ = child.wait();
+        bail!("{e}");
+    }
+    let status = child.wait()?;
+    bail!(
+        "omd stopped while starting ({status}); see {}",
+        args.log.display()
+    )
+}
+
+/// Everything checked and bound before the daemon reports ready.
+struct Prepared {
+    cfg: Config,
+    map: ClusterMap,
+    map_origin: String,
+    udp: std::net::UdpSocket,
+    control: std::os::unix::net::UnixListener,
+    cgroups: Cgroups,
+    /// Speed of one unthrottled CPU, before the quota is applied.
+    raw_speed: u32,
+}
+
+fn interface_addrs() -> Vec<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.filter_map(|i| {
+                let a = i.address?;
+                a.as_sockaddr_in()
+                    .map(|s| IpAddr::V4(s.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s < 86_400.0) {
+        bail!("{what} {s}: give a number of seconds above 0");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared> {
+    let map = ClusterMap::load(&args.map).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = crate::key::load(&args.key)?;
+    let node: NodeId = match args.node {
+        Some(n) if map.node(n).is_some() => n,
+        Some(n) => bail!("--node {n}: node {n} is not in {}", args.map.display()),
+        None => node::own_node(&map, &interface_addrs())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.map.display()))?,
+    };
+    let interval = seconds("--interval", args.interval)?;
+    let down_after = seconds("--down-after", args.down_after)?;
+    if down_after <= interval {
+        bail!(
+            "--down-after {} must be longer than --interval {}",
+            args.down_after,
+            args.interval
+        );
+    }
+    let own_addr = map.node(node).expect("checked").addr;
+    let any: IpAddr = if own_addr.is_ipv4() {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u16; 8])
+    };
+    let udp = std::net::UdpSocket::bind((any, args.port))
+        .with_context(|| format!("cannot listen for gossip on UDP port {}", args.port))?;
+    udp.set_nonblocking(true)?;
+    let control = crate::control::bind(&args.control_socket)?;
+    let cgroups = Cgroups::detect();
+    let raw_speed = match args.speed {
+        Some(s) => s,
+        None => measure::benchmark(Duration::from_millis(150)),
+    };
+    Ok(Prepared {
+        cfg: Config {
+            node,
+            port: args.port,
+            interval,
+            down_after,
+            window: usize::from(args.window),
+            key,
+        },
+        map,
+        map_origin: args.map.display().to_string(),
+        udp,
+        control,
+        cgroups,
+        raw_speed,
+    })
+}
+
+/// What one measurement gives besides the run queue.
+fn capacity_now(cg: &Cgroups, raw_speed: u32) -> (u16, f64, u32) {
+    let (cpus, cap) = load::capacity(measure::online_cpus(), cg.cpu_quota());
+    (cpus, cap, load::node_speed(raw_speed, cpus, cap))
+}
+
+fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
+    let (cpus, cap, speed) = capacity_now(&p.cgroups, p.raw_speed);
+    let id = p.cfg.node;
+    let node = Arc::new(Mutex::new(Node::new(p.cfg, p.map, p.map_origin, speed)));
+    {
+        let (mem, free, tmem) = measure::memory(&p.cgroups);
+        node.lock().expect("node lock").set_measured(NodeRecord {
+            load: 0,
+            speed,
+            cpus,
+            util: 0,
+            flags: 0,
+            mem,
+            free,
+            tmem,
+        });
+    }
+    let fuse = if args.no_hpc {
+        None
+    } else {
+        Some(
+            crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
+                format!(
+                    "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
+                    args.hpc_root.display()
+                )
+            })?,
+        )
+    };
+    write_pidfile(&args.pidfile)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let result = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let udp = Arc::new(tokio::net::UdpSocket::from_std(p.udp)?);
+        p.control.set_nonblocking(true)?;
+        let control = tokio::net::UnixListener::from_std(p.control)?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let cfg = node.lock().expect("node lock").cfg.clone();
+        tracing::info!(
+            node = id,
+            speed,
+            cpus,
+            capacity = cap,
+            "omd started: port {}, every {:?}, down after {:?}",
+            cfg.port,
+            cfg.interval,
+            cfg.down_after
+        );
+        if args.background_child {
+            println!("ready node {id}");
+            let _ = std::io::stdout().flush();
+        }
+        tokio::select! {
+            _ = measure_loop(node.clone(), p.cgroups, p.raw_speed, args.speed.is_some()) => {}
+            _ = send_loop(node.clone(), udp.clone()) => {}
+            _ = receive_loop(node.clone(), udp) => {}
+            _ = crate::control::serve(control, node.clone()) => {}
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    drop(fuse);
+    let _ = std::fs::remove_file(&args.control_socket);
+    let _ = std::fs::remove_file(&args.pidfile);
+    result
+}
+
+fn write_pidfile(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Samples the run queue four times a second; once a second turns the samples into
+/// this node's record.
+async fn measure_loop(node: Arc<Mutex<Node>>, cg: Cgroups, raw_speed: u32, fixed: bool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut smoothed = Smoothed::default();
+    let (mut sum, mut samples) = (0usize, 0u32);
+    let mut last = (Instant::now(), cg.cpu_usage_ns());
+    let mut was_up: Vec<NodeId> = Vec::new();
+    loop {
+        tick.tick().await;
+        sum += measure::runnable();
+        samples += 1;
+        if samples < 4 {
+            continue;
+        }
+        let runq = sum as f64 / f64::from(samples);
+        (sum, samples) = (0, 0);
+        let (cpus, cap, calibrated) = capacity_now(&cg, raw_speed);
+        let now = (Instant::now(), cg.cpu_usage_ns());
+        let util = match (last.1, now.1) {
+            (Some(a), Some(b)) => load::utilisation(
+                b.saturating_sub(a),
+                now.0.duration_since(last.0).as_nanos() as u64,
+                cap,
+            ),
+            _ => 0,
+        };
+        last = now;
+        let (mem, free, tmem) = measure::memory(&cg);
+        let mut n = node.lock().expect("node lock");
+        if !fixed {
+            n.set_calibrated(calibrated);
+        }
+        let speed = n.speed();
+        smoothed.update(load::raw_load(runq, speed, cpus));
+        n.set_local_load(smoothed.local.round() as u32);
+        n.set_measured(NodeRecord {
+            load: smoothed.exported.round() as u32,
+            speed,
+            cpus,
+            util,
+            flags: 0,
+            mem,
+            free,
+            tmem,
+        });
+        let me = n.cfg.node;
+        let up: Vec<NodeId> = n.up_nodes().into_iter().filter(|&i| i != me).collect();
+        for id in up.iter().filter(|i| !was_up.contains(i)) {
+            tracing::info!("node {id} is up");
+        }
+        for id in was_up.iter().filter(|i| !up.contains(i)) {
+            tracing::warn!(
+                "node {id} is down (not heard of for {:?})",
+                n.cfg.down_after
+            );
+        }
+        was_up = up;
+    }
+}
+
+/// Once per interval (at a random phase): one packet to one random peer.
+async fn send_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
+    let mut rng = rand::rngs::SmallRng::from_os_rng();
+    let interval = node.lock().expect("node lock").cfg.interval;
+    tokio::time::sleep(interval.mul_f64(rng.random::<f64>())).await;
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let out = node.lock().expect("node lock").outgoing(&mut rng);
+        let Some((to, packet)) = out else { continue };
+        let sent = udp.send_to(&packet, to).await;
+        if let Err(e) = &sent {
+            tracing::debug!("gossip to {to}: {e}");
+        }
+        node.lock().expect("node lock").note_sent(sent.is_ok());
+    }
+}
+
+async fn receive_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (len, from) = match udp.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("gossip receive: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Err(e) = node
+            .lock()
+            .expect("node lock")
+            .incoming(from.ip(), &buf[..len])
+        {
+            tracing::debug!("dropped a packet from {from}: {e}");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `om-daemon`: omd, the node daemon.
+//!
+//! Pure parts: [`wire`] (the gossip packet), [`gossip`] (the table and the choice of
+//! peer, shared with the simulator), [`load`] (load arithmetic), [`node`] (a node's view
+//! and settings, answering requests). Parts that touch the system: [`measure`] (cgroups,
+//! /proc, the speed benchmark), [`procs`], [`key`], [`control`] (the Unix socket),
+//! [`hpcfs`] (the FUSE tree) and [`daemon`] (sockets, timers, start-up).
+
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod gossip;
+pub mod hpcfs;
+pub mod key;
+pub mod load;
+pub mod measure;
+pub mod node;
+pub mod procs;
+pub mod simulate;
+pub mod wire;

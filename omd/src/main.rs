@@ -1,0 +1,69 @@
+//! omd: the openMosix node daemon. See `omd --help` and omd(8).
+
+use clap::CommandFactory;
+use clap::Parser;
+use om_daemon::cli::{Cli, Cmd};
+use om_daemon::simulate;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Cli::command, "8");
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("omd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        None => om_daemon::daemon::run(cli.run),
+        Some(Cmd::Keygen { out, force }) => {
+            om_daemon::key::generate(&out, force)?;
+            println!(
+                "omd: new cluster key in {} (mode 0600); copy it to the same place on every node",
+                out.display()
+            );
+            Ok(())
+        }
+        Some(Cmd::Simulate {
+            nodes,
+            seconds,
+            window,
+            loss,
+            seed,
+            json,
+        }) => {
+            if !(0.0..1.0).contains(&loss) {
+                anyhow::bail!("--loss {loss}: give a probability from 0 up to (not including) 1");
+            }
+            if nodes.iter().any(|&n| n < 2 || n > usize::from(u16::MAX)) {
+                anyhow::bail!("--nodes: each count must be 2 to 65535 (a map's node numbers)");
+            }
+            let mut reports = Vec::new();
+            for n in nodes {
+                if !json {
+                    eprintln!("omd simulate: {n} nodes, {seconds} s ...");
+                }
+                reports.push(simulate::run(&simulate::Params {
+                    nodes: n,
+                    seconds,
+                    window: usize::from(window),
+                    loss,
+                    interval_ms: 1000,
+                    latency_ms: 1,
+                    seed,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", simulate::table(&reports));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The processes of this node, for `mps` and `mtop`.
+
+use om_proto::Process;
+use std::collections::HashMap;
+
+/// Every process visible in this node's /proc. Processes that end while being read
+/// are left out.
+pub fn list() -> Vec<Process> {
+    let tps = procfs::ticks_per_second();
+    let page = procfs::page_size();
+    let mut users = HashMap::new();
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Process> = all
+        .flatten()
+        .filter_map(|p| {
+            let stat = p.stat().ok()?;
+            let uid = p.uid().ok()?;
+            let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
+            let user = users.entry(uid).or_insert_with(|| user_name(uid)).clone();
+            Some(Process {
+                pid: stat.pid,
+                ppid: stat.ppid,
+                uid,
+                user,
+                state: stat.state.to_string(),
+                tty: tty_name(stat.tty_nr()),
+                cpu_ticks: stat.utime + stat.stime,
+                ticks_per_second: tps,
+                rss: stat.rss * page,
+                nice: stat.nice,
+                threads: stat.num_threads,
+                comm: stat.comm,
+                cmdline,
+                // Nothing leaves home until migration lands (issue 5).
+                node: 0,
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+/// ps's name for a terminal device number.
+fn tty_name((major, minor): (i32, i32)) -> String {
+    match major {
+        0 => "?".into(),
+        4 if minor < 64 => format!("tty{minor}"),
+        4 => format!("ttyS{}", minor - 64),
+        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
+        _ => format!("{major}:{minor}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_this_test_process() {
+        let me = std::process::id() as i32;
+        let all = super::list();
+        let p = all
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("own process listed");
+        assert_eq!(p.node, 0);
+        assert!(p.threads >= 1);
+        assert_eq!(p.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(super::tty_name((136, 3)), "pts/3");
+        assert_eq!(super::tty_name((0, 0)), "?");
+    }
+}
