@@ -335,11 +335,18 @@ impl Node {
         } else {
             self.flags &= !s.flag();
         }
+        let flags = self.flags;
+        self.update_own(|r| r.flags = flags);
+        format!("{} {}", s.name(), if on { "on" } else { "off" })
+    }
+
+    /// Changes this node's own record at once (a setting shows without waiting for the
+    /// next measurement).
+    fn update_own(&mut self, change: impl FnOnce(&mut NodeRecord)) {
         let mut own = self.own();
-        own.flags = self.flags;
+        change(&mut own);
         let stamp = self.table.get(self.table.me()).map_or(self.now(), |g| g.0);
         self.table.set_own(stamp, own);
-        format!("{} {}", s.name(), if on { "on" } else { "off" })
     }
 
     pub fn setting(&self, s: Setting) -> bool {
@@ -349,7 +356,9 @@ impl Node {
     /// `mosctl setspeed`: 0 returns to the calibrated speed.
     pub fn set_speed(&mut self, speed: u32) -> String {
         self.speed_override = (speed != 0).then_some(speed);
-        format!("speed {}", self.speed())
+        let speed = self.speed();
+        self.update_own(|r| r.speed = speed);
+        format!("speed {speed}")
     }
 
     /// Checks a new map and takes it; the old one stays on any error.

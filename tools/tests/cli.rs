@@ -124,7 +124,7 @@ fn setpe_daemon_modes_say_no_daemon_is_running() {
         let err = text(&out.stderr);
         assert!(
             err.contains(
-                "no omd is running on this node (cannot connect to /nonexistent/omd-control.sock"
+                "omd is not running on this node (cannot connect to /nonexistent/omd-control.sock"
             ),
             "{args:?}: {err}"
         );

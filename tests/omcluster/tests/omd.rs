@@ -1,0 +1,401 @@
+//! omd in a real cluster: membership, load, gossip, failure, authentication, and the
+//! tools and files that show them. Needs root. Every test starts its own cluster with an
+//! omd in every node (a fresh cluster key each time).
+
+use om_cluster::harness::TestCluster;
+use om_cluster::{ClusterSpec, DaemonSpec};
+use om_daemon::wire::{self, Key, Packet, WireRecord};
+use om_proto::{NodeRecord, Status};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
+
+/// A binary of the workspace, built beside omcluster.
+fn tool(name: &str) -> String {
+    let p = Path::new(BIN).parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn cluster(name: &str, nodes: usize, cpu: Option<&str>, down_after: &str) -> TestCluster {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the omd tests must run as root"
+    );
+    let mut spec = ClusterSpec::new(name, nodes, cpu, None).unwrap();
+    spec.daemon = Some(DaemonSpec {
+        bin: PathBuf::from(tool("omd")),
+        args: vec![format!("--down-after={down_after}")],
+    });
+    TestCluster::up_with(&spec, BIN).unwrap_or_else(|e| panic!("omcluster up {name}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({}): {}{}",
+        o.status,
+        text(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text(&o)
+}
+
+/// Runs a tool of the workspace inside `node`.
+fn run(c: &TestCluster, node: u16, tool_name: &str, args: &[&str]) -> Output {
+    c.command(node, &tool(tool_name))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn status(c: &TestCluster, node: u16) -> Status {
+    serde_json::from_str(&ok(run(c, node, "mosctl", &["status", "--json"]))).unwrap()
+}
+
+/// Polls `f` every 200 ms until it gives `Some`, or panics after `limit` saying `what`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn record(s: &Status, node: u16) -> (bool, NodeRecord) {
+    let v = s
+        .nodes
+        .iter()
+        .find(|n| n.node == node)
+        .expect("node listed");
+    (v.up, v.record.unwrap_or_default())
+}
+
+#[test]
+fn four_nodes_know_each_other_and_the_tools_agree() {
+    let c = cluster("t-omd4", 4, Some("1,1,1,0.25"), "4");
+    let started = Instant::now();
+    for node in 1..=4u16 {
+        let s = wait_for(Duration::from_secs(5), "all four nodes up", || {
+            let s = status(&c, node);
+            s.nodes.iter().all(|n| n.up).then_some(s)
+        });
+        assert_eq!(s.node, node);
+        assert_eq!(s.nodes.len(), 4);
+        for n in &s.nodes {
+            let r = n.record.unwrap();
+            assert!(r.load < 1000, "idle node {} has load {}", n.node, r.load);
+            assert!(r.speed > 100, "node {} speed {}", n.node, r.speed);
+            assert_eq!(r.cpus, 1, "node {} is capped to at most one CPU", n.node);
+            assert_eq!(r.tmem, 1 << 30, "node {} has a 1 GiB memory limit", n.node);
+            assert!(r.mem > 0 && r.mem <= r.tmem && r.free <= r.tmem);
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A quarter of a CPU is a slower node.
+    let s = status(&c, 2);
+    let full = record(&s, 1).1.speed;
+    let quarter = record(&s, 4).1.speed;
+    assert!(
+        f64::from(quarter) < f64::from(full) * 0.5,
+        "0.25 CPU: speed {quarter}, 1 CPU: speed {full}"
+    );
+
+    // The /proc-style files and mosctl give the same numbers.
+    let mosctl = tool("mosctl");
+    for node in 1..=4 {
+        for (file, get) in [("speed", "getspeed"), ("tmem", "getmem"), ("CPUs", "")] {
+            let script = if get.is_empty() {
+                format!("cat /run/hpc/nodes/{node}/{file}")
+            } else {
+                format!("cat /run/hpc/nodes/{node}/{file}; {mosctl} {get} {node}")
+            };
+            let out = ok(c.sh(1, &script));
+            let lines: Vec<&str> = out.lines().collect();
+            if file == "tmem" {
+                // getmem is the memory available, tmem the total: both from one record.
+                let avail: u64 = lines[1].parse().unwrap();
+                assert!(avail <= lines[0].parse().unwrap());
+            } else if file == "speed" {
+                assert_eq!(lines[0], lines[1], "node {node} {file}");
+            } else {
+                assert_eq!(lines[0], "1");
+            }
+        }
+        let out = ok(c.sh(
+            1,
+            &format!("cat /run/hpc/nodes/{node}/status; {mosctl} status {node}"),
+        ));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, ["up", "up"]);
+    }
+    // Load changes all the time; the file and the command agree on an idle node
+    // whenever both read the same record (retry across a record update).
+    wait_for(
+        Duration::from_secs(5),
+        "file and mosctl agree on load",
+        || {
+            let out = ok(c.sh(1, &format!("cat /run/hpc/nodes/3/load; {mosctl} getload 3")));
+            let l: Vec<&str> = out.lines().collect();
+            (l[0] == l[1]).then_some(())
+        },
+    );
+
+    // mtop --json shows this node's own record: the same speed and memory as mosctl.
+    let mtop: serde_json::Value =
+        serde_json::from_str(&ok(run(&c, 2, "mtop", &["--json", "-d", "0.3"]))).unwrap();
+    assert_eq!(mtop["node"], 2);
+    assert_eq!(
+        mtop["speed"].to_string(),
+        ok(run(&c, 2, "mosctl", &["getspeed"])).trim()
+    );
+    assert_eq!(mtop["tmem"], 1u64 << 30);
+    assert!(mtop["processes"].as_array().unwrap().len() >= 2);
+
+    // mps lists a process started in the node, at home (node 0), and its pid only.
+    let out = ok(c.sh(
+        3,
+        &format!(
+            "sleep 30 & p=$!; {} --json $p; {} $p; kill $p",
+            tool("mps"),
+            tool("mps")
+        ),
+    ));
+    let (json, table) = out.split_at(out.rfind("  PID").unwrap());
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let procs = v["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1, "{json}");
+    assert_eq!(procs[0]["comm"], "sleep");
+    assert_eq!(procs[0]["node"], 0);
+    let row = table.lines().nth(1).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cols[0], cols[2]),
+        (procs[0]["pid"].to_string().as_str(), "0"),
+        "{row}"
+    );
+
+    // setpe -r prints the map in use; it is the cluster's map.
+    let out = ok(c.sh(
+        1,
+        &format!(
+            "{0} -r -f /run/map.txt && {0} -c -f /run/map.txt",
+            tool("setpe")
+        ),
+    ));
+    assert!(out.contains("OK: 4 node(s), numbers 1 to 4"), "{out}");
+}
+
+#[test]
+fn settings_through_mosctl_and_files_need_root() {
+    let c = cluster("t-omdset", 2, None, "4");
+    // Root sets block by file; mosctl and the other node see it.
+    ok(c.sh(1, "echo 1 > /run/hpc/admin/block"));
+    assert_eq!(ok(c.sh(1, "cat /run/hpc/admin/block")), "1\n");
+    let s = status(&c, 1);
+    assert_eq!(s.settings, vec![om_proto::Setting::Block]);
+    wait_for(Duration::from_secs(5), "node 2 sees node 1 blocked", || {
+        let out = ok(run(&c, 2, "mosctl", &["status", "1"]));
+        (out == "up block\n").then_some(())
+    });
+    ok(run(&c, 1, "mosctl", &["noblock"]));
+    assert_eq!(ok(c.sh(1, "cat /run/hpc/admin/block")), "0\n");
+    ok(run(&c, 1, "mosctl", &["setspeed", "4321"]));
+    assert_eq!(ok(c.sh(1, "cat /run/hpc/admin/speed")), "4321\n");
+    assert_eq!(ok(run(&c, 1, "mosctl", &["getspeed"])), "4321\n");
+
+    // An ordinary user may look but not change anything.
+    let as_nobody = |cmd: &str| {
+        c.command(1, "setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody(&format!("{} block", tool("mosctl")));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("needs root (you are uid 65534)"),
+        "{o:?}"
+    );
+    let o = as_nobody("echo 1 > /run/hpc/admin/block");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+    assert_eq!(
+        ok(as_nobody(&format!("{} getspeed", tool("mosctl")))),
+        "4321\n"
+    );
+    assert!(status(&c, 1).settings.is_empty());
+}
+
+#[test]
+fn a_busy_node_shows_its_load_elsewhere_and_it_decays() {
+    let c = cluster("t-omdload", 4, None, "5");
+    wait_for(Duration::from_secs(5), "node 4 sees node 2", || {
+        record(&status(&c, 4), 2).0.then_some(())
+    });
+    let before = record(&status(&c, 4), 2).1.load;
+    let spin = c
+        .command(2, "timeout")
+        .args(["6", "sh", "-c", "while :; do :; done"])
+        .spawn();
+    let mut spin = spin.unwrap();
+    let peak = wait_for(
+        Duration::from_secs(5),
+        "node 2's load rises at node 4",
+        || {
+            let l = record(&status(&c, 4), 2).1.load;
+            (l >= before + 50).then_some(l)
+        },
+    );
+    spin.wait().unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "node 2's load decays at node 4",
+        || {
+            let l = record(&status(&c, 4), 2).1.load;
+            (l < peak / 2).then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_dead_omd_is_shown_down_and_comes_back() {
+    let c = cluster("t-omddown", 3, None, "3");
+    wait_for(Duration::from_secs(5), "all up", || {
+        status(&c, 1).nodes.iter().all(|n| n.up).then_some(())
+    });
+    ok(c.sh(3, "kill $(cat /run/omd/omd.pid)"));
+    let t = Instant::now();
+    for node in [1, 2] {
+        wait_for(Duration::from_secs(6), "node 3 shown down", || {
+            (!record(&status(&c, node), 3).0).then_some(())
+        });
+    }
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "down too early: {:?}",
+        t.elapsed()
+    );
+    let o = run(&c, 1, "mosctl", &["isup", "3"]);
+    assert_eq!((text(&o).as_str(), o.status.code()), ("down\n", Some(1)));
+    // It cleaned up after itself: no socket, no mounted tree.
+    let o = run(&c, 3, "mosctl", &["status"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("omd is not running on this node"));
+    assert_eq!(ok(c.sh(3, "ls /run/hpc | wc -l")).trim(), "0");
+
+    ok(c.command(3, &tool("omd"))
+        .args(["--log", "/run/omd/omd.log", "--down-after=3"])
+        .output()
+        .unwrap());
+    for node in [1, 2] {
+        wait_for(Duration::from_secs(5), "node 3 up again", || {
+            record(&status(&c, node), 3).0.then_some(())
+        });
+    }
+}
+
+#[test]
+fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
+    let c = cluster("t-omdauth", 2, None, "4");
+    wait_for(Duration::from_secs(5), "node 2 hears node 1", || {
+        record(&status(&c, 2), 1).0.then_some(())
+    });
+    let key_file = format!(
+        "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
+        c.name()
+    );
+    let key = om_daemon::key::load(Path::new(&key_file)).unwrap();
+    let evil = NodeRecord {
+        load: 99_999,
+        speed: 1,
+        cpus: 1,
+        tmem: 1,
+        ..Default::default()
+    };
+    let packet = |seq| Packet {
+        sender: 1,
+        seq,
+        records: vec![WireRecord {
+            node: 1,
+            age_ms: 0,
+            record: evil,
+        }],
+    };
+    let forged = wire::encode(&Key([7; 32]), &packet(u64::MAX));
+    let replayed = wire::encode(&key, &packet(1));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("t-omdauth");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        ("forged", forged.to_vec()),
+        ("truncated", replayed[..100].to_vec()),
+        ("replayed", replayed.to_vec()),
+        (
+            "random-exact",
+            om_daemon::key::random().unwrap().0.repeat(45)[..wire::PACKET_LEN].to_vec(),
+        ),
+        ("random-short", b"\x01\x02 not a gossip packet".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let before = status(&c, 2).counters;
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for f in {:?}:\n    s.sendto(open('{}/' + f, 'rb').read(), ('198.18.0.2', 7249))\n",
+        files.iter().map(|f| f.0).collect::<Vec<_>>(),
+        dir.display()
+    );
+    ok(c.command(1, "python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap());
+    let after = wait_for(Duration::from_secs(5), "five drops counted", || {
+        let a = status(&c, 2).counters;
+        (a.dropped() >= before.dropped() + 5).then_some(a)
+    });
+    assert_eq!(
+        after.bad_tag - before.bad_tag,
+        2,
+        "forged + random of the right size"
+    );
+    assert_eq!(
+        after.malformed - before.malformed,
+        2,
+        "truncated + short random"
+    );
+    assert_eq!(after.replayed - before.replayed, 1);
+    // Never acted on: node 1 is still up at node 2 with its real numbers.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (up, r) = record(&status(&c, 2), 1);
+    assert!(up);
+    assert_ne!(r.load, 99_999);
+    assert_ne!(r.tmem, 1);
+    let text = ok(run(&c, 2, "mosctl", &["status"]));
+    assert!(
+        text.contains("bad tag 2, malformed 2, replayed 1"),
+        "{text}"
+    );
+}
