@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, a fuzzing run of the map parser, and every test
-# (unit, property, and the omcluster tests on real namespaces). Run as root.
+# The whole test suite: formatting, lints, fuzzing runs of the map parser and of the gossip
+# packet decoder, and every test (unit, property, and the omcluster tests on real
+# namespaces). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,18 +15,23 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "fuzz the map parser (30 s)"
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
-mkdir -p map/fuzz/corpus/parse
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable compiler accept them.
-log=$(mktemp)
-if ! (cd map/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse corpus/parse seeds -- -max_total_time=30) >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    echo "fuzzing the map parser failed (a crash is kept in map/fuzz/artifacts/parse)" >&2
-    exit 1
-fi
-grep -E '^Done' "$log"
-rm -f "$log"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+fuzz() { # fuzz DIR TARGET SECONDS
+    local dir=$1 target=$2 secs=$3 log
+    step "fuzz $dir: $target ($secs s)"
+    mkdir -p "$dir/corpus/$target"
+    log=$(mktemp)
+    if ! (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" seeds -- -max_total_time="$secs") >"$log" 2>&1; then
+        tail -40 "$log" >&2
+        echo "fuzzing $dir/$target failed (a crash is kept in $dir/artifacts/$target)" >&2
+        exit 1
+    fi
+    grep -E '^Done' "$log"
+    rm -f "$log"
+}
+fuzz map/fuzz parse 30
+fuzz wire/fuzz packet 20
 
 step "tests"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked --quiet

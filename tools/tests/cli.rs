@@ -141,3 +141,57 @@ fn setpe_needs_a_mode() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("required"));
 }
+
+#[test]
+fn every_tool_writes_its_man_page_and_completions() {
+    let d = tempfile::tempdir().unwrap();
+    let tools = [
+        ("showmap", env!("CARGO_BIN_EXE_showmap")),
+        ("setpe", env!("CARGO_BIN_EXE_setpe")),
+        ("omckpt", env!("CARGO_BIN_EXE_omckpt")),
+        ("mosctl", env!("CARGO_BIN_EXE_mosctl")),
+        ("mps", env!("CARGO_BIN_EXE_mps")),
+        ("mtop", env!("CARGO_BIN_EXE_mtop")),
+    ];
+    for (name, bin) in tools {
+        let out = Command::new(bin)
+            .env("OM_GENERATE_DOCS", d.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        let page = std::fs::read_to_string(d.path().join(format!("man/man1/{name}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
+        assert!(page.contains("\\-\\-help"), "{name}: options are listed");
+        let bash = d.path().join(format!("completions/bash/{name}"));
+        let check = Command::new("bash").arg("-n").arg(&bash).output().unwrap();
+        assert!(check.status.success(), "{name}: {check:?}");
+        assert!(d.path().join(format!("completions/zsh/_{name}")).is_file());
+        assert!(d
+            .path()
+            .join(format!("completions/fish/{name}.fish"))
+            .is_file());
+    }
+    let mosctl = std::fs::read_to_string(d.path().join("man/man1/mosctl.1")).unwrap();
+    for sub in ["getload", "setspeed", "noquiet", "whois"] {
+        assert!(mosctl.contains(sub), "mosctl(1) documents {sub}");
+    }
+}
+
+#[test]
+fn daemon_tools_explain_that_omd_is_not_running() {
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_mosctl"), vec!["status"]),
+        (env!("CARGO_BIN_EXE_mosctl"), vec!["getload", "2"]),
+        (env!("CARGO_BIN_EXE_mps"), vec![]),
+        (env!("CARGO_BIN_EXE_mtop"), vec!["--json"]),
+    ] {
+        let out = run(bin, &args, None);
+        assert_eq!(out.status.code(), Some(1), "{bin} {args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("omd is not running on this node (cannot connect to /nonexistent/")
+                && err.contains("omd --foreground"),
+            "{bin} {args:?}: {err}"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! The gossip packet: one fixed-size UDP datagram, authenticated with the cluster key.
+//! `om-wire`: the gossip packet of omd: one fixed-size UDP datagram, authenticated with the cluster key.
 //!
 //! ```text
 //! offset  size  field
@@ -31,6 +31,8 @@ pub const RECORD_LEN: usize = 44;
 pub const TAG_LEN: usize = 16;
 /// The size of every gossip packet.
 pub const PACKET_LEN: usize = HEADER_LEN + (1 + MAX_WINDOW) * RECORD_LEN + TAG_LEN;
+// One packet fits one Ethernet frame (1500 bytes less the IP and UDP headers).
+const _: () = assert!(PACKET_LEN <= 1472);
 /// The oldest age a record may claim (a day): anything older is nonsense.
 pub const MAX_AGE_MS: u32 = 86_400_000;
 
@@ -231,7 +233,6 @@ mod tests {
         };
         let b = encode(&key(1), &p);
         assert_eq!(b.len(), PACKET_LEN);
-        assert!(PACKET_LEN <= 1472, "fits one Ethernet frame");
         assert_eq!(decode(&key(1), &b).unwrap(), p);
     }
 
