@@ -7,13 +7,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "demo: building release binaries and installing them into /usr/local/bin"
-cargo build --release --bins --quiet
-for b in omcluster showmap setpe; do install -m 755 "target/release/$b" /usr/local/bin/; done
+echo "demo: building release binaries and installing them (with man pages) under /usr/local"
+scripts/install.sh
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "omcluster up: 4 nodes with 1, 0.5, 0.5 and 0.25 of a CPU"
+say "omcluster up: 4 nodes with 1, 0.5, 0.5 and 0.25 of a CPU, each running omd"
 omcluster up --name demo --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M 2>/dev/null ||
     { omcluster down --name demo >/dev/null; omcluster up --name demo --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M; }
 
@@ -50,11 +49,27 @@ for i, (b, a) in enumerate(zip(before, after)):
 PY
 omcluster status --name demo
 
+say "omd: every node knows every node (gossip: one message per second to one random node)"
+sleep 3
+omcluster exec --name demo 1 -- mosctl status
+
+say "the /proc-style tree of node 2: /run/hpc"
+omcluster exec --name demo 2 -- sh -c 'for f in load speed CPUs tmem status; do printf "nodes/4/%-7s %s\n" "$f" "$(cat /run/hpc/nodes/4/$f)"; done'
+
+say "a busy loop in node 3: node 1 sees node 3's load rise, then decay"
+omcluster exec --name demo 3 -- timeout 6 sh -c 'while :; do :; done' &
+for i in $(seq 1 12); do
+    printf "t=%2ds  load of node 3 seen from node 1: %s\n" "$i" "$(omcluster exec --name demo 1 -- mosctl getload 3)"
+    sleep 1
+done
+wait || true
+
 cat <<MSG
 
 The cluster "demo" is still up. Try:
-  omcluster exec --name demo 3 -- bash        a shell inside node 3
+  omcluster exec --name demo 3 -- bash        a shell inside node 3 (try mosctl, mps, mtop)
+  omcluster exec --name demo 1 -- mtop        node 1's processes, with their node
   omcluster status --name demo                its nodes and what they used
   omcluster down --name demo                  remove it
-Process migration between the nodes comes with the omd daemon and the migration engine.
+Process migration between the nodes comes with the migration engine's next step.
 MSG
