@@ -18,79 +18,52 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs omd with `args` and checks that it exits 1 saying `why`.
+fn refuses(args: &[&str], why: &str) {
+    let o = omd(args);
+    assert_eq!(o.status.code(), Some(1), "{args:?}");
+    assert!(err(&o).contains(why), "{args:?}: {}", err(&o));
+}
+
 #[test]
 fn refuses_to_start_without_a_good_map_key_or_node() {
     let d = tempfile::tempdir().unwrap();
-    let map = d.path().join("openmosix.map");
-    let key = d.path().join("cluster.key");
-    let s = |p: &std::path::Path| p.display().to_string();
+    let map = d.path().join("openmosix.map").display().to_string();
+    let key = d.path().join("cluster.key").display().to_string();
+    let log = d.path().join("log").display().to_string();
     std::fs::write(&map, "1 198.18.200.1 3\n").unwrap();
+    let check = |extra: &[&str], why: &str| {
+        let mut a = vec!["--foreground", "--map", map.as_str(), "--key", key.as_str()];
+        a.extend_from_slice(extra);
+        refuses(&a, why);
+    };
 
-    let o = omd(&[
-        "--foreground",
-        "--map",
+    refuses(
+        &["--foreground", "--map", "/nonexistent/map", "--key", &key],
         "/nonexistent/map",
-        "--key",
-        &s(&key),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("/nonexistent/map"), "{}", err(&o));
+    );
+    check(&[], "cannot read the cluster key");
+    check(&[], "omd keygen");
 
-    let o = omd(&["--foreground", "--map", &s(&map), "--key", &s(&key)]);
-    assert!(err(&o).contains("cannot read the cluster key") && err(&o).contains("omd keygen"));
-
-    let o = omd(&["keygen", "--out", &s(&key)]);
+    let o = omd(&["keygen", "--out", &key]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let o = omd(&["keygen", "--out", &s(&key)]);
-    assert!(err(&o).contains("already exists"), "{}", err(&o));
+    refuses(&["keygen", "--out", &key], "already exists");
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let o = omd(&["--foreground", "--map", &s(&map), "--key", &s(&key)]);
-    assert!(err(&o).contains("chmod 600"), "{}", err(&o));
+    check(&[], "chmod 600");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // None of this machine's addresses is in the map.
-    let o = omd(&["--foreground", "--map", &s(&map), "--key", &s(&key)]);
-    assert!(
-        err(&o).contains("give the node number with --node N"),
-        "{}",
-        err(&o)
-    );
-    let o = omd(&[
-        "--foreground",
-        "--map",
-        &s(&map),
-        "--key",
-        &s(&key),
-        "--node",
-        "9",
-    ]);
-    assert!(
-        err(&o).contains("--node 9: node 9 is not in"),
-        "{}",
-        err(&o)
-    );
-
+    check(&[], "give the node number with --node N");
+    check(&["--node", "9"], "--node 9: node 9 is not in");
     // In the background, the reason is shown all the same.
-    let o = omd(&[
-        "--map",
-        &s(&map),
-        "--key",
-        &s(&key),
-        "--node",
-        "9",
-        "--log",
-        &s(&d.path().join("log")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        err(&o).contains("--node 9: node 9 is not in"),
-        "{}",
-        err(&o)
+    refuses(
+        &["--map", &map, "--key", &key, "--node", "9", "--log", &log],
+        "--node 9: node 9 is not in",
     );
 }
 
