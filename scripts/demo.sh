@@ -58,7 +58,7 @@ omcluster exec --name demo 2 -- sh -c 'for f in load speed CPUs tmem status; do 
 
 say "a busy loop in node 3: node 1 sees node 3's load rise, then decay"
 omcluster exec --name demo 3 -- timeout 6 sh -c 'while :; do :; done' &
-for i in $(seq 1 12); do
+for i in $(seq 1 16); do
     printf "t=%2ds  load of node 3 seen from node 1: %s\n" "$i" "$(omcluster exec --name demo 1 -- mosctl getload 3)"
     sleep 1
 done

@@ -1,7 +1,7 @@
 //! omcluster: run a cluster of openMosix nodes on this machine.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::unistd::Pid;
 use om_cluster::spec::format_mem;
@@ -98,6 +98,7 @@ struct NameArg {
 }
 
 fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Cli::command, "1");
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

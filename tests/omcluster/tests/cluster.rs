@@ -371,3 +371,20 @@ fn tempfile_dir() -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn writes_its_man_page_and_completions() {
+    let d = std::env::temp_dir().join(format!("omcluster-docs-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .env("OM_GENERATE_DOCS", &d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(d.join("man/man1/omcluster.1")).unwrap();
+    assert!(
+        page.contains(".TH omcluster 1") && page.contains("exec"),
+        "{page}"
+    );
+    assert!(d.join("completions/bash/omcluster").is_file());
+    std::fs::remove_dir_all(&d).unwrap();
+}
