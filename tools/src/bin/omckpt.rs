@@ -71,13 +71,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
-    match run(Args::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("omckpt: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    om_tools::finish("omckpt", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<ExitCode> {

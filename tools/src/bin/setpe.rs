@@ -49,13 +49,7 @@ fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
     // openMosix spelled the last mode `-off`; clap would read that as -o -f f.
     let argv = std::env::args().map(|a| if a == "-off" { "--off".to_string() } else { a });
-    match run(Args::parse_from(argv)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("setpe: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    om_tools::finish("setpe", run(Args::parse_from(argv)))
 }
 
 fn run(args: Args) -> Result<ExitCode> {

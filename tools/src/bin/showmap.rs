@@ -28,13 +28,7 @@ struct Args {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
-    match run(Args::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("showmap: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    om_tools::finish("showmap", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<ExitCode> {
