@@ -27,7 +27,11 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
                 r,
                 Request::Status | Request::Node { .. } | Request::Whois { .. } | Request::GetMap
             );
-            let what = format!("{r:?}");
+            let what = if changes {
+                format!("{r:?}")
+            } else {
+                String::new()
+            };
             let reply = node.lock().expect("node lock").handle(r, uid);
             if changes {
                 match &reply {

@@ -184,19 +184,14 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     let (cpus, cap, speed) = capacity_now(&p.cgroups, p.raw_speed);
     let id = p.cfg.node;
     let node = Arc::new(Mutex::new(Node::new(p.cfg, p.map, p.map_origin, speed)));
-    {
-        let (mem, free, tmem) = measure::memory(&p.cgroups);
-        node.lock().expect("node lock").set_measured(NodeRecord {
-            load: 0,
-            speed,
-            cpus,
-            util: 0,
-            flags: 0,
-            mem,
-            free,
-            tmem,
-        });
-    }
+    // A first record at once, so that the tools have numbers before the first second.
+    node.lock().expect("node lock").set_measured(record(
+        measure::memory(&p.cgroups),
+        0,
+        speed,
+        cpus,
+        0,
+    ));
     let fuse = if args.no_hpc {
         None
     } else {
@@ -260,6 +255,22 @@ fn write_pidfile(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// This node's record from its memory ([`measure::memory`]), load, speed, CPUs and
+/// utilisation (the settings flags are added by [`Node::set_measured`]).
+fn record(memory: (u64, u64, u64), load: u32, speed: u32, cpus: u16, util: u16) -> NodeRecord {
+    let (mem, free, tmem) = memory;
+    NodeRecord {
+        load,
+        speed,
+        cpus,
+        util,
+        flags: 0,
+        mem,
+        free,
+        tmem,
+    }
+}
+
 /// Samples the run queue four times a second; once a second turns the samples into
 /// this node's record.
 async fn measure_loop(node: Arc<Mutex<Node>>, cg: Cgroups, raw_speed: u32, fixed: bool) {
@@ -288,7 +299,7 @@ async fn measure_loop(node: Arc<Mutex<Node>>, cg: Cgroups, raw_speed: u32, fixed
             _ => 0,
         };
         last = now;
-        let (mem, free, tmem) = measure::memory(&cg);
+        let memory = measure::memory(&cg); // read before taking the lock
         let mut n = node.lock().expect("node lock");
         if !fixed {
             n.set_calibrated(calibrated);
@@ -296,16 +307,13 @@ async fn measure_loop(node: Arc<Mutex<Node>>, cg: Cgroups, raw_speed: u32, fixed
         let speed = n.speed();
         smoothed.update(load::raw_load(runq, speed, cpus));
         n.set_local_load(smoothed.local.round() as u32);
-        n.set_measured(NodeRecord {
-            load: smoothed.exported.round() as u32,
+        n.set_measured(record(
+            memory,
+            smoothed.exported.round() as u32,
             speed,
             cpus,
             util,
-            flags: 0,
-            mem,
-            free,
-            tmem,
-        });
+        ));
         let me = n.cfg.node;
         let up: Vec<NodeId> = n.up_nodes().into_iter().filter(|&i| i != me).collect();
         for id in up.iter().filter(|i| !was_up.contains(i)) {

@@ -159,8 +159,19 @@ impl Node {
         self.members
             .iter()
             .copied()
-            .filter(|&id| self.view(id).is_some_and(|v| v.up))
+            .filter(|&id| self.is_up(id))
             .collect()
+    }
+
+    fn is_up(&self, id: NodeId) -> bool {
+        if !self.participating {
+            return false;
+        }
+        id == self.cfg.node
+            || self.index.get(&id).is_some_and(|&i| {
+                let down_after = self.cfg.down_after.as_millis() as Millis;
+                self.table.is_up(i, self.now(), down_after)
+            })
     }
 
     /// The load this node uses for its own decisions.
@@ -275,17 +286,11 @@ impl Node {
     pub fn view(&self, id: NodeId) -> Option<NodeView> {
         let &i = self.index.get(&id)?;
         let now = self.now();
-        let me = id == self.cfg.node;
-        let down_after = self.cfg.down_after.as_millis() as Millis;
         Some(NodeView {
             node: id,
             addr: self.addr_of(id).map(|a| a.to_string()).unwrap_or_default(),
-            me,
-            up: if me {
-                self.participating
-            } else {
-                self.participating && self.table.is_up(i, now, down_after)
-            },
+            me: id == self.cfg.node,
+            up: self.is_up(id),
             age_ms: self.table.age(i, now).map(|a| a as u64),
             record: self.table.get(i).map(|(_, r)| r),
         })

@@ -74,10 +74,7 @@ pub fn run(p: &Params) -> Report {
     let (mut half, mut ninety, mut all) = (None, None, None);
     let (mut sent, mut received) = (0u64, 0u64);
     let mut msg = Vec::with_capacity(p.window + 1);
-    let mut age_sum = 0.0;
-    let mut age_samples = 0u64;
-    let mut max_age: Millis = 0;
-    let mut worst_node = 0.0f64;
+    let mut ages = AgeStats::default();
     let sample_every = (p.seconds / 6).max(1) as Millis * 1000;
     let mut next_sample = sample_every;
     let mut round = 0;
@@ -92,11 +89,7 @@ pub fn run(p: &Params) -> Report {
                 break;
             }
             if now >= next_sample {
-                let (sum, count, max, worst) = ages(&tables, now);
-                age_sum += sum;
-                age_samples += count;
-                max_age = max_age.max(max);
-                worst_node = worst_node.max(worst);
+                ages.sample(&tables, now);
                 next_sample += sample_every;
             }
             let load = if i == idle_node && now >= idle_at {
@@ -144,11 +137,7 @@ pub fn run(p: &Params) -> Report {
         }
         round += 1;
     }
-    let (sum, count, max, worst) = ages(&tables, end);
-    age_sum += sum;
-    age_samples += count;
-    max_age = max_age.max(max);
-    worst_node = worst_node.max(worst);
+    let known = ages.sample(&tables, end);
     let pairs = (n * (n - 1)) as f64;
     Report {
         nodes: n,
@@ -158,14 +147,14 @@ pub fn run(p: &Params) -> Report {
         sent_per_node_s: sent as f64 / n as f64 / p.seconds.max(1) as f64,
         received_per_node_s: received as f64 / n as f64 / p.seconds.max(1) as f64,
         message_bytes: crate::wire::PACKET_LEN,
-        mean_age_s: if age_samples > 0 {
-            age_sum / age_samples as f64 / 1000.0
+        mean_age_s: if ages.records > 0 {
+            ages.sum / ages.records as f64 / 1000.0
         } else {
             0.0
         },
-        max_age_s: max_age as f64 / 1000.0,
-        worst_node_mean_age_s: worst_node / 1000.0,
-        known_fraction: count as f64 / pairs,
+        max_age_s: ages.max as f64 / 1000.0,
+        worst_node_mean_age_s: ages.worst / 1000.0,
+        known_fraction: known as f64 / pairs,
         idle_news_half_s: half,
         idle_news_90_s: ninety,
         idle_news_all_s: all,
@@ -174,31 +163,40 @@ pub fn run(p: &Params) -> Report {
     }
 }
 
-/// (sum of ages in ms, number of records, largest age, largest per-node mean age) over
-/// what every node holds about the others.
-fn ages(tables: &[Table<u16>], now: Millis) -> (f64, u64, Millis, f64) {
-    let mut sum = 0.0;
-    let mut count = 0u64;
-    let mut max = 0;
-    let mut worst = 0.0f64;
-    for t in tables {
-        let me = t.me();
-        let (mut s, mut c) = (0.0, 0u64);
-        t.for_each_stamp(|j, stamp| {
-            if j != me {
-                let a = now - stamp;
-                s += a as f64;
-                c += 1;
-                max = max.max(a);
+/// Ages (in ms) of the records the nodes hold about the others, over all samples.
+#[derive(Default)]
+struct AgeStats {
+    sum: f64,
+    records: u64,
+    max: Millis,
+    /// The largest per-node mean age of any sample.
+    worst: f64,
+}
+
+impl AgeStats {
+    /// Adds what every node holds at `now`; returns how many records that was.
+    fn sample(&mut self, tables: &[Table<u16>], now: Millis) -> u64 {
+        let mut count = 0u64;
+        for t in tables {
+            let me = t.me();
+            let (mut s, mut c) = (0.0, 0u64);
+            t.for_each_stamp(|j, stamp| {
+                if j != me {
+                    let a = now - stamp;
+                    s += a as f64;
+                    c += 1;
+                    self.max = self.max.max(a);
+                }
+            });
+            if c > 0 {
+                self.worst = self.worst.max(s / c as f64);
             }
-        });
-        if c > 0 {
-            worst = worst.max(s / c as f64);
+            self.sum += s;
+            count += c;
         }
-        sum += s;
-        count += c;
+        self.records += count;
+        count
     }
-    (sum, count, max, worst)
 }
 
 /// The report as the table `omd simulate` prints.

@@ -142,6 +142,11 @@ pub struct NodeRecord {
     pub tmem: u64,
 }
 
+/// A [`NodeRecord::util`] (hundredths of a percent) as a whole percentage, rounded.
+pub fn util_percent(util: u16) -> u32 {
+    (u32::from(util) + 50) / 100
+}
+
 /// The speed of a standard CPU.
 pub const STANDARD_SPEED: u32 = 10_000;
 
@@ -210,7 +215,7 @@ impl Field {
             Field::Mem => r.mem.to_string(),
             Field::Free => r.free.to_string(),
             Field::Tmem => r.tmem.to_string(),
-            Field::Util => format!("{}", (u32::from(r.util) + 50) / 100),
+            Field::Util => util_percent(r.util).to_string(),
             Field::Cpus => r.cpus.to_string(),
             Field::Status => {
                 let mut s = String::from(if v.up { "up" } else { "down" });

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser};
-use om_proto::{Field, NodeView, Processes, Request, Response};
+use om_proto::{Processes, Request, Response};
 use om_tools::{ask, finish, mib, print_json};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -84,14 +84,6 @@ fn snapshot(before: &(Instant, Processes), after: &(Instant, Processes)) -> Snap
         .map(|p| (p.pid, p.cpu_ticks))
         .collect();
     let r = after.1.record;
-    let view = NodeView {
-        node: after.1.node,
-        addr: String::new(),
-        me: true,
-        up: true,
-        age_ms: Some(0),
-        record: Some(r),
-    };
     let mut rows: Vec<Row> = after
         .1
         .processes
@@ -132,7 +124,7 @@ fn snapshot(before: &(Instant, Processes), after: &(Instant, Processes)) -> Snap
         load: r.load,
         speed: r.speed,
         cpus: r.cpus,
-        util: Field::Util.format(&view).parse().unwrap_or(0),
+        util: om_proto::util_percent(r.util),
         mem: r.mem,
         tmem: r.tmem,
         processes: rows,
