@@ -71,6 +71,41 @@ impl Frozen {
         flatten(pid, "kill", r)
     }
 
+    /// Turns the frozen process into the deputy of its migrated self and runs `f` with
+    /// it on the tracer thread (every ptrace call must come from there). If the deputy
+    /// cannot be set up, the process is put back as it was and runs on; `f` then gets the
+    /// error. When `f` returns, the process must be gone or have come home: a tracer
+    /// thread that ends lets its tracee run on.
+    pub fn into_deputy<R: Send + 'static>(
+        mut self,
+        f: impl FnOnce(Result<crate::deputy::DeputyCtl, InjectError>) -> R + Send + 'static,
+    ) -> Result<R, CaptureError> {
+        let pid = self.pid;
+        let Some(tracer) = self.tracer.take() else {
+            return Err(CaptureError::Proc {
+                pid,
+                what: "tracer".into(),
+                source: std::io::Error::other("the process is no longer frozen"),
+            });
+        };
+        let image = self.image.clone();
+        let r = tracer.run(move || {
+            let ctl = crate::deputy::DeputyCtl::new(pid, &image);
+            if ctl.is_err() {
+                let p = Pid::from_raw(pid);
+                let _ = ptrace::setregs(p, image.regs.to_raw());
+                let _ = sys::set_sigmask(p, image.sigmask);
+                let _ = ptrace::detach(p, None);
+            }
+            f(ctl)
+        });
+        r.map_err(|source| CaptureError::Proc {
+            pid,
+            what: "tracer".into(),
+            source,
+        })
+    }
+
     fn detach(&mut self) -> Result<(), CaptureError> {
         let pid = self.pid;
         let Some(tracer) = self.tracer.take() else {
@@ -114,6 +149,25 @@ impl PageSource for Frozen {
 
 /// Freezes `pid` and captures its state. On any error the process runs on unharmed.
 pub fn capture(pid: i32) -> Result<Frozen, CaptureError> {
+    capture_with(pid, Options::default())
+}
+
+/// Something to do while the process is being stopped.
+pub type Hook = Box<dyn FnMut() + Send>;
+
+/// How to capture.
+#[derive(Default)]
+pub struct Options {
+    /// The descriptors stay where they are (with a deputy): they are neither checked nor
+    /// recorded.
+    pub keep_files: bool,
+    /// Called repeatedly until the process has stopped (a guest waiting for its seccomp
+    /// supervisor stops only once its trapped call is answered).
+    pub while_stopping: Option<Hook>,
+}
+
+/// [`capture`] with options.
+pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
     precheck(pid)?;
     let tracer =
         TracerThread::spawn(&format!("om-trace-{pid}")).map_err(|source| CaptureError::Proc {
@@ -122,7 +176,7 @@ pub fn capture(pid: i32) -> Result<Frozen, CaptureError> {
             source,
         })?;
     let image = tracer
-        .run(move || capture_on_tracer(pid))
+        .run(move || capture_on_tracer(pid, opts))
         .map_err(|source| CaptureError::Proc {
             pid,
             what: "tracer".into(),
@@ -212,7 +266,7 @@ fn precheck(pid: i32) -> Result<(), CaptureError> {
 }
 
 /// Attaches and stops the process; runs on the tracer thread.
-fn freeze(pid: Pid) -> Result<(), CaptureError> {
+fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
     let raw = pid.as_raw();
     ptrace::seize(pid, ptrace::Options::empty()).map_err(|e| match e {
         nix::errno::Errno::ESRCH => refused(raw, Refusal::NoSuchProcess(raw)),
@@ -222,8 +276,19 @@ fn freeze(pid: Pid) -> Result<(), CaptureError> {
         pid: raw,
         source: InjectError::Ptrace("PTRACE_INTERRUPT", e),
     })?;
+    let flags = if hook.is_some() {
+        WaitPidFlag::__WALL | WaitPidFlag::WNOHANG
+    } else {
+        WaitPidFlag::__WALL
+    };
     loop {
-        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+        match waitpid(pid, Some(flags)) {
+            Ok(WaitStatus::StillAlive) => {
+                if let Some(h) = hook.as_mut() {
+                    h();
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
             Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP => return Ok(()),
             // A signal arrived before the interrupt took effect: let it be delivered as it
             // would have been; the interrupt stays pending and stops the process next.
@@ -244,10 +309,10 @@ fn freeze(pid: Pid) -> Result<(), CaptureError> {
     }
 }
 
-fn capture_on_tracer(pid: i32) -> Result<ProcessImage, CaptureError> {
+fn capture_on_tracer(pid: i32, opts: Options) -> Result<ProcessImage, CaptureError> {
     let p = Pid::from_raw(pid);
-    freeze(p)?;
-    match capture_frozen(pid) {
+    freeze(p, opts.while_stopping)?;
+    match capture_frozen(pid, opts.keep_files) {
         Ok(image) => Ok(image),
         Err(e) => {
             let _ = ptrace::detach(p, None);
@@ -256,7 +321,7 @@ fn capture_on_tracer(pid: i32) -> Result<ProcessImage, CaptureError> {
     }
 }
 
-fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
+fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
     let st = read_status(pid)?;
@@ -389,7 +454,11 @@ fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
     }
 
     // Descriptors and timers.
-    let files = open_files(pid)?;
+    let files = if keep_files {
+        Vec::new()
+    } else {
+        open_files(pid)?
+    };
     if std::fs::read_to_string(format!("/proc/{pid}/timers"))
         .map(|t| !t.trim().is_empty())
         .unwrap_or(false)
@@ -423,7 +492,12 @@ fn capture_frozen(pid: i32) -> Result<ProcessImage, CaptureError> {
     let robust_list = sys::get_robust_list(p).map_err(proc_err(pid, "robust list"))?;
     let mut rlimits = Vec::new();
     for res in 0..16 {
-        let (cur, max) = sys::get_rlimit(p, res).map_err(proc_err(pid, "rlimits"))?;
+        // prlimit64 on another user's process needs CAP_SYS_RESOURCE; /proc/PID/limits
+        // tells the same to root.
+        let (cur, max) = match sys::get_rlimit(p, res) {
+            Ok(l) => l,
+            Err(e) => proc_limit(pid, res).ok_or_else(|| proc_err(pid, "rlimits")(e))?,
+        };
         rlimits.push(Rlimit {
             resource: res,
             cur,
@@ -697,4 +771,20 @@ fn open_files(pid: i32) -> Result<Vec<OpenFile>, CaptureError> {
     }
     files.sort_by_key(|f| f.fd);
     Ok(files)
+}
+
+/// Resource limit `res` read from `/proc/PID/limits` (one line per resource, in order).
+fn proc_limit(pid: i32, res: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().nth(1 + res as usize)?;
+    // "Max cpu time   unlimited   unlimited   seconds": the two values start at column 26.
+    let mut it = line.get(26..)?.split_whitespace();
+    let num = |s: &str| {
+        if s == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            s.parse().ok()
+        }
+    };
+    Some((num(it.next()?)?, num(it.next()?)?))
 }

@@ -106,7 +106,7 @@ impl Regs {
 
 /// What backs a memory mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Backing {
     /// Private anonymous memory (including `[heap]` and `[stack]`).
     Anon,

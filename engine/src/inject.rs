@@ -47,6 +47,17 @@ impl Injector {
     /// Executes system call `nr` with `args` in the tracee; returns the raw result
     /// (negative errno on failure).
     pub(crate) fn raw(&mut self, nr: i64, args: &[u64]) -> Result<i64, InjectError> {
+        self.raw_with(nr, args, || Ok(()))
+    }
+
+    /// Like [`Injector::raw`], running `during` while the call is under way (to answer
+    /// it from a seccomp listener, for example).
+    pub(crate) fn raw_with(
+        &mut self,
+        nr: i64,
+        args: &[u64],
+        during: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<i64, InjectError> {
         let mut regs = self.saved;
         regs.rip = self.insn;
         regs.rax = nr as u64;
@@ -61,6 +72,7 @@ impl Injector {
         regs.r9 = a[5];
         ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
         ptrace::step(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+        during().map_err(|e| InjectError::Mem(0, e))?;
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,

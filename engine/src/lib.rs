@@ -11,17 +11,22 @@
 
 pub mod capture;
 pub mod checkpoint;
+pub mod deputy;
 pub mod error;
+pub mod guest;
 pub mod image;
 mod inject;
 pub mod lazy;
 pub mod pages;
 pub mod ranges;
+pub mod relay;
 pub mod restore;
+pub mod seccomp;
 mod sys;
+pub mod syscalls;
 pub mod tracer;
 
-pub use capture::{capture, Frozen};
+pub use capture::{capture, capture_with, Frozen, Options};
 pub use error::{CaptureError, InjectError, PageError, Refusal, RestoreError};
 pub use image::ProcessImage;
 pub use lazy::PagerStats;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
@@ -138,19 +139,47 @@ pub fn restore(
     source: Box<dyn PageSource>,
     paging: Paging,
 ) -> Result<Restored, RestoreError> {
+    restore_as(image, source, paging, Mode::Fresh).map(|(r, _)| r)
+}
+
+/// Restores `image` as a guest on the calling thread, which becomes the thread its
+/// parent-death signal is tied to: the guest is killed when this thread ends (so a guest
+/// never outlives the supervisor that serves it). Call it from the thread that will
+/// supervise the guest.
+pub(crate) fn restore_guest_here(
+    image: &ProcessImage,
+    source: Box<dyn PageSource>,
+    paging: Paging,
+    uid: u32,
+    gid: u32,
+) -> Result<(Restored, OwnedFd), RestoreError> {
+    check_restorable(image)?;
+    let (pid, pager, listener) =
+        restore_on_tracer(image, source, paging, Mode::Guest { uid, gid })?;
+    let listener =
+        listener.ok_or_else(|| RestoreError::Incompatible("the guest has no listener".into()))?;
+    Ok((Restored { pid, pager }, listener))
+}
+
+fn restore_as(
+    image: &ProcessImage,
+    source: Box<dyn PageSource>,
+    paging: Paging,
+    mode: Mode,
+) -> Result<(Restored, Option<OwnedFd>), RestoreError> {
     check_restorable(image)?;
     let tracer = TracerThread::spawn("om-restore").map_err(|source| RestoreError::Sys {
         what: "starting the tracer thread".into(),
         source,
     })?;
     let image = image.clone();
-    let (pid, pager) = tracer
-        .run(move || restore_on_tracer(&image, source, paging))
+    let (pid, pager, listener) = tracer
+        .run(move || restore_on_tracer(&image, source, paging, mode))
         .map_err(|source| RestoreError::Sys {
             what: "tracer thread".into(),
             source,
         })??;
-    Ok(Restored { pid, pager })
+    Ok((Restored { pid, pager }, listener))
 }
 
 /// Kills the half-made stub unless disarmed.
@@ -214,11 +243,30 @@ pub(crate) fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) 
     (cand + len <= TASK_END).then_some(cand)
 }
 
+/// What the restored process is to become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A new process with the image's identity, descriptors and directory.
+    Fresh,
+    /// A guest at a remote node: an unprivileged user, no descriptors, `/` as directory,
+    /// and a seccomp filter whose listener is handed to the caller.
+    Guest {
+        /// Guest user.
+        uid: u32,
+        /// Guest group.
+        gid: u32,
+    },
+    /// The original process at home, coming back: it keeps its descriptors, directory,
+    /// identity and umask (all of which its deputy kept up to date).
+    Home,
+}
+
 fn restore_on_tracer(
     image: &ProcessImage,
-    mut source: Box<dyn PageSource>,
+    source: Box<dyn PageSource>,
     paging: Paging,
-) -> Result<(i32, Option<LazyPager>), RestoreError> {
+    mode: Mode,
+) -> Result<(i32, Option<LazyPager>, Option<OwnedFd>), RestoreError> {
     // A scratch area free in both the target layout and ours (the stub starts as our copy).
     let mut occupied: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
     occupied.extend(
@@ -253,27 +301,39 @@ fn restore_on_tracer(
         }
     }
     sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking the stub's signals"))?;
-
-    // CPU state format.
-    let local_xstate = sys::get_xstate(stub).map_err(sys_err("reading XSAVE state"))?;
-    let local_xcr0 = local_xstate
-        .get(472..480)
-        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
-        .unwrap_or(0);
-    if local_xstate.len() != image.xstate.len() || image.xcr0 & !local_xcr0 != 0 {
-        return Err(RestoreError::Incompatible(format!(
-            "CPU state differs: image XSAVE area {} bytes with features {:#x}, this CPU {} bytes with {:#x}",
-            image.xstate.len(),
-            image.xcr0,
-            local_xstate.len(),
-            local_xcr0
-        )));
+    let built = rebuild(stub, scratch, SCRATCH_LEN, image, source, paging, mode);
+    // This thread may live on (a guest's supervisor): give it back every CPU.
+    let _ = sched_setaffinity(Pid::from_raw(0), &all_cpus);
+    let (pager, listener) = built?;
+    let _ = sched_setaffinity(stub, &all_cpus);
+    ptrace::detach(stub, None)
+        .map_err(|e| step("detach")(InjectError::Ptrace("PTRACE_DETACH", e)))?;
+    guard.0 = None;
+    if let Some(p) = &pager {
+        p.release();
     }
+    Ok((stub.as_raw(), pager, listener))
+}
 
+/// Turns the stopped tracee `stub` into the process of `image`. A `syscall` instruction
+/// is at `scratch`, whose first page is code and the rest room for arguments; the whole
+/// area is unmapped at the end. Leaves the tracee stopped with the image's registers.
+pub(crate) fn rebuild(
+    stub: Pid,
+    scratch: u64,
+    scratch_len: u64,
+    image: &ProcessImage,
+    mut source: Box<dyn PageSource>,
+    paging: Paging,
+    mode: Mode,
+) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
+    // Signals wait until the end (timers restored below fire meanwhile).
+    sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking signals"))?;
     let mut inj = Injector::new(stub, scratch).map_err(step("attach"))?;
     inj.scratch = scratch + PAGE_SIZE;
-    inj.scratch_len = SCRATCH_LEN - PAGE_SIZE;
+    inj.scratch_len = scratch_len - PAGE_SIZE;
     let s = inj.scratch;
+    let home = mode == Mode::Home;
 
     // 1. Shed the stub's own state: rseq, descriptors, mappings.
     if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
@@ -284,12 +344,19 @@ fn restore_on_tracer(
         )
         .map_err(step("unregister the stub's rseq"))?;
     }
-    inj.call(
-        "close_range",
-        libc::SYS_close_range,
-        &[3, u32::MAX as u64, 0],
-    )
-    .map_err(step("close the stub's descriptors"))?;
+    if !home {
+        let first = if matches!(mode, Mode::Guest { .. }) {
+            0
+        } else {
+            3
+        };
+        inj.call(
+            "close_range",
+            libc::SYS_close_range,
+            &[first, u32::MAX as u64, 0],
+        )
+        .map_err(step("close the stub's descriptors"))?;
+    }
     let stub_maps = read_maps(&stub.to_string()).map_err(sys_err("reading the stub's maps"))?;
     let stub_vdso: Vec<(u64, u64, String)> = stub_maps
         .iter()
@@ -297,7 +364,7 @@ fn restore_on_tracer(
         .cloned()
         .collect();
     let mut keep: Vec<(u64, u64)> = stub_vdso.iter().map(|m| (m.0, m.1)).collect();
-    keep.push((scratch, scratch + SCRATCH_LEN));
+    keep.push((scratch, scratch + scratch_len));
     keep.sort_unstable();
     let mut at = PAGE_SIZE;
     for &(s0, e0) in keep.iter().chain(std::iter::once(&(TASK_END, TASK_END))) {
@@ -439,11 +506,25 @@ fn restore_on_tracer(
     }
 
     // 5. Signals.
-    // The stub starts with every action at the all-zero default.
-    for a in image
-        .sigactions
+    // The stub starts with every action at the all-zero default; the original at home
+    // has its own, so every action is set.
+    let mut actions = image.sigactions.clone();
+    if home {
+        for signo in (1..=64).filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP) {
+            if !actions.iter().any(|a| a.signo == signo) {
+                actions.push(SigAction {
+                    signo,
+                    handler: 0,
+                    flags: 0,
+                    restorer: 0,
+                    mask: 0,
+                });
+            }
+        }
+    }
+    for a in actions
         .iter()
-        .filter(|a| (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
+        .filter(|a| home || (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
     {
         let mut b = Vec::with_capacity(32);
         for x in [a.handler, a.flags, a.restorer, a.mask] {
@@ -488,8 +569,10 @@ fn restore_on_tracer(
     }
 
     // 6. Process attributes and the kernel's view of the address space.
-    inj.call("umask", libc::SYS_umask, &[image.umask as u64])
-        .map_err(step("umask"))?;
+    if !home {
+        inj.call("umask", libc::SYS_umask, &[image.umask as u64])
+            .map_err(step("umask"))?;
+    }
     inj.call(
         "personality",
         libc::SYS_personality,
@@ -526,12 +609,16 @@ fn restore_on_tracer(
     let map_at = inj.put(1024, &b).map_err(step("mm map"))?;
     const PR_SET_MM: u64 = 35;
     const PR_SET_MM_MAP: u64 = 14;
-    inj.call(
+    let r = inj.call(
         "prctl(PR_SET_MM_MAP)",
         libc::SYS_prctl,
         &[PR_SET_MM, PR_SET_MM_MAP, map_at, b.len() as u64, 0],
-    )
-    .map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+    );
+    // An unprivileged original coming home may not set its own layout; it keeps the one
+    // it had (a heap that grew away from home then grows by mmap instead of brk).
+    if !home {
+        r.map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+    }
     inj.call("close", libc::SYS_close, &[exe_fd])
         .map_err(step("close the executable"))?;
     if let Some(r) = &image.rseq {
@@ -555,11 +642,25 @@ fn restore_on_tracer(
     )
     .map_err(step("set_tid_address"))?;
 
+    // Limits while the stub may still raise them (before it takes another identity).
+    for l in image.rlimits.iter().filter(|_| !home) {
+        sys::set_rlimit(stub, l.resource, l.cur, l.max)
+            .map_err(sys_err(format!("restoring resource limit {}", l.resource)))?;
+    }
+
     // 7. Identity: from here on the stub has the original's credentials, so files are
     //    opened with the original's permissions.
     let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
-    if me != image.creds {
-        let c = &image.creds;
+    let want = match mode {
+        Mode::Guest { uid, gid } => Creds {
+            uid: [uid; 3],
+            gid: [gid; 3],
+            groups: Vec::new(),
+        },
+        _ => image.creds.clone(),
+    };
+    if !home && me != want {
+        let c = &want;
         let mut b = Vec::new();
         for g in &c.groups {
             b.extend_from_slice(&g.to_ne_bytes());
@@ -584,12 +685,19 @@ fn restore_on_tracer(
         )
         .map_err(step("setresuid"))?;
     }
-    let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
-    inj.call("chdir", libc::SYS_chdir, &[p])
-        .map_err(step(format!("change directory to {}", image.cwd)))?;
+    if mode == Mode::Fresh {
+        let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
+        inj.call("chdir", libc::SYS_chdir, &[p])
+            .map_err(step(format!("change directory to {}", image.cwd)))?;
+    } else if !home {
+        let p = inj.put_str(0, "/").map_err(step("cwd"))?;
+        inj.call("chdir", libc::SYS_chdir, &[p])
+            .map_err(step("change directory to /"))?;
+    }
 
-    // 8. Open files, at their numbers and offsets.
-    for f in &image.files {
+    // 8. Open files, at their numbers and offsets (a guest has none: its descriptors
+    //    stay at home with the deputy).
+    for f in image.files.iter().filter(|_| mode == Mode::Fresh) {
         let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
         let got = inj
             .open(&f.path, flags)
@@ -613,10 +721,6 @@ fn restore_on_tracer(
     }
 
     // 9. Limits, queued signals, and the scratch area goes.
-    for l in &image.rlimits {
-        sys::set_rlimit(stub, l.resource, l.cur, l.max)
-            .map_err(sys_err(format!("restoring resource limit {}", l.resource)))?;
-    }
     for sig in &image.pending {
         inj.put(0, &sig.siginfo).map_err(step("siginfo"))?;
         let signo = sig.signo() as u64;
@@ -636,22 +740,72 @@ fn restore_on_tracer(
         }
         .map_err(step(format!("queue pending signal {signo}")))?;
     }
-    inj.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH_LEN])
+    // 10. A guest is confined: from here on every call it makes is checked by the filter,
+    //     and those not allowed wait for the supervisor holding the listener.
+    let mut listener = None;
+    if matches!(mode, Mode::Guest { .. }) {
+        listener = Some(confine(&mut inj, stub)?);
+    }
+    inj.call("munmap", libc::SYS_munmap, &[scratch, scratch_len])
         .map_err(step("unmap the scratch area"))?;
 
-    // 10. Registers last, then run.
+    // 11. Registers last.
     sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
     ptrace::setregs(stub, image.regs.for_resume().to_raw())
         .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
     sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
-    let _ = sched_setaffinity(stub, &all_cpus);
-    ptrace::detach(stub, None)
-        .map_err(|e| step("detach")(InjectError::Ptrace("PTRACE_DETACH", e)))?;
-    guard.0 = None;
-    if let Some(p) = &pager {
-        p.release();
+    Ok((pager, listener))
+}
+
+/// Installs the guest's seccomp filter in `stub` and returns its listener.
+fn confine(inj: &mut Injector, stub: Pid) -> Result<OwnedFd, RestoreError> {
+    const PR_SET_NO_NEW_PRIVS: u64 = 38;
+    const PR_SET_PDEATHSIG: u64 = 1;
+    // After the identity change, which would clear it: the guest dies with the thread
+    // that restored it (its supervisor), so it never outlives omd.
+    inj.call(
+        "prctl",
+        libc::SYS_prctl,
+        &[PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0, 0, 0],
+    )
+    .map_err(step("set the parent-death signal"))?;
+    inj.call("prctl", libc::SYS_prctl, &[PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])
+        .map_err(step("set no_new_privs"))?;
+    let prog = crate::seccomp::guest_filter();
+    let code = inj.put(256, &prog).map_err(step("seccomp filter"))?;
+    let mut fprog = Vec::new();
+    fprog.extend_from_slice(&((prog.len() / 8) as u64).to_ne_bytes());
+    fprog.extend_from_slice(&code.to_ne_bytes());
+    let fprog_at = inj.put(0, &fprog).map_err(step("seccomp program"))?;
+    let fd = inj
+        .call(
+            "seccomp",
+            libc::SYS_seccomp,
+            &[
+                crate::seccomp::SET_MODE_FILTER,
+                crate::seccomp::FLAG_NEW_LISTENER | crate::seccomp::FLAG_WAIT_KILLABLE_RECV,
+                fprog_at,
+            ],
+        )
+        .map_err(step("install the seccomp filter"))?;
+    let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
+    let listener = sys::pidfd_getfd(&pidfd, fd as i32).map_err(sys_err("pidfd_getfd"))?;
+    // close() is no longer allowed for the guest: let this one through by hand.
+    let r = inj
+        .raw_with(libc::SYS_close, &[fd], || {
+            let n = sys::notif_recv(listener.as_raw_fd())?;
+            sys::notif_send(listener.as_raw_fd(), n.id, 0, 0, sys::NOTIF_FLAG_CONTINUE)
+        })
+        .map_err(step("close the listener in the guest"))?;
+    if r != 0 {
+        return Err(step("close the listener in the guest")(
+            InjectError::Failed {
+                call: "close",
+                errno: nix::errno::Errno::from_raw(-r as i32),
+            },
+        ));
     }
-    Ok((stub.as_raw(), pager))
+    Ok(listener)
 }
 
 fn read_creds(pid: Pid) -> std::io::Result<Creds> {
@@ -732,7 +886,7 @@ fn move_vdso(
     if overlaps {
         let mut occ: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
         occ.push((lo_s, lo_s + span));
-        occ.push((scratch, scratch + SCRATCH_LEN));
+        occ.push((scratch, scratch + 16 * PAGE_SIZE));
         let tmp = find_gap(&occ, span, 0x1000_0000, PAGE_SIZE)
             .ok_or_else(|| RestoreError::Incompatible("no room to move the vDSO".into()))?;
         hops.push(tmp);

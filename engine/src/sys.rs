@@ -363,3 +363,78 @@ pub(crate) fn uffd_from_fd(fd: OwnedFd) -> userfaultfd::Uffd {
     // which closes it on drop.
     unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) }
 }
+
+/// `struct seccomp_notif`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    instruction_pointer: u64,
+    args: [u64; 6],
+}
+
+/// `struct seccomp_notif_resp`.
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SeccompNotif>() == 80);
+const _: () = assert!(std::mem::size_of::<SeccompNotifResp>() == 24);
+
+nix::ioctl_readwrite!(notif_recv_ioctl, b'!', 0, SeccompNotif);
+nix::ioctl_readwrite!(notif_send_ioctl, b'!', 1, SeccompNotifResp);
+
+/// Let the call run in the kernel as if it had been allowed.
+pub(crate) const NOTIF_FLAG_CONTINUE: u32 = 1;
+
+/// A call trapped by the seccomp filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Notification {
+    /// Cookie for the answer.
+    pub id: u64,
+    /// Thread that made it.
+    pub pid: u32,
+    /// Call number.
+    pub nr: u64,
+    /// Audit architecture.
+    pub arch: u32,
+    /// Its arguments.
+    pub args: [u64; 6],
+}
+
+/// Receives the next trapped call from seccomp listener `fd` (blocks until there is one).
+pub(crate) fn notif_recv(fd: RawFd) -> io::Result<Notification> {
+    let mut n = SeccompNotif::default();
+    // SAFETY: `n` is a zeroed `struct seccomp_notif` of the size the ioctl expects; the
+    // kernel fills it in.
+    unsafe { notif_recv_ioctl(fd, &mut n) }.map_err(io::Error::from)?;
+    Ok(Notification {
+        id: n.id,
+        pid: n.pid,
+        nr: n.nr as u64,
+        arch: n.arch,
+        args: n.args,
+    })
+}
+
+/// Answers trapped call `id`: its result is `val`, or `-error` when `error` is not zero;
+/// with [`NOTIF_FLAG_CONTINUE`] the kernel runs the call itself.
+pub(crate) fn notif_send(fd: RawFd, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
+    let mut r = SeccompNotifResp {
+        id,
+        val,
+        error,
+        flags,
+    };
+    // SAFETY: `r` is a valid `struct seccomp_notif_resp`; the kernel only reads it.
+    unsafe { notif_send_ioctl(fd, &mut r) }.map_err(io::Error::from)?;
+    Ok(())
+}

@@ -110,6 +110,13 @@ pub struct RunArgs {
     /// Do not mount the /proc-style tree.
     #[arg(long)]
     pub no_hpc: bool,
+    /// User id guests (processes of other nodes running here) run as; they can touch
+    /// nothing here, every file they open is opened at their home.
+    #[arg(long, default_value_t = 65534, value_name = "UID")]
+    pub guest_uid: u32,
+    /// Group id of guests.
+    #[arg(long, default_value_t = 65534, value_name = "GID")]
+    pub guest_gid: u32,
     /// Log file when running in the background.
     #[arg(long, default_value = "/var/log/omd.log", value_name = "FILE")]
     pub log: PathBuf,

@@ -11,6 +11,48 @@ use tokio::net::{UnixListener, UnixStream};
 /// Answers one request from user `uid`. Shared by the socket and the /proc-style tree.
 pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
     match request {
+        Request::Migrate { pid, to, wait } => {
+            let Some(m) = crate::migrate::registry() else {
+                return Response::Error {
+                    kind: ErrorKind::Invalid,
+                    message: "migration is not running in this omd".into(),
+                };
+            };
+            let target = match to {
+                om_proto::MigrateTo::Home => crate::migrate::Target::Home,
+                om_proto::MigrateTo::Node(n) => crate::migrate::Target::Node(n),
+                om_proto::MigrateTo::Balance => crate::migrate::Target::Balance,
+            };
+            match m.request(pid, target, uid, wait) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error {
+                    kind: if message.starts_with("permission denied") {
+                        ErrorKind::PermissionDenied
+                    } else {
+                        ErrorKind::Invalid
+                    },
+                    message,
+                },
+            }
+        }
+        Request::Expel | Request::Bring if uid != 0 => Response::Error {
+            kind: ErrorKind::PermissionDenied,
+            message: format!("expel and bring need root (you are uid {uid})"),
+        },
+        Request::Expel | Request::Bring => {
+            let Some(m) = crate::migrate::registry() else {
+                return Response::Error {
+                    kind: ErrorKind::Invalid,
+                    message: "migration is not running in this omd".into(),
+                };
+            };
+            let message = if matches!(request, Request::Expel) {
+                format!("sending {} guest(s) home", m.expel())
+            } else {
+                format!("bringing {} process(es) home", m.bring())
+            };
+            Response::Done { message }
+        }
         Request::Processes => {
             let (id, record) = {
                 let n = node.lock().expect("node lock");
@@ -19,7 +61,15 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
             Response::Processes(Processes {
                 node: id,
                 record,
-                processes: crate::procs::list(),
+                processes: crate::procs::list()
+                    .into_iter()
+                    .map(|mut p| {
+                        if let Some(m) = crate::migrate::registry() {
+                            p.node = m.where_is(p.pid);
+                        }
+                        p
+                    })
+                    .collect(),
             })
         }
         r => {

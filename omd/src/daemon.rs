@@ -96,6 +96,7 @@ struct Prepared {
     map: ClusterMap,
     map_origin: String,
     udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
     control: std::os::unix::net::UnixListener,
     cgroups: Cgroups,
     /// Speed of one unthrottled CPU, before the quota is applied.
@@ -150,6 +151,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     let udp = std::net::UdpSocket::bind((any, args.port))
         .with_context(|| format!("cannot listen for gossip on UDP port {}", args.port))?;
     udp.set_nonblocking(true)?;
+    let tcp = std::net::TcpListener::bind((any, args.port))
+        .with_context(|| format!("cannot listen for migrations on TCP port {}", args.port))?;
     let control = crate::control::bind(&args.control_socket)?;
     let cgroups = Cgroups::detect();
     let raw_speed = match args.speed {
@@ -168,6 +171,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         map,
         map_origin: args.map.display().to_string(),
         udp,
+        tcp,
         control,
         cgroups,
         raw_speed,
@@ -204,6 +208,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
             })?,
         )
     };
+    crate::migrate::start(node.clone(), (args.guest_uid, args.guest_gid), p.tcp);
     write_pidfile(&args.pidfile)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -241,6 +246,9 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         }
         Ok::<(), anyhow::Error>(())
     });
+    if let Some(m) = crate::migrate::registry() {
+        m.shutdown();
+    }
     drop(fuse);
     let _ = std::fs::remove_file(&args.control_socket);
     let _ = std::fs::remove_file(&args.pidfile);

@@ -163,7 +163,7 @@ impl Node {
             .collect()
     }
 
-    fn is_up(&self, id: NodeId) -> bool {
+    pub fn is_up(&self, id: NodeId) -> bool {
         if !self.participating {
             return false;
         }
@@ -194,7 +194,7 @@ impl Node {
             .unwrap_or_default()
     }
 
-    fn addr_of(&self, id: NodeId) -> Option<IpAddr> {
+    pub fn addr_of(&self, id: NodeId) -> Option<IpAddr> {
         self.map.node(id).map(|n| n.addr)
     }
 
@@ -470,7 +470,9 @@ impl Node {
                 Err(m) => err(ErrorKind::Invalid, m),
             },
             Request::Off => done(self.off()),
-            Request::Processes => err(ErrorKind::Invalid, "answered elsewhere".into()),
+            Request::Processes | Request::Migrate { .. } | Request::Expel | Request::Bring => {
+                err(ErrorKind::Invalid, "answered elsewhere".into())
+            }
         }
     }
 }

@@ -67,6 +67,25 @@ pub enum Request {
     Off,
     /// The processes of this node, with where each one runs.
     Processes,
+    /// Move process `pid` of this node (its owner or root). With `wait`, the answer comes
+    /// when it has arrived or failed.
+    Migrate { pid: i32, to: MigrateTo, wait: bool },
+    /// Send every guest running here home (root only).
+    Expel,
+    /// Bring every process of this node home (root only).
+    Bring,
+}
+
+/// Where `migrate` sends a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrateTo {
+    /// Its home node.
+    Home,
+    /// This node number.
+    Node(NodeId),
+    /// The best node, by load and speed.
+    Balance,
 }
 
 /// The per-node settings of `mosctl`.

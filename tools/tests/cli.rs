@@ -152,6 +152,8 @@ fn every_tool_writes_its_man_page_and_completions() {
         ("mosctl", env!("CARGO_BIN_EXE_mosctl")),
         ("mps", env!("CARGO_BIN_EXE_mps")),
         ("mtop", env!("CARGO_BIN_EXE_mtop")),
+        ("migrate", env!("CARGO_BIN_EXE_migrate")),
+        ("mosrun", env!("CARGO_BIN_EXE_mosrun")),
     ];
     for (name, bin) in tools {
         let out = Command::new(bin)
@@ -172,7 +174,9 @@ fn every_tool_writes_its_man_page_and_completions() {
             .is_file());
     }
     let mosctl = std::fs::read_to_string(d.path().join("man/man1/mosctl.1")).unwrap();
-    for sub in ["getload", "setspeed", "noquiet", "whois"] {
+    for sub in [
+        "getload", "setspeed", "noquiet", "whois", "expel", "bring", "where",
+    ] {
         assert!(mosctl.contains(sub), "mosctl(1) documents {sub}");
     }
 }
@@ -184,6 +188,8 @@ fn daemon_tools_explain_that_omd_is_not_running() {
         (env!("CARGO_BIN_EXE_mosctl"), vec!["getload", "2"]),
         (env!("CARGO_BIN_EXE_mps"), vec![]),
         (env!("CARGO_BIN_EXE_mtop"), vec!["--json"]),
+        (env!("CARGO_BIN_EXE_migrate"), vec!["1", "2"]),
+        (env!("CARGO_BIN_EXE_mosctl"), vec!["where", "1"]),
     ] {
         let out = run(bin, &args, None);
         assert_eq!(out.status.code(), Some(1), "{bin} {args:?}");
@@ -194,4 +200,36 @@ fn daemon_tools_explain_that_omd_is_not_running() {
             "{bin} {args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn migrate_and_mosrun_name_bad_input() {
+    let out = run(env!("CARGO_BIN_EXE_migrate"), &["1", "nowhere"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`nowhere` is not a node number, `home` or `balance`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(env!("CARGO_BIN_EXE_mosrun"), &["-x", "true"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown option `-x`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(env!("CARGO_BIN_EXE_mosrun"), &["-jfoo", "true"], None);
+    assert!(
+        text(&out.stderr).contains("bad node list `foo`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // At home (-h) it simply runs the program, which keeps its exit status.
+    let out = run(
+        env!("CARGO_BIN_EXE_mosrun"),
+        &["-h", "sh", "-c", "echo hi; exit 3"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "hi\n");
 }

@@ -63,6 +63,12 @@ enum Cmd {
     Quiet,
     /// Undo quiet.
     Noquiet,
+    /// Where process PID of this node runs (0 = here, its home).
+    Where { pid: i32 },
+    /// Send every guest (process of another node running here) home.
+    Expel,
+    /// Bring every process of this node that runs elsewhere home.
+    Bring,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +173,22 @@ fn run(args: Args) -> Result<ExitCode> {
         Cmd::Noblock => set(Setting::Block, false),
         Cmd::Quiet => set(Setting::Quiet, true),
         Cmd::Noquiet => set(Setting::Quiet, false),
+        Cmd::Where { pid } => {
+            let Response::Processes(list) = ask(Request::Processes)? else {
+                bail!("omd answered with something else than a process list");
+            };
+            let Some(p) = list.processes.iter().find(|p| p.pid == pid) else {
+                bail!("no process {pid} at node {}", list.node);
+            };
+            if args.json {
+                print_json(&serde_json::json!({ "pid": pid, "node": p.node }))?;
+            } else {
+                println!("{}", p.node);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Expel => changed(ask(Request::Expel)?),
+        Cmd::Bring => changed(ask(Request::Bring)?),
     }
 }
 

@@ -1,0 +1,464 @@
+//! The deputy: the original process at home, kept frozen under ptrace while its user code
+//! runs at another node. It keeps the pid, parent, descriptors, directory, credentials and
+//! terminal; each forwarded call is injected into it, so its meaning is exactly the home
+//! node's. Between calls it waits in an injected `pause()` with every signal unblocked, so
+//! a signal sent to it stops it under ptrace: the signal is taken (never delivered at
+//! home) and handed to the caller to deliver at the remote node.
+//!
+//! Pointer arguments are placed in a scratch area of the deputy (see
+//! [`crate::syscalls::Call::place`]) rather than at the remote's addresses, so the
+//! deputy's own memory, which serves the remote's lazy page faults, is never written.
+//! All methods run on the tracer thread: see [`crate::Frozen::into_deputy`].
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{InjectError, RestoreError};
+use crate::image::{ProcessImage, PAGE_SIZE};
+use crate::inject::{find_syscall_insn, Injector};
+use crate::pages::PageSource;
+use crate::restore::{find_gap, rebuild, Mode, Paging};
+use crate::sys;
+use crate::syscalls::{Call, Reply, Scratch};
+
+/// How the deputy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal (SIGKILL sent at home, for example).
+    Killed(i32),
+}
+
+/// What a deputy operation saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Signals sent to the home process, to be delivered at the remote one, in order.
+    Signals(Vec<i32>),
+    /// The home process is gone.
+    Gone(Gone),
+}
+
+/// The result of a forwarded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran: its reply, and the signals that arrived meanwhile (to deliver at the
+    /// remote before the reply, so that they interrupt or follow the call as natively).
+    Done(Reply, Vec<i32>),
+    /// The home process is gone.
+    Gone(Gone),
+}
+
+/// Restart codes the kernel leaves in `rax` when a signal interrupts a call.
+const RESTARTS: [i64; 4] = [-512, -513, -514, -516];
+const SYS_PAUSE: i64 = libc::SYS_pause;
+const CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+
+/// Control of the frozen original. Used only on its tracer thread.
+pub struct DeputyCtl {
+    pid: Pid,
+    inj: Injector,
+    /// The deputy's area: one code page (`syscall; int3`) then room for arguments.
+    region: u64,
+    region_len: u64,
+    parked: bool,
+    pending: Vec<i32>,
+}
+
+struct Mem<'a>(&'a Injector);
+
+impl Scratch for Mem<'_> {
+    fn write(&mut self, addr: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(addr, data).map_err(std::io::Error::other)
+    }
+    fn read(&mut self, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.0.read(addr, len).map_err(std::io::Error::other)
+    }
+}
+
+fn gone_of(e: &InjectError) -> Option<Gone> {
+    match e {
+        InjectError::Exited(c) => Some(Gone::Exited(*c)),
+        InjectError::Killed(s) => Some(Gone::Killed(*s as i32)),
+        InjectError::Ptrace(_, nix::errno::Errno::ESRCH) => Some(Gone::Killed(libc::SIGKILL)),
+        _ => None,
+    }
+}
+
+impl DeputyCtl {
+    /// Prepares the frozen process `pid` (captured as `image`) to serve as deputy: maps
+    /// its area, takes its queued signals (the image carries them to the remote), stops
+    /// its interval timers (they run at the remote) and unblocks every signal.
+    pub(crate) fn new(pid: i32, image: &ProcessImage) -> Result<Self, InjectError> {
+        let p = Pid::from_raw(pid);
+        let vdso = image
+            .vmas
+            .iter()
+            .find(|v| v.name == "[vdso]")
+            .ok_or(InjectError::ScratchTooSmall(0))?;
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+            .map_err(|e| InjectError::Mem(vdso.start, e))?;
+        let mut code = vec![0u8; vdso.len() as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut code, vdso.start)
+            .map_err(|e| InjectError::Mem(vdso.start, e))?;
+        let insn = find_syscall_insn(&code, vdso.start).ok_or(InjectError::ScratchTooSmall(0))?;
+        // If omd (the tracer) dies, the home process dies with it: it could never run on
+        // with the deputy's registers, and must not hang.
+        ptrace::setoptions(p, ptrace::Options::PTRACE_O_EXITKILL)
+            .map_err(|e| InjectError::Ptrace("PTRACE_SETOPTIONS", e))?;
+        // Signals wait (queued) while the deputy is set up.
+        sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
+        let inj = Injector::new(p, insn)?;
+        let mut d = DeputyCtl {
+            pid: p,
+            inj,
+            region: 0,
+            region_len: 0,
+            parked: false,
+            pending: Vec::new(),
+        };
+        d.map_region(1 << 20, None)?;
+        // Take every queued signal without delivering it: those in the image go to the
+        // remote with it, later ones are forwarded like any other.
+        let set = d.inj.put(0, &u64::MAX.to_ne_bytes())?;
+        let zero = d.inj.put(16, &[0u8; 16])?;
+        let mut captured: Vec<i32> = image.pending.iter().map(|s| s.signo()).collect();
+        for _ in 0..256 {
+            let r = d.inj.raw(libc::SYS_rt_sigtimedwait, &[set, 0, zero, 8])?;
+            if r <= 0 {
+                break;
+            }
+            match captured.iter().position(|&s| s == r as i32) {
+                Some(i) => {
+                    captured.remove(i);
+                }
+                None => d.pending.push(r as i32),
+            }
+        }
+        let off = d.inj.put(64, &[0u8; 32])?;
+        for which in 0..3u64 {
+            d.inj.raw(libc::SYS_setitimer, &[which, off, 0])?;
+        }
+        sys::set_sigmask(p, 0).map_err(|e| InjectError::Mem(0, e))?;
+        Ok(d)
+    }
+
+    /// The pid of the home process.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Maps a new area of at least `len` bytes (at `at` if given) and drops the old one.
+    fn map_region(&mut self, len: u64, at: Option<u64>) -> Result<(), InjectError> {
+        let len = (len + PAGE_SIZE).div_ceil(1 << 20) * (1 << 20);
+        let (addr, flags) = match at {
+            Some(a) => (a, libc::MAP_FIXED_NOREPLACE),
+            None => (0, 0),
+        };
+        let new = self.inj.call(
+            "mmap",
+            libc::SYS_mmap,
+            &[
+                addr,
+                len,
+                (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        self.inj.write(new, &CODE)?;
+        let old = (self.region, self.region_len);
+        self.inj.insn = new;
+        self.region = new;
+        self.region_len = len;
+        self.inj.scratch = new + PAGE_SIZE;
+        self.inj.scratch_len = len - PAGE_SIZE;
+        if old.0 != 0 {
+            self.inj.call("munmap", libc::SYS_munmap, &[old.0, old.1])?;
+        }
+        Ok(())
+    }
+
+    /// Waits in `pause()` for signals; call [`DeputyCtl::poll`] to collect them.
+    pub fn park(&mut self) -> Result<(), InjectError> {
+        if self.parked {
+            return Ok(());
+        }
+        let mut regs =
+            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        regs.rip = self.inj.insn;
+        regs.rax = SYS_PAUSE as u64;
+        regs.orig_rax = u64::MAX;
+        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+        ptrace::cont(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
+        self.parked = true;
+        Ok(())
+    }
+
+    /// Signals that arrived while parked (without waiting), or the end of the process.
+    pub fn poll(&mut self) -> Event {
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(WaitStatus::Stopped(_, sig)) => {
+                    self.pending.push(sig as i32);
+                    self.parked = false;
+                    if let Err(e) = self.park() {
+                        if let Some(g) = gone_of(&e) {
+                            return Event::Gone(g);
+                        }
+                    }
+                }
+                Ok(WaitStatus::Exited(_, c)) => return Event::Gone(Gone::Exited(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Event::Gone(Gone::Killed(s as i32)),
+                Ok(WaitStatus::PtraceEvent(..)) => {
+                    self.parked = false;
+                    let _ = self.park();
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Event::Gone(Gone::Killed(libc::SIGKILL)),
+            }
+        }
+        Event::Signals(std::mem::take(&mut self.pending))
+    }
+
+    /// Stops waiting in `pause()` so that calls can be injected.
+    fn unpark(&mut self) -> Result<(), InjectError> {
+        if !self.parked {
+            return Ok(());
+        }
+        ptrace::interrupt(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_INTERRUPT", e))?;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP => break,
+                Ok(WaitStatus::Stopped(_, sig)) => {
+                    // Taken, not delivered; the interrupt is still pending and stops it next.
+                    self.pending.push(sig as i32);
+                    ptrace::cont(self.pid, None)
+                        .map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
+                }
+                Ok(WaitStatus::Exited(_, c)) => return Err(InjectError::Exited(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Err(InjectError::Killed(s)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
+            }
+        }
+        self.parked = false;
+        Ok(())
+    }
+
+    /// Runs `nr(args)` in the home process. A signal arriving meanwhile is taken (and
+    /// recorded); if it interrupted the call, the call's result is the kernel's restart
+    /// code, which the remote kernel then resolves with the remote process's own handlers
+    /// (restart, or EINTR) as a native call would be.
+    fn inject(&mut self, nr: i64, args: &[u64; 6]) -> Result<i64, InjectError> {
+        let insn = self.inj.insn;
+        let mut regs =
+            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        regs.rip = insn;
+        regs.rax = nr as u64;
+        regs.orig_rax = u64::MAX;
+        regs.rdi = args[0];
+        regs.rsi = args[1];
+        regs.rdx = args[2];
+        regs.r10 = args[3];
+        regs.r8 = args[4];
+        regs.r9 = args[5];
+        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+        ptrace::step(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+                Ok(WaitStatus::Stopped(_, sig)) => {
+                    self.pending.push(sig as i32);
+                    let r = ptrace::getregs(self.pid)
+                        .map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+                    if r.rip == insn + 2 && RESTARTS.contains(&(r.rax as i64)) {
+                        return Ok(r.rax as i64);
+                    }
+                    // Not yet run, or already done: go on to the trap after it.
+                    ptrace::step(self.pid, None)
+                        .map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+                }
+                Ok(WaitStatus::Exited(_, c)) => return Err(InjectError::Exited(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Err(InjectError::Killed(s)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
+            }
+        }
+        let after =
+            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        Ok(after.rax as i64)
+    }
+
+    /// Executes a forwarded call.
+    pub fn call(&mut self, call: &Call) -> Result<Outcome, InjectError> {
+        match self.call_inner(call) {
+            Err(e) => match gone_of(&e) {
+                Some(g) => Ok(Outcome::Gone(g)),
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    fn call_inner(&mut self, call: &Call) -> Result<Outcome, InjectError> {
+        self.unpark()?;
+        let need = call.scratch_len();
+        if need + PAGE_SIZE > self.region_len {
+            self.map_region(need, None)?;
+        }
+        let base = self.inj.scratch;
+        let args = call
+            .place(base, &mut Mem(&self.inj))
+            .map_err(|e| InjectError::Mem(base, e))?;
+        let ret = self.inject(call.nr as i64, &args)?;
+        let outs = call
+            .collect(ret, &args, &mut Mem(&self.inj))
+            .map_err(|e| InjectError::Mem(base, e))?;
+        let ret = if ret == -516 {
+            -libc::EINTR as i64
+        } else {
+            ret
+        };
+        Ok(Outcome::Done(
+            Reply { ret, outs },
+            std::mem::take(&mut self.pending),
+        ))
+    }
+
+    /// Ends the home process with `exit_group(code)`, as the remote one did.
+    pub fn exit(&mut self, code: i32) -> Gone {
+        if self.unpark().is_err() {
+            return self.reap();
+        }
+        match self.inject(libc::SYS_exit_group, &[code as u64, 0, 0, 0, 0, 0]) {
+            Err(e) => gone_of(&e).unwrap_or_else(|| self.reap()),
+            Ok(_) => self.reap(),
+        }
+    }
+
+    /// Ends the home process by signal `sig` (default action), as the remote one died.
+    pub fn die(&mut self, sig: i32) -> Gone {
+        let r = (|| -> Result<(), InjectError> {
+            self.unpark()?;
+            let dfl = self.inj.put(0, &[0u8; 32])?;
+            self.inj
+                .raw(libc::SYS_rt_sigaction, &[sig as u64, dfl, 0, 8])?;
+            sys::set_sigmask(self.pid, 0).map_err(|e| InjectError::Mem(0, e))?;
+            let pid = self.pid.as_raw() as u64;
+            self.inj
+                .raw(libc::SYS_tgkill, &[pid, pid, sig as u64])
+                .map(|_| ())
+        })();
+        match r {
+            // The signal stopped it on the way out of tgkill: let it act now.
+            Err(InjectError::Signal { signal, .. }) => {
+                let _ = ptrace::cont(self.pid, Some(signal));
+                self.reap_passing(sig)
+            }
+            Err(e) => gone_of(&e).unwrap_or_else(|| self.kill()),
+            // The step trap came first: the signal is pending. Wait in pause() for it.
+            Ok(()) => {
+                self.parked = false;
+                if self.park().is_err() {
+                    return self.kill();
+                }
+                self.reap_passing(sig)
+            }
+        }
+    }
+
+    /// Waits for the end, letting signal `sig` act when it stops the process.
+    fn reap_passing(&mut self, sig: i32) -> Gone {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => return Gone::Exited(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Gone::Killed(s as i32),
+                Ok(WaitStatus::Stopped(_, s)) => {
+                    let pass = (s as i32 == sig).then_some(s);
+                    let _ = ptrace::cont(self.pid, pass);
+                }
+                Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(WaitStatus::StillAlive) => return self.kill(),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Gone::Killed(sig),
+            }
+        }
+    }
+
+    /// Kills the home process (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) -> Gone {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        self.reap()
+    }
+
+    fn reap(&mut self) -> Gone {
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(_, c)) => return Gone::Exited(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Gone::Killed(s as i32),
+                Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => {
+                    let _ = ptrace::cont(self.pid, None);
+                }
+                Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                // Reaped by its parent already.
+                Err(_) => return Gone::Killed(libc::SIGKILL),
+            }
+        }
+    }
+
+    /// Brings the process home: the home process becomes `image` (captured at the remote,
+    /// pages read from `source`) and runs on natively, no longer traced.
+    pub fn come_home(
+        mut self,
+        image: &ProcessImage,
+        source: Box<dyn PageSource>,
+    ) -> Result<(), RestoreError> {
+        self.unpark().map_err(|source| RestoreError::Step {
+            step: "stop the deputy".into(),
+            source,
+        })?;
+        // The deputy's area must lie outside the returning layout.
+        let clash = image
+            .vmas
+            .iter()
+            .any(|v| v.start < self.region + self.region_len && self.region < v.end);
+        if clash || self.region_len < 16 * PAGE_SIZE {
+            let mut occ: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
+            if let Ok(maps) =
+                procfs::process::Process::new(self.pid.as_raw()).and_then(|p| p.maps())
+            {
+                occ.extend(maps.iter().map(|m| m.address));
+            }
+            let len = self.region_len.max(1 << 20);
+            let at = find_gap(&occ, len, 0x1000_0000, 1 << 20).ok_or_else(|| {
+                RestoreError::Incompatible("no room for the deputy's area at home".into())
+            })?;
+            self.map_region(len - PAGE_SIZE, Some(at))
+                .map_err(|source| RestoreError::Step {
+                    step: "move the deputy's area".into(),
+                    source,
+                })?;
+        }
+        let _ = rebuild(
+            self.pid,
+            self.region,
+            self.region_len,
+            image,
+            source,
+            Paging::Eager,
+            Mode::Home,
+        )?;
+        ptrace::detach(self.pid, None).map_err(|e| RestoreError::Step {
+            step: "detach".into(),
+            source: InjectError::Ptrace("PTRACE_DETACH", e),
+        })
+    }
+}

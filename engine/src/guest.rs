@@ -1,0 +1,243 @@
+//! The remote end of a migrated process: the guest, restored as an unprivileged user under
+//! a seccomp filter, and what its supervisor needs — the trapped calls, the guest's memory
+//! to read their arguments and write their results, its end, and its capture when it goes
+//! home.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::capture::{capture_with, Frozen, Options};
+use crate::error::{CaptureError, RestoreError};
+use crate::image::ProcessImage;
+use crate::lazy::PagerStats;
+use crate::pages::PageSource;
+use crate::restore::{restore_guest_here, Paging, Restored};
+use crate::sys;
+use crate::syscalls::{GuestMem, Reply};
+
+/// A call the guest made that the filter did not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trapped {
+    /// Cookie for the answer.
+    pub id: u64,
+    /// Call number.
+    pub nr: u64,
+    /// Arguments.
+    pub args: [u64; 6],
+}
+
+/// How the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal; `core` if it dumped core.
+    Killed {
+        /// The signal.
+        signal: i32,
+        /// Core dumped.
+        core: bool,
+    },
+}
+
+/// A restored guest and its seccomp listener.
+pub struct Guest {
+    restored: Restored,
+    listener: OwnedFd,
+    pidfd: OwnedFd,
+    mem: File,
+}
+
+/// `/proc/PID/mem` of the guest, for arguments.
+struct ProcMem<'a>(&'a File);
+
+impl GuestMem for ProcMem<'_> {
+    fn read(&self, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut b = vec![0u8; len];
+        self.0.read_exact_at(&mut b, addr)?;
+        Ok(b)
+    }
+}
+
+impl Guest {
+    /// Restores `image` as a guest running as `uid`:`gid`. The calling thread must be the
+    /// one that supervises it: the guest is killed when that thread ends.
+    pub fn start(
+        image: &ProcessImage,
+        source: Box<dyn PageSource>,
+        paging: Paging,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Guest, RestoreError> {
+        let (restored, listener) = restore_guest_here(image, source, paging, uid, gid)?;
+        let pid = Pid::from_raw(restored.pid());
+        let pidfd = sys::pidfd_open(pid).map_err(|source| RestoreError::Sys {
+            what: "pidfd_open of the guest".into(),
+            source,
+        })?;
+        let mem = File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|source| RestoreError::Sys {
+                what: "opening the guest's memory".into(),
+                source,
+            })?;
+        Ok(Guest {
+            restored,
+            listener,
+            pidfd,
+            mem,
+        })
+    }
+
+    /// The guest's pid at this node.
+    pub fn pid(&self) -> i32 {
+        self.restored.pid()
+    }
+
+    /// Readable when a trapped call waits.
+    pub fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Readable when the guest has ended.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// The next trapped call, or None if there is none right now (or its process was
+    /// interrupted before it could be taken).
+    pub fn next(&self) -> Option<Trapped> {
+        let fd = self.listener.as_raw_fd();
+        let mut pfd = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return None;
+        }
+        sys::notif_recv(fd).ok().map(|n| Trapped {
+            id: n.id,
+            nr: n.nr,
+            args: n.args,
+        })
+    }
+
+    /// What to do with a trapped call (reads the bytes it passes).
+    pub fn plan(&self, t: &Trapped) -> crate::syscalls::Action {
+        crate::syscalls::plan(t.nr, t.args, &ProcMem(&self.mem))
+    }
+
+    /// Answers a forwarded call: writes its output bytes into the guest, then its result.
+    pub fn answer(&self, id: u64, reply: &Reply) -> std::io::Result<()> {
+        for (addr, bytes) in &reply.outs {
+            self.mem.write_all_at(bytes, *addr)?;
+        }
+        if reply.ret < 0 && reply.ret >= -4095 {
+            self.send(id, 0, reply.ret as i32)
+        } else {
+            self.send(id, reply.ret, 0)
+        }
+    }
+
+    /// Fails a trapped call with `-errno` (or a kernel restart code).
+    pub fn fail(&self, id: u64, errno: i32) -> std::io::Result<()> {
+        self.send(id, 0, -errno.abs())
+    }
+
+    /// Lets a trapped call run in this kernel.
+    pub fn allow(&self, id: u64) -> std::io::Result<()> {
+        sys::notif_send(
+            self.listener.as_raw_fd(),
+            id,
+            0,
+            0,
+            sys::NOTIF_FLAG_CONTINUE,
+        )
+    }
+
+    fn send(&self, id: u64, val: i64, error: i32) -> std::io::Result<()> {
+        match sys::notif_send(self.listener.as_raw_fd(), id, val, error, 0) {
+            // Its process was killed meanwhile: nothing waits for the answer.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Delivers signal `sig` to the guest.
+    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+        let s = Signal::try_from(sig).map_err(std::io::Error::from)?;
+        kill(Pid::from_raw(self.pid()), s).map_err(std::io::Error::from)
+    }
+
+    /// How the guest ended, if it has.
+    pub fn ended(&self) -> Option<Ended> {
+        let fd = self.pidfd.as_fd();
+        match waitid(Id::PIDFd(fd), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
+            Ok(WaitStatus::Exited(_, c)) => Some(Ended::Exited(c)),
+            Ok(WaitStatus::Signaled(_, s, core)) => Some(Ended::Killed {
+                signal: s as i32,
+                core,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Kills the guest and waits until it is gone.
+    pub fn kill(&self) {
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        let _ = waitid(Id::PIDFd(self.pidfd.as_fd()), WaitPidFlag::WEXITED);
+    }
+
+    /// Waits until all its memory has arrived (lazy paging done).
+    pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, crate::PageError> {
+        self.restored.finish_paging()
+    }
+
+    /// Captures the guest to send it home. A call it is waiting on (`in_flight`, or any
+    /// trapped meanwhile) is answered with "restart", so that it runs again, natively,
+    /// once the process is home.
+    pub fn capture(mut self, in_flight: Option<u64>) -> Result<(Frozen, GuestEnd), CaptureError> {
+        let _ = self.finish_paging();
+        let fd: RawFd = self.listener.as_raw_fd();
+        let listener = self
+            .listener
+            .try_clone()
+            .map_err(|source| CaptureError::Proc {
+                pid: self.pid(),
+                what: "listener".into(),
+                source,
+            })?;
+        let mut first = in_flight;
+        let hook = Box::new(move || {
+            if let Some(id) = first.take() {
+                let _ = sys::notif_send(fd, id, 0, -513, 0);
+            }
+            let mut pfd = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            if matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
+                if let Ok(n) = sys::notif_recv(fd) {
+                    // -ERESTARTNOINTR: with the stop pending, the call restarts.
+                    let _ = sys::notif_send(fd, n.id, 0, -513, 0);
+                }
+            }
+        });
+        let frozen = capture_with(
+            self.pid(),
+            Options {
+                keep_files: true,
+                while_stopping: Some(hook),
+            },
+        )?;
+        Ok((frozen, GuestEnd { _guest: self }))
+    }
+}
+
+/// What remains of a guest that was captured: dropping it (after the frozen capture was
+/// killed) releases the listener and pidfd.
+pub struct GuestEnd {
+    _guest: Guest,
+}

@@ -1,0 +1,418 @@
+//! The two ends of a migrated process, joined by a [`Link`]: at home the deputy executes
+//! forwarded calls and catches signals ([`run_home`]); at the remote node the supervisor
+//! takes the guest's trapped calls and delivers signals ([`run_remote`]). When the process
+//! goes home, the remote end captures it and serves its pages over the same link.
+
+use std::os::fd::BorrowedFd;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::{Deserialize, Serialize};
+
+use crate::deputy::{DeputyCtl, Event, Gone, Outcome};
+use crate::error::PageError;
+use crate::guest::{Ended, Guest};
+use crate::image::ProcessImage;
+use crate::pages::PageSource;
+use crate::syscalls::{Action, Call, Reply};
+
+/// Messages between the deputy (home) and the supervisor (remote).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Msg {
+    /// Remote → home: execute this call (answer with [`Msg::Reply`] of the same id).
+    Call {
+        /// Cookie.
+        id: u64,
+        /// The call.
+        call: Call,
+    },
+    /// Home → remote: a call's result, after delivering `signals` to the guest.
+    Reply {
+        /// Cookie of the call.
+        id: u64,
+        /// Result and output bytes.
+        reply: Reply,
+        /// Signals to deliver first.
+        signals: Vec<i32>,
+    },
+    /// Home → remote: signals sent to the home process.
+    Signals(Vec<i32>),
+    /// Remote → home: the process called exit_group.
+    Exit(i32),
+    /// Remote → home: the process was killed by a signal.
+    Died {
+        /// The signal.
+        signal: i32,
+        /// It dumped core.
+        core: bool,
+    },
+    /// Home → remote: send the process home.
+    ComeHome,
+    /// Remote → home: the process is captured and coming home; its pages follow on
+    /// request.
+    Coming {
+        /// Its state.
+        image: Box<ProcessImage>,
+        /// Why (a call that needs home, or asked).
+        reason: String,
+    },
+    /// Home → remote: send these bytes of the captured process.
+    ReadPages {
+        /// Address.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Remote → home: the bytes asked for (empty if they could not be read).
+    Pages(Vec<u8>),
+    /// Either way: this end is finished (home: the process is home or ended; remote:
+    /// nothing left).
+    Done,
+    /// Home → remote: the home process is gone; end the guest.
+    Gone,
+}
+
+/// A message channel between the two ends.
+pub trait Link: Send + Sync {
+    /// Sends one message.
+    fn send(&self, m: &Msg) -> std::io::Result<()>;
+    /// Receives one message, waiting at most `timeout` (forever if None). An error means
+    /// the other end is lost.
+    fn recv(&self, timeout: Option<Duration>) -> std::io::Result<Option<Msg>>;
+    /// A descriptor readable when a message waits, if the link has one (without one,
+    /// the remote end checks the link every millisecond).
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
+}
+
+/// Requests to a running end from its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Bring the process home (asked at either end).
+    ComeHome,
+}
+
+/// How the home end finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HomeEnd {
+    /// The process ended (exited, killed, or died by a signal at the remote).
+    Ended(Gone),
+    /// The process is home and runs natively again.
+    CameHome(String),
+    /// The remote end was lost; the process was killed.
+    Lost(String),
+}
+
+/// How the remote end finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteEnd {
+    /// The process ended.
+    Ended,
+    /// It went home.
+    WentHome(String),
+    /// Home was lost or gave up; the guest was killed.
+    Lost(String),
+}
+
+const TICK: Duration = Duration::from_millis(5);
+
+fn lost(e: impl std::fmt::Display) -> String {
+    format!("the link to the other node failed: {e}")
+}
+
+/// Pages of the process coming home, read over the link.
+struct LinkPages(Arc<dyn Link>);
+
+impl PageSource for LinkPages {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        let io = |e: std::io::Error| PageError::Io { addr, source: e };
+        self.0
+            .send(&Msg::ReadPages {
+                addr,
+                len: buf.len() as u64,
+            })
+            .map_err(io)?;
+        loop {
+            match self.0.recv(Some(Duration::from_secs(30))).map_err(io)? {
+                Some(Msg::Pages(b)) if b.len() == buf.len() => {
+                    buf.copy_from_slice(&b);
+                    return Ok(());
+                }
+                Some(Msg::Pages(_)) => {
+                    return Err(io(std::io::Error::other("the remote could not read them")))
+                }
+                Some(_) => continue,
+                None => return Err(io(std::io::Error::other("no answer within 30 s"))),
+            }
+        }
+    }
+}
+
+/// Runs the home end until the process ends or comes home. Runs on the deputy's tracer
+/// thread (see [`crate::Frozen::into_deputy`]).
+pub fn run_home(
+    mut ctl: DeputyCtl,
+    links: &Arc<dyn Link>,
+    commands: &Receiver<Command>,
+) -> HomeEnd {
+    let link: &dyn Link = links.as_ref();
+    let mut asked_home = false;
+    let fail = |ctl: &mut DeputyCtl, why: String| {
+        ctl.kill();
+        let _ = link.send(&Msg::Gone);
+        HomeEnd::Lost(why)
+    };
+    if let Err(e) = ctl.park() {
+        return fail(&mut ctl, format!("the deputy cannot wait: {e}"));
+    }
+    loop {
+        if !asked_home && commands.try_recv() == Ok(Command::ComeHome) {
+            asked_home = true;
+            if let Err(e) = link.send(&Msg::ComeHome) {
+                return fail(&mut ctl, lost(e));
+            }
+        }
+        let msg = match link.recv(Some(TICK)) {
+            Err(e) => return fail(&mut ctl, lost(e)),
+            Ok(m) => m,
+        };
+        match msg {
+            None => {}
+            // Asked home: the remote answers this call with "restart" and the process
+            // makes it again at home.
+            Some(Msg::Call { .. }) if asked_home => {}
+            Some(Msg::Call { id, call }) => {
+                match ctl.call(&call) {
+                    Ok(Outcome::Done(reply, signals)) => {
+                        if let Err(e) = link.send(&Msg::Reply { id, reply, signals }) {
+                            return fail(&mut ctl, lost(e));
+                        }
+                    }
+                    Ok(Outcome::Gone(g)) => {
+                        let _ = link.send(&Msg::Gone);
+                        return HomeEnd::Ended(g);
+                    }
+                    Err(e) => return fail(&mut ctl, format!("the deputy failed: {e}")),
+                }
+                if let Err(e) = ctl.park() {
+                    return fail(&mut ctl, format!("the deputy cannot wait: {e}"));
+                }
+            }
+            Some(Msg::Exit(code)) => {
+                let g = ctl.exit(code);
+                let _ = link.send(&Msg::Done);
+                return HomeEnd::Ended(g);
+            }
+            Some(Msg::Died { signal, .. }) => {
+                let g = ctl.die(signal);
+                let _ = link.send(&Msg::Done);
+                return HomeEnd::Ended(g);
+            }
+            Some(Msg::Coming { image, reason }) => {
+                let pid = ctl.pid();
+                return match ctl.come_home(&image, Box::new(LinkPages(links.clone()))) {
+                    Ok(()) => {
+                        let _ = link.send(&Msg::Done);
+                        HomeEnd::CameHome(reason)
+                    }
+                    Err(e) => {
+                        // Half rebuilt: it cannot run. End it rather than leave it broken.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        let _ = link.send(&Msg::Done);
+                        HomeEnd::Lost(format!("coming home failed: {e}"))
+                    }
+                };
+            }
+            Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
+            Some(_) => {}
+        }
+        match ctl.poll() {
+            Event::Signals(s) if s.is_empty() => {}
+            Event::Signals(s) => {
+                if let Err(e) = link.send(&Msg::Signals(s)) {
+                    return fail(&mut ctl, lost(e));
+                }
+            }
+            Event::Gone(g) => {
+                let _ = link.send(&Msg::Gone);
+                return HomeEnd::Ended(g);
+            }
+        }
+    }
+}
+
+fn deliver(guest: &Guest, signals: &[i32]) {
+    for s in signals {
+        let _ = guest.signal(*s);
+    }
+}
+
+/// Waits until the guest traps a call, ends, or the link has a message.
+fn wait(guest: &Guest, link: &dyn Link) {
+    let lfd = link.fd();
+    let mut fds = vec![
+        PollFd::new(guest.listener(), PollFlags::POLLIN),
+        PollFd::new(guest.pidfd(), PollFlags::POLLIN),
+    ];
+    let t = match lfd {
+        Some(fd) => {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            200u16
+        }
+        None => 1,
+    };
+    let _ = poll(&mut fds, PollTimeout::from(t));
+}
+
+/// Sends the guest home: captures it (answering a call it waits on with "restart") and
+/// serves its pages until home has them all.
+fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link) -> RemoteEnd {
+    let pid = guest.pid();
+    let (mut frozen, end) = match guest.capture(in_flight) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = link.send(&Msg::Gone);
+            return RemoteEnd::Lost(format!("cannot capture the guest to send it home: {e}"));
+        }
+    };
+    let image = Box::new(frozen.image().clone());
+    if let Err(e) = link.send(&Msg::Coming {
+        image,
+        reason: reason.clone(),
+    }) {
+        let _ = frozen.kill();
+        drop(end);
+        return RemoteEnd::Lost(lost(e));
+    }
+    let result = loop {
+        match link.recv(Some(Duration::from_secs(60))) {
+            Ok(Some(Msg::ReadPages { addr, len })) => {
+                let mut buf = vec![0u8; len.min(64 << 20) as usize];
+                let bytes = match frozen.memory().read(addr, &mut buf) {
+                    Ok(()) => buf,
+                    Err(_) => Vec::new(),
+                };
+                if let Err(e) = link.send(&Msg::Pages(bytes)) {
+                    break RemoteEnd::Lost(lost(e));
+                }
+            }
+            Ok(Some(Msg::Done)) => break RemoteEnd::WentHome(reason),
+            Ok(Some(_)) => {}
+            Ok(None) => break RemoteEnd::Lost("home did not take the process in 60 s".into()),
+            Err(e) => break RemoteEnd::Lost(lost(e)),
+        }
+    };
+    let _ = frozen.kill();
+    drop(end);
+    result
+}
+
+/// Runs the remote end until the process ends, goes home, or home is lost.
+pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
+    let give_up = |guest: &Guest, why: String| {
+        guest.kill();
+        let _ = link.send(&Msg::Gone);
+        RemoteEnd::Lost(why)
+    };
+    // The guest ended by itself: tell home how, and wait until home has ended the same way.
+    let finish = |msg: Msg| {
+        if link.send(&msg).is_ok() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                match link.recv(Some(Duration::from_millis(100))) {
+                    Ok(Some(Msg::Done)) | Ok(Some(Msg::Gone)) | Err(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        RemoteEnd::Ended
+    };
+    loop {
+        if commands.try_recv() == Ok(Command::ComeHome) {
+            return go_home(guest, None, "asked to go home".into(), link);
+        }
+        wait(&guest, link);
+        if let Some(end) = guest.ended() {
+            return match end {
+                Ended::Exited(code) => finish(Msg::Exit(code)),
+                Ended::Killed { signal, core } => finish(Msg::Died { signal, core }),
+            };
+        }
+        while let Some(t) = guest.next() {
+            match guest.plan(&t) {
+                Action::Native => {
+                    let _ = guest.allow(t.id);
+                }
+                Action::Errno(e) => {
+                    let _ = guest.fail(t.id, e);
+                }
+                Action::Exit(code) => {
+                    guest.kill();
+                    return finish(Msg::Exit(code));
+                }
+                Action::Home(reason) => return go_home(guest, Some(t.id), reason, link),
+                Action::Forward(call) => {
+                    if let Err(e) = link.send(&Msg::Call { id: t.id, call }) {
+                        return give_up(&guest, lost(e));
+                    }
+                    // Wait for the answer; signals and requests may come first.
+                    loop {
+                        match link.recv(Some(Duration::from_millis(200))) {
+                            Err(e) => return give_up(&guest, lost(e)),
+                            Ok(None) => {
+                                if commands.try_recv() == Ok(Command::ComeHome) {
+                                    return go_home(
+                                        guest,
+                                        Some(t.id),
+                                        "asked to go home".into(),
+                                        link,
+                                    );
+                                }
+                                if guest.ended().is_some() {
+                                    return give_up(&guest, "the guest was killed here".into());
+                                }
+                            }
+                            Ok(Some(Msg::Reply { id, reply, signals })) if id == t.id => {
+                                deliver(&guest, &signals);
+                                let _ = guest.answer(id, &reply);
+                                break;
+                            }
+                            Ok(Some(Msg::Signals(s))) => deliver(&guest, &s),
+                            Ok(Some(Msg::ComeHome)) => {
+                                return go_home(guest, Some(t.id), "asked to go home".into(), link)
+                            }
+                            Ok(Some(Msg::Gone)) => {
+                                guest.kill();
+                                return RemoteEnd::Ended;
+                            }
+                            Ok(Some(_)) => {}
+                        }
+                    }
+                }
+            }
+        }
+        loop {
+            match link.recv(Some(Duration::ZERO)) {
+                Err(e) => return give_up(&guest, lost(e)),
+                Ok(None) => break,
+                Ok(Some(Msg::Signals(s))) => deliver(&guest, &s),
+                Ok(Some(Msg::ComeHome)) => {
+                    return go_home(guest, None, "asked to go home".into(), link)
+                }
+                Ok(Some(Msg::Gone)) => {
+                    guest.kill();
+                    return RemoteEnd::Ended;
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}

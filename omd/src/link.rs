@@ -1,0 +1,248 @@
+//! The TCP link between two omds, for migration: a handshake proves that both ends hold
+//! the cluster key (each answers the other's fresh challenge with a BLAKE3 keyed hash),
+//! then every frame carries a tag over a per-connection session key and its sequence
+//! number, so nothing can be forged, replayed or reordered on an established link. A
+//! connection that fails the handshake is dropped and counted, never acted on.
+//! Frames: `u32 length, postcard payload, 16-byte tag`. Contents are not encrypted.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use om_map::NodeId;
+use om_wire::Key;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Largest frame (a page chunk of 64 MiB plus headroom).
+const MAX_FRAME: usize = (64 << 20) + 4096;
+const TAG: usize = 16;
+const MAGIC: &[u8; 8] = b"omd-mig1";
+
+/// An authenticated connection.
+pub struct Conn {
+    read: Mutex<(TcpStream, u64)>,
+    write: Mutex<(TcpStream, u64)>,
+    session: [u8; 32],
+    /// The same socket, for poll().
+    poll: std::os::fd::OwnedFd,
+    /// The node at the other end.
+    pub peer: NodeId,
+}
+
+fn tag(session: &[u8; 32], seq: u64, payload: &[u8]) -> [u8; TAG] {
+    let mut h = blake3::Hasher::new_keyed(session);
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    let mut t = [0u8; TAG];
+    t.copy_from_slice(&h.finalize().as_bytes()[..TAG]);
+    t
+}
+
+fn proof(key: &Key, role: &[u8], a: &[u8; 32], b: &[u8; 32], node: NodeId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(MAGIC);
+    h.update(role);
+    h.update(a);
+    h.update(b);
+    h.update(&node.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn nonce() -> std::io::Result<[u8; 32]> {
+    let mut n = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut n)?;
+    Ok(n)
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, what.to_string())
+}
+
+/// Hello: magic, node, nonce.
+fn hello(s: &mut TcpStream, node: NodeId, n: &[u8; 32]) -> std::io::Result<(NodeId, [u8; 32])> {
+    let mut out = Vec::with_capacity(42);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&node.to_le_bytes());
+    out.extend_from_slice(n);
+    s.write_all(&out)?;
+    let mut inb = [0u8; 42];
+    s.read_exact(&mut inb)?;
+    if &inb[..8] != MAGIC {
+        return Err(bad("not an omd migration link"));
+    }
+    let peer = NodeId::from_le_bytes(inb[8..10].try_into().unwrap_or([0; 2]));
+    let mut theirs = [0u8; 32];
+    theirs.copy_from_slice(&inb[10..42]);
+    Ok((peer, theirs))
+}
+
+impl Conn {
+    /// Runs the handshake on `stream` as node `me`; `client` is the side that connected.
+    pub fn handshake(
+        mut stream: TcpStream,
+        key: &Key,
+        me: NodeId,
+        client: bool,
+    ) -> std::io::Result<Conn> {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        let mine = nonce()?;
+        let (peer, theirs) = hello(&mut stream, me, &mine)?;
+        let (c, s) = if client {
+            (&mine, &theirs)
+        } else {
+            (&theirs, &mine)
+        };
+        let (cn, sn) = if client { (me, peer) } else { (peer, me) };
+        let my_role: &[u8] = if client { b"client" } else { b"server" };
+        let their_role: &[u8] = if client { b"server" } else { b"client" };
+        let my_node = if client { cn } else { sn };
+        let their_node = if client { sn } else { cn };
+        stream.write_all(&proof(key, my_role, c, s, my_node))?;
+        let mut got = [0u8; 32];
+        stream.read_exact(&mut got)?;
+        let want = proof(key, their_role, c, s, their_node);
+        if !bool::from(constant_eq(&got, &want)) {
+            return Err(bad("the other end does not hold the cluster key"));
+        }
+        let mut h = blake3::Hasher::new_keyed(&key.0);
+        h.update(b"session");
+        h.update(c);
+        h.update(s);
+        let session = *h.finalize().as_bytes();
+        stream.set_read_timeout(None)?;
+        let w = stream.try_clone()?;
+        let poll = std::os::fd::OwnedFd::from(stream.try_clone()?);
+        Ok(Conn {
+            poll,
+            read: Mutex::new((stream, 0)),
+            write: Mutex::new((w, 0)),
+            session,
+            peer,
+        })
+    }
+
+    /// Sends one message.
+    pub fn send<T: Serialize>(&self, m: &T) -> std::io::Result<()> {
+        let payload = postcard::to_stdvec(m).map_err(std::io::Error::other)?;
+        let mut w = self.write.lock().map_err(|_| bad("poisoned"))?;
+        let seq = w.1;
+        w.1 += 1;
+        let t = tag(&self.session, seq, &payload);
+        let mut frame = Vec::with_capacity(payload.len() + 4 + TAG);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(&t);
+        w.0.write_all(&frame)
+    }
+
+    /// Receives one message, waiting at most `timeout` for it to start (None: forever).
+    pub fn recv<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Option<T>> {
+        let mut r = self.read.lock().map_err(|_| bad("poisoned"))?;
+        if let Some(t) = timeout {
+            let mut pfd = [nix::poll::PollFd::new(
+                r.0.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = u16::try_from(t.as_millis()).unwrap_or(u16::MAX);
+            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut len = [0u8; 4];
+        r.0.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(bad("frame too large"));
+        }
+        let mut buf = vec![0u8; len + TAG];
+        r.0.read_exact(&mut buf)?;
+        let seq = r.1;
+        r.1 += 1;
+        let (payload, t) = buf.split_at(len);
+        if !bool::from(constant_eq(t, &tag(&self.session, seq, payload))) {
+            return Err(bad("a frame failed authentication"));
+        }
+        postcard::from_bytes(payload)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Readable when a frame waits.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> subtle_bool::Choice {
+    subtle_bool::eq(a, b)
+}
+
+/// Constant-time comparison without another dependency.
+mod subtle_bool {
+    pub struct Choice(bool);
+    impl From<Choice> for bool {
+        fn from(c: Choice) -> bool {
+            c.0
+        }
+    }
+    pub fn eq(a: &[u8], b: &[u8]) -> Choice {
+        if a.len() != b.len() {
+            return Choice(false);
+        }
+        let mut d = 0u8;
+        for (x, y) in a.iter().zip(b) {
+            d |= x ^ y;
+        }
+        Choice(d == 0)
+    }
+}
+
+/// Messages while a migration is set up.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Setup {
+    /// Home → target: may this process come? (size in bytes, the CPU flags it may use,
+    /// its XSAVE features, its name and owner for the target's records.)
+    Offer {
+        /// Home pid.
+        pid: i32,
+        /// Command name.
+        comm: String,
+        /// Owner at home.
+        uid: u32,
+        /// Memory it brings.
+        bytes: u64,
+        /// CPU flags of the home node.
+        cpu_flags: Vec<String>,
+        /// XSAVE features in use.
+        xcr0: u64,
+    },
+    /// Target → home: yes; this id names the migration.
+    Accept(u64),
+    /// Target → home: no, and why.
+    Refuse(String),
+    /// Home → target (second connection): this connection serves migration `id`'s pages.
+    PagesFor(u64),
+    /// Home → target: the process.
+    Image(Box<om_engine::ProcessImage>),
+    /// Target → home: it runs, with this pid here.
+    Started(i32),
+    /// Page server: read.
+    Read {
+        /// Address.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Page server: the bytes (empty when unreadable).
+    Bytes(Vec<u8>),
+}

@@ -1,0 +1,616 @@
+//! Migration between omds: the home side captures a process, offers it to the target,
+//! serves its pages and runs its deputy; the target side checks the offer, restores the
+//! process as a confined guest and supervises it. Both ends run in their own threads
+//! (ptrace and seccomp work is blocking and per-thread), outside the async runtime.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use om_engine::guest::Guest;
+use om_engine::relay::{run_home, run_remote, Command, HomeEnd, Link, Msg, RemoteEnd};
+use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
+use om_map::NodeId;
+use om_proto::Setting;
+
+use crate::link::{Conn, Setup};
+use crate::node::Node;
+
+static REGISTRY: std::sync::OnceLock<Arc<Migrations>> = std::sync::OnceLock::new();
+
+/// This omd's migrations, once started.
+pub fn registry() -> Option<&'static Arc<Migrations>> {
+    REGISTRY.get()
+}
+
+/// Starts accepting migrations on `listener` and makes them this omd's registry.
+pub fn start(node: Arc<Mutex<Node>>, guest_ids: (u32, u32), listener: TcpListener) {
+    let m = Migrations::new(node, guest_ids);
+    m.listen(listener);
+    let _ = REGISTRY.set(m);
+}
+
+/// Where to send a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Its home node.
+    Home,
+    /// A node number.
+    Node(NodeId),
+    /// The best node by load and speed.
+    Balance,
+}
+
+/// A process of this node that is (or was) under migration.
+#[derive(Debug, Clone, Default)]
+pub struct HomeProc {
+    /// Where it runs (0 = home).
+    pub node: NodeId,
+    /// How many times it moved.
+    pub nmigs: u32,
+    /// The last reason it could not move, if any.
+    pub cantmove: String,
+    /// A migration is under way.
+    pub busy: bool,
+    tx: Option<Sender<Command>>,
+}
+
+/// A guest running here.
+#[derive(Debug, Clone)]
+pub struct GuestProc {
+    /// Its home node.
+    pub home: NodeId,
+    /// Its pid at home.
+    pub home_pid: i32,
+    /// Its pid here.
+    pub pid: i32,
+    /// Its name.
+    pub comm: String,
+    tx: Sender<Command>,
+}
+
+/// This node's migrations.
+pub struct Migrations {
+    node: Arc<Mutex<Node>>,
+    me: NodeId,
+    port: u16,
+    key: om_wire::Key,
+    guest_ids: (u32, u32),
+    next: AtomicU64,
+    home: Mutex<HashMap<i32, HomeProc>>,
+    guests: Mutex<HashMap<u64, GuestProc>>,
+    pages: Mutex<HashMap<u64, Conn>>,
+    /// Connections dropped because they failed the handshake.
+    pub refused_links: AtomicU64,
+}
+
+struct TcpLink(Conn);
+
+impl Link for TcpLink {
+    fn send(&self, m: &Msg) -> std::io::Result<()> {
+        self.0.send(m)
+    }
+    fn recv(&self, timeout: Option<Duration>) -> std::io::Result<Option<Msg>> {
+        self.0.recv(timeout)
+    }
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.0.fd())
+    }
+}
+
+/// The home's pages, read over the second connection.
+struct RemotePages(Conn);
+
+impl PageSource for RemotePages {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        let io = |source| PageError::Io { addr, source };
+        self.0
+            .send(&Setup::Read {
+                addr,
+                len: buf.len() as u64,
+            })
+            .map_err(io)?;
+        match self
+            .0
+            .recv::<Setup>(Some(Duration::from_secs(30)))
+            .map_err(io)?
+        {
+            Some(Setup::Bytes(b)) if b.len() == buf.len() => {
+                buf.copy_from_slice(&b);
+                Ok(())
+            }
+            _ => Err(io(std::io::Error::other("the home node did not send them"))),
+        }
+    }
+}
+
+/// The CPU flags of this machine (`/proc/cpuinfo`).
+fn cpu_flags() -> Vec<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn owner(pid: i32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+impl Migrations {
+    /// Migration state for `node`, guests running as `guest_ids` (uid, gid).
+    pub fn new(node: Arc<Mutex<Node>>, guest_ids: (u32, u32)) -> Arc<Self> {
+        let (me, port, key) = {
+            let n = node.lock().expect("node lock");
+            (n.cfg.node, n.cfg.port, n.cfg.key.clone())
+        };
+        Arc::new(Self {
+            node,
+            me,
+            port,
+            key,
+            guest_ids,
+            next: AtomicU64::new(1),
+            home: Mutex::new(HashMap::new()),
+            guests: Mutex::new(HashMap::new()),
+            pages: Mutex::new(HashMap::new()),
+            refused_links: AtomicU64::new(0),
+        })
+    }
+
+    /// Where `pid` (a process of this node) runs: 0 = here.
+    pub fn where_is(&self, pid: i32) -> NodeId {
+        self.home
+            .lock()
+            .expect("home lock")
+            .get(&pid)
+            .map(|h| h.node)
+            .unwrap_or(0)
+    }
+
+    /// Migration state of `pid`, if it ever moved or tried to.
+    pub fn state(&self, pid: i32) -> Option<HomeProc> {
+        self.home.lock().expect("home lock").get(&pid).cloned()
+    }
+
+    /// The guests running here.
+    pub fn guests(&self) -> Vec<GuestProc> {
+        self.guests
+            .lock()
+            .expect("guests lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Sends every guest home (`mosctl expel`).
+    pub fn expel(&self) -> usize {
+        let g = self.guests.lock().expect("guests lock");
+        for p in g.values() {
+            let _ = p.tx.send(Command::ComeHome);
+        }
+        g.len()
+    }
+
+    /// Brings every process of this node home (`mosctl bring`).
+    pub fn bring(&self) -> usize {
+        let h = self.home.lock().expect("home lock");
+        let mut n = 0;
+        for p in h.values() {
+            if let Some(tx) = &p.tx {
+                let _ = tx.send(Command::ComeHome);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Kills every process of this node that runs elsewhere (omd is stopping: their
+    /// deputies end with it).
+    pub fn shutdown(&self) {
+        for (pid, p) in self.home.lock().expect("home lock").iter() {
+            if p.node != 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    fn wait_home(&self, pid: i32, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            match self.state(pid) {
+                Some(h) if h.node != 0 || h.busy => {}
+                _ => return true,
+            }
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn pick(&self, except: NodeId) -> Option<NodeId> {
+        let n = self.node.lock().expect("node lock");
+        let mut best: Option<(f64, NodeId)> = None;
+        for id in n.up_nodes() {
+            if id == except {
+                continue;
+            }
+            let Some(r) = n.view(id).and_then(|v| v.record) else {
+                continue;
+            };
+            if r.flags & Setting::Block.flag() != 0 {
+                continue;
+            }
+            let cost = f64::from(r.load) / f64::from(r.speed.max(1));
+            if best.is_none_or(|b| cost < b.0) {
+                best = Some((cost, id));
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    /// Migrates `pid` to `target` on behalf of user `uid`. With `wait`, returns when it
+    /// has arrived (or failed), saying where it runs; otherwise once it is under way.
+    pub fn request(
+        self: &Arc<Self>,
+        pid: i32,
+        target: Target,
+        uid: u32,
+        wait: bool,
+    ) -> Result<String, String> {
+        let Some(own) = owner(pid) else {
+            return Err(format!("no process {pid} at node {}", self.me));
+        };
+        if uid != 0 && uid != own {
+            return Err(format!(
+                "permission denied: process {pid} belongs to uid {own}; only its owner or root may move it"
+            ));
+        }
+        let cur = self.where_is(pid);
+        let to = match target {
+            Target::Home => 0,
+            Target::Node(n) if n == self.me => 0,
+            Target::Node(n) => {
+                let nd = self.node.lock().expect("node lock");
+                if !nd.members().contains(&n) {
+                    return Err(format!("node {n} is not in the cluster map"));
+                }
+                if !nd.is_up(n) {
+                    return Err(format!("node {n} is down"));
+                }
+                n
+            }
+            Target::Balance => match self.pick(cur) {
+                Some(n) if n == self.me => 0,
+                Some(n) => n,
+                None => return Err("no other node is up".into()),
+            },
+        };
+        if to == cur {
+            return Ok(format!("process {pid} already runs at {}", self.name(cur)));
+        }
+        if cur != 0 {
+            if let Some(tx) = self.state(pid).and_then(|h| h.tx) {
+                let _ = tx.send(Command::ComeHome);
+            }
+            if to == 0 {
+                if wait && !self.wait_home(pid, 60) {
+                    return Err(format!("process {pid} did not come home within 60 s"));
+                }
+                return Ok(format!(
+                    "process {pid} {} home",
+                    if wait { "is" } else { "goes" }
+                ));
+            }
+            if !self.wait_home(pid, 60) {
+                return Err(format!("process {pid} did not come home within 60 s"));
+            }
+        }
+        let (tx, rx) = channel();
+        let me = self.clone();
+        self.home
+            .lock()
+            .expect("home lock")
+            .entry(pid)
+            .or_default()
+            .busy = true;
+        std::thread::Builder::new()
+            .name(format!("om-home-{pid}"))
+            .spawn(move || me.go(pid, to, tx))
+            .map_err(|e| format!("cannot start the migration: {e}"))?;
+        if !wait {
+            return Ok(format!("migrating process {pid} to node {to}"));
+        }
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(r) => r,
+            Err(_) => Err(format!("no outcome for process {pid} within 120 s")),
+        }
+    }
+
+    fn name(&self, n: NodeId) -> String {
+        if n == 0 {
+            format!("home (node {})", self.me)
+        } else {
+            format!("node {n}")
+        }
+    }
+
+    fn cant(&self, pid: i32, why: String) -> Result<String, String> {
+        let mut h = self.home.lock().expect("home lock");
+        let e = h.entry(pid).or_default();
+        e.busy = false;
+        e.cantmove = why.clone();
+        Err(why)
+    }
+
+    fn connect(&self, to: NodeId) -> Result<Conn, String> {
+        let addr = self
+            .node
+            .lock()
+            .expect("node lock")
+            .addr_of(to)
+            .ok_or_else(|| format!("node {to} has no address in the map"))?;
+        let s =
+            TcpStream::connect_timeout(&SocketAddr::new(addr, self.port), Duration::from_secs(3))
+                .map_err(|e| format!("cannot reach node {to} ({addr}:{}): {e}", self.port))?;
+        Conn::handshake(s, &self.key, self.me, true)
+            .map_err(|e| format!("node {to} refused the link: {e}"))
+    }
+
+    /// Home side of one migration: runs until the process ends or comes home.
+    fn go(self: Arc<Self>, pid: i32, to: NodeId, done: Sender<Result<String, String>>) {
+        let frozen = match capture_with(
+            pid,
+            Options {
+                keep_files: true,
+                while_stopping: None,
+            },
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = done.send(self.cant(pid, format!("process {pid} cannot move: {e}")));
+                return;
+            }
+        };
+        let image = frozen.image().clone();
+        let setup = (|| -> Result<(Conn, u64), String> {
+            let a = self.connect(to)?;
+            let io = |e: std::io::Error| format!("link to node {to} failed: {e}");
+            a.send(&Setup::Offer {
+                pid,
+                comm: image.comm.clone(),
+                uid: image.creds.uid[0],
+                bytes: image.page_bytes(),
+                cpu_flags: cpu_flags(),
+                xcr0: image.xcr0,
+            })
+            .map_err(io)?;
+            let id = match a.recv::<Setup>(Some(Duration::from_secs(10))).map_err(io)? {
+                Some(Setup::Accept(id)) => id,
+                Some(Setup::Refuse(why)) => return Err(format!("node {to} refused: {why}")),
+                _ => return Err(format!("node {to} did not answer the offer")),
+            };
+            let b = self.connect(to)?;
+            b.send(&Setup::PagesFor(id)).map_err(io)?;
+            let mut mem = ProcessMemory::open(pid).map_err(|e| format!("memory of {pid}: {e}"))?;
+            std::thread::Builder::new()
+                .name(format!("om-pages-{pid}"))
+                .spawn(move || {
+                    while let Ok(Some(Setup::Read { addr, len })) = b.recv::<Setup>(None) {
+                        let mut buf = vec![0u8; len.min(64 << 20) as usize];
+                        let bytes = match mem.read(addr, &mut buf) {
+                            Ok(()) => buf,
+                            Err(_) => Vec::new(),
+                        };
+                        if b.send(&Setup::Bytes(bytes)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| format!("page server: {e}"))?;
+            a.send(&Setup::Image(Box::new(image.clone()))).map_err(io)?;
+            match a.recv::<Setup>(Some(Duration::from_secs(60))).map_err(io)? {
+                Some(Setup::Started(rpid)) => Ok((a, rpid as u64)),
+                Some(Setup::Refuse(why)) => Err(format!("node {to} could not start it: {why}")),
+                _ => Err(format!("node {to} did not start it")),
+            }
+        })();
+        let (conn, _rpid) = match setup {
+            Ok(x) => x,
+            Err(why) => {
+                drop(frozen);
+                let _ = done.send(self.cant(pid, why));
+                return;
+            }
+        };
+        let (ctx, crx) = channel();
+        {
+            let mut h = self.home.lock().expect("home lock");
+            let e = h.entry(pid).or_default();
+            e.node = to;
+            e.nmigs += 1;
+            e.busy = false;
+            e.cantmove.clear();
+            e.tx = Some(ctx);
+        }
+        tracing::info!(pid, to, "process migrated");
+        let _ = done.send(Ok(format!("process {pid} now runs at node {to}")));
+        let link: Arc<dyn Link> = Arc::new(TcpLink(conn));
+        let end = frozen.into_deputy(move |ctl| match ctl {
+            Ok(ctl) => run_home(ctl, &link, &crx),
+            Err(e) => HomeEnd::Lost(format!("the deputy could not start: {e}")),
+        });
+        let mut h = self.home.lock().expect("home lock");
+        match end {
+            Ok(HomeEnd::CameHome(why)) => {
+                tracing::info!(pid, "process came home: {why}");
+                if let Some(e) = h.get_mut(&pid) {
+                    e.node = 0;
+                    e.nmigs += 1;
+                    e.tx = None;
+                }
+            }
+            Ok(HomeEnd::Ended(g)) => {
+                tracing::info!(pid, "process ended away from home: {g:?}");
+                h.remove(&pid);
+            }
+            Ok(HomeEnd::Lost(why)) => {
+                tracing::warn!(pid, "process killed: {why}");
+                h.remove(&pid);
+            }
+            Err(e) => {
+                tracing::warn!(pid, "deputy failed: {e}");
+                h.remove(&pid);
+            }
+        }
+    }
+
+    /// Accepts migration links until the process ends.
+    pub fn listen(self: &Arc<Self>, listener: TcpListener) {
+        let me = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("om-accept".into())
+            .spawn(move || {
+                for s in listener.incoming().flatten() {
+                    let me = me.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("om-link".into())
+                        .spawn(move || me.serve(s));
+                }
+            });
+    }
+
+    fn offer_ok(&self, bytes: u64, flags: &[String]) -> Result<(), String> {
+        let n = self.node.lock().expect("node lock");
+        if n.setting(Setting::Block) {
+            return Err(format!("node {} is blocked (mosctl block)", self.me));
+        }
+        let own = n.own();
+        if own.mem < bytes {
+            return Err(format!(
+                "not enough memory: it needs {} MiB, node {} has {} MiB available",
+                bytes >> 20,
+                self.me,
+                own.mem >> 20
+            ));
+        }
+        drop(n);
+        let here = cpu_flags();
+        let missing: Vec<&str> = flags
+            .iter()
+            .filter(|f| !here.contains(f))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "this CPU lacks features it may use: {}",
+                missing.join(" ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Target side of one connection.
+    fn serve(self: Arc<Self>, s: TcpStream) {
+        let peer = s.peer_addr().ok();
+        let conn = match Conn::handshake(s, &self.key, self.me, false) {
+            Ok(c) => c,
+            Err(e) => {
+                self.refused_links.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("migration link from {peer:?} dropped: {e}");
+                return;
+            }
+        };
+        let from = conn.peer;
+        match conn.recv::<Setup>(Some(Duration::from_secs(10))) {
+            Ok(Some(Setup::PagesFor(id))) => {
+                self.pages.lock().expect("pages lock").insert(id, conn);
+            }
+            Ok(Some(Setup::Offer {
+                pid,
+                comm,
+                bytes,
+                cpu_flags,
+                ..
+            })) => {
+                if let Err(why) = self.offer_ok(bytes, &cpu_flags) {
+                    tracing::info!(from, pid, "refused a guest: {why}");
+                    let _ = conn.send(&Setup::Refuse(why));
+                    return;
+                }
+                let id = self.next.fetch_add(1, Ordering::Relaxed);
+                if conn.send(&Setup::Accept(id)).is_err() {
+                    return;
+                }
+                self.host(conn, id, from, pid, comm);
+            }
+            _ => {}
+        }
+    }
+
+    fn host(self: Arc<Self>, conn: Conn, id: u64, from: NodeId, home_pid: i32, comm: String) {
+        let image = match conn.recv::<Setup>(Some(Duration::from_secs(30))) {
+            Ok(Some(Setup::Image(i))) => i,
+            _ => return,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        let pages = loop {
+            if let Some(p) = self.pages.lock().expect("pages lock").remove(&id) {
+                break p;
+            }
+            if Instant::now() > end {
+                let _ = conn.send(&Setup::Refuse("the page link never came".into()));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (uid, gid) = self.guest_ids;
+        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), Paging::Lazy, uid, gid)
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = conn.send(&Setup::Refuse(e.to_string()));
+                return;
+            }
+        };
+        if conn.send(&Setup::Started(guest.pid())).is_err() {
+            guest.kill();
+            return;
+        }
+        let (tx, rx) = channel();
+        self.guests.lock().expect("guests lock").insert(
+            id,
+            GuestProc {
+                home: from,
+                home_pid,
+                pid: guest.pid(),
+                comm,
+                tx,
+            },
+        );
+        tracing::info!(from, home_pid, pid = guest.pid(), "guest arrived");
+        let link = TcpLink(conn);
+        let end = run_remote(guest, &link, &rx);
+        self.guests.lock().expect("guests lock").remove(&id);
+        match end {
+            RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
+            e => tracing::info!(from, home_pid, "guest left: {e:?}"),
+        }
+    }
+}

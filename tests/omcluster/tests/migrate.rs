@@ -1,0 +1,390 @@
+//! Migration in a real 3-node cluster: programs started with mosrun at node 1 move to
+//! node 2, node 3, home and out again while they run; their output, exit status and files
+//! must equal a native run's, their files must exist at node 1 only, and nothing may be
+//! left running anywhere. Needs root.
+
+use om_cluster::harness::TestCluster;
+use om_cluster::{ClusterSpec, DaemonSpec};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
+
+fn tool(name: &str) -> String {
+    let p = Path::new(BIN).parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn cluster(name: &str) -> TestCluster {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the migration tests must run as root"
+    );
+    let mut spec = ClusterSpec::new(name, 3, None, None).unwrap();
+    spec.daemon = Some(DaemonSpec {
+        bin: PathBuf::from(tool("omd")),
+        args: vec!["--down-after=4".into()],
+    });
+    let c = TestCluster::up_with(&spec, BIN).unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));
+    // Every node must see the others before anything moves.
+    let start = Instant::now();
+    for node in 1..=3u16 {
+        loop {
+            let o = c
+                .command(node, &tool("mosctl"))
+                .args(["isup", "1"])
+                .output()
+                .unwrap();
+            let all = (1..=3).all(|n| {
+                c.command(node, &tool("mosctl"))
+                    .args(["isup", &n.to_string()])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            });
+            if o.status.success() && all {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(15), "nodes not up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    c
+}
+
+/// Test programs, compiled once into a directory every node sees (not /tmp).
+fn program(name: &str) -> String {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name.replace('/', "_"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../programs/{name}.c"));
+    let st = Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot compile {}", src.display());
+    out.display().to_string()
+}
+
+/// Starts `script` in node 1 (in a fresh directory of its private /tmp) and returns it.
+fn start(c: &TestCluster, dir: &str, script: &str) -> Child {
+    c.command(1, "sh")
+        .arg("-c")
+        .arg(format!("mkdir -p {dir} && cd {dir} || exit 1; {script}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` (at most two minutes: a hang is a failure, not a stuck suite).
+fn finish(mut child: Child) -> (String, String) {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the script hung: {}", o.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (o.join().unwrap(), e.join().unwrap())
+}
+
+fn sh(c: &TestCluster, node: u16, script: &str) -> String {
+    let o = c.sh(node, script);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The pid the script wrote to `dir/pid`, once it is there.
+fn pid_of(c: &TestCluster, dir: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let p = sh(c, 1, &format!("cat {dir}/pid 2>/dev/null"))
+            .trim()
+            .to_string();
+        if !p.is_empty() {
+            return p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no pid file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn migrate(c: &TestCluster, pid: &str, to: &str) -> (bool, String) {
+    let o = c
+        .command(1, &tool("migrate"))
+        .args(["--wait", pid, to])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// Runs `prog` natively and with migrations (mosrun -2, then 3, home, 2 while it runs),
+/// and compares everything.
+fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
+    let bin = program(prog);
+    let list = "ls -lnR . | grep -v '^total' | grep -v ' pid$' | awk '{print $1, $5, $9}'; \
+                find . -type f ! -name pid ! -name out -exec sha256sum {} + | sort";
+    let native = start(
+        c,
+        &format!("/tmp/native-{prog}"),
+        &format!("OMTEST=hello {bin} > out; echo \"status $?\" >> out; cat out; {list}"),
+    );
+    let (want, _) = finish(native);
+    assert!(want.contains("status 0"), "{prog} natively: {want}");
+    let dir = format!("/tmp/moved-{prog}");
+    let moved = start(
+        c,
+        &dir,
+        &format!(
+            "OMTEST=hello {} -2 {bin} > out & echo $! > pid; wait $!; echo \"status $?\" >> out; cat out; {list}",
+            tool("mosrun")
+        ),
+    );
+    let pid = pid_of(c, &dir);
+    let mut log = Vec::new();
+    for to in hops {
+        std::thread::sleep(Duration::from_millis(60));
+        let (ok, msg) = migrate(c, &pid, to);
+        log.push(format!("{to}: {ok} {msg}"));
+    }
+    let (got, err) = finish(moved);
+    assert_eq!(
+        got, want,
+        "{prog} with migrations ({log:?}) differs; stderr: {err}"
+    );
+    // Its files are at node 1 only.
+    for node in [2u16, 3] {
+        let there = sh(c, node, &format!("ls -A {dir} 2>&1"));
+        assert!(
+            there.contains("No such file"),
+            "{prog}: files at node {node}: {there}"
+        );
+    }
+    // Nothing left: no guest at any node, nothing of it at home.
+    for node in 1..=3u16 {
+        let left = sh(
+            c,
+            node,
+            &format!("ps -eo pid,args | grep -v grep | grep {bin} || true"),
+        );
+        assert!(
+            left.trim().is_empty(),
+            "{prog}: left running at node {node}: {left}"
+        );
+    }
+}
+
+#[test]
+fn engine_programs_move_between_nodes_and_back() {
+    let c = cluster("t-mig3");
+    for prog in [
+        "checksum",
+        "file_write",
+        "stdio_buffered",
+        "sighandler",
+        "bigheap",
+        "fork_after",
+        "cwd",
+        "env_argv",
+        "itimer",
+        "nanosleep",
+    ] {
+        compare(&c, prog, &["3", "home", "2"]);
+    }
+}
+
+/// Runs `remote MODE ARGS` with mosrun -2 in node 1; `after` runs (in node 1) once it
+/// is at node 2, with `$P` its pid. Returns what the shell printed.
+fn remote(c: &TestCluster, tag: &str, args: &str, after: &str) -> String {
+    let bin = program("remote");
+    let script = format!(
+        "{} -2 {bin} {args} & P=$!; echo $P > pid; \
+         for i in $(seq 100); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.02; done; \
+         echo \"where $({} where $P)\"; {after}; wait $P; echo \"status $?\"",
+        tool("mosrun"),
+        tool("mosctl"),
+        tool("mosctl"),
+    );
+    let (o, e) = finish(start(c, &format!("/tmp/{tag}"), &script));
+    let mut logs = String::new();
+    for n in 1..=3u16 {
+        logs += &sh(c, n, "grep -i 'migrate' /run/omd/omd.log || true");
+    }
+    format!("{o}{e}\n-- omd warnings:\n{logs}")
+}
+
+#[test]
+fn remote_files_are_home_files_and_signals_reach_the_guest() {
+    let c = cluster("t-migsig");
+    // A file that exists only in node 2's private /tmp: opened at home, it is not found.
+    sh(&c, 2, "echo secret > /tmp/only-at-node2");
+    let o = remote(&c, "enoent", "open /tmp/only-at-node2", "true");
+    assert!(o.contains("where 2"), "{o}");
+    assert!(
+        o.contains("open /tmp/only-at-node2: No such file or directory"),
+        "{o}"
+    );
+    assert!(o.contains("status 0"), "{o}");
+
+    // kill -USR1 at home runs the handler at node 2.
+    let o = remote(&c, "usr1", "usr1", "sleep 0.8; kill -USR1 $P");
+    assert!(o.contains("where 2") && o.contains("handler ran: 1"), "{o}");
+    assert!(o.contains("status 0"), "{o}");
+
+    // The exit status reaches the parent shell.
+    let o = remote(&c, "exit42", "exit42", "true");
+    assert!(o.contains("where 2") && o.contains("status 42"), "{o}");
+
+    // A remote SIGSEGV kills the home process by SIGSEGV (shell status 128 + 11).
+    let o = remote(&c, "segv", "segv", "true");
+    assert!(o.contains("where 2") && o.contains("status 139"), "{o}");
+
+    // kill -9 at home ends it everywhere.
+    let o = remote(&c, "kill9", "usr1", "sleep 0.3; kill -9 $P");
+    assert!(o.contains("where 2") && o.contains("status 137"), "{o}");
+    for node in 1..=3u16 {
+        let left = sh(
+            &c,
+            node,
+            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+        );
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
+
+#[test]
+fn threads_cannot_move_and_say_why() {
+    let c = cluster("t-migthr");
+    let bin = program("refuse/threads");
+    let script = format!(
+        "{} -2 {bin} & P=$!; sleep 0.3; {} --wait $P 3; echo \"migrate $?\"; \
+         echo \"where $({} where $P)\"; wait $P; echo \"status $?\"",
+        tool("mosrun"),
+        tool("migrate"),
+        tool("mosctl"),
+    );
+    let (o, e) = finish(start(&c, "/tmp/threads", &script));
+    let all = format!("{o}{e}");
+    assert!(all.contains("multi-threaded"), "the reason is given: {all}");
+    assert!(o.contains("migrate 1"), "{all}");
+    assert!(o.contains("where 0"), "{all}");
+    assert!(
+        o.contains("threads done") && o.contains("status 0"),
+        "it ran on at home: {all}"
+    );
+}
+
+/// Kills (SIGKILL) the omd of `node`.
+fn kill_omd(c: &TestCluster, node: u16) {
+    let o = c.sh(node, "kill -9 $(cat /run/omd/omd.pid)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_lost_node_never_leaves_a_process_hanging() {
+    let c = cluster("t-miglost");
+    let bin = program("remote");
+    // The remote node's omd dies: the process ends at home within seconds.
+    let script = format!(
+        "{} -2 {bin} usr1 & P=$!; for i in $(seq 100); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.02; done; \
+         echo \"where $({} where $P)\"; date +%s.%N > t0; wait $P; echo \"status $?\"; date +%s.%N > t1",
+        tool("mosrun"),
+        tool("mosctl"),
+        tool("mosctl"),
+    );
+    let child = start(&c, "/tmp/lost2", &script);
+    std::thread::sleep(Duration::from_millis(800));
+    kill_omd(&c, 2);
+    let t = Instant::now();
+    let (o, e) = finish(child);
+    assert!(o.contains("where 2"), "{o}{e}");
+    assert!(o.contains("status 137"), "ends by SIGKILL at home: {o}{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    let left = sh(
+        &c,
+        2,
+        "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+    );
+    assert!(left.trim().is_empty(), "guest left at node 2: {left}");
+
+    // The home node's omd dies: the guest is gone from the remote node within seconds.
+    let script = format!(
+        "{} -3 {bin} usr1 & P=$!; for i in $(seq 100); do [ \"$({} where $P 2>/dev/null)\" = 3 ] && break; sleep 0.02; done; \
+         echo \"where $({} where $P)\"; wait $P; echo \"status $?\"",
+        tool("mosrun"),
+        tool("mosctl"),
+        tool("mosctl"),
+    );
+    let child = start(&c, "/tmp/lost1", &script);
+    std::thread::sleep(Duration::from_millis(800));
+    let guest = sh(
+        &c,
+        3,
+        "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+    );
+    assert!(!guest.trim().is_empty(), "the guest runs at node 3");
+    kill_omd(&c, 1);
+    let (o, e) = finish(child);
+    assert!(o.contains("where 3"), "{o}{e}");
+    let t = Instant::now();
+    loop {
+        let left = sh(
+            &c,
+            3,
+            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+        );
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "guest still at node 3: {left}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let home = sh(
+        &c,
+        1,
+        "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+    );
+    assert!(
+        home.trim().is_empty(),
+        "nothing left at home either: {home}"
+    );
+}

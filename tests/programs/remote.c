@@ -1,0 +1,38 @@
+/* remote MODE [ARG]: what a migrated process must see as at home.
+ *   open PATH  spin, then try to open PATH and print the errno
+ *   usr1       spin until SIGUSR1 arrives (the handler prints), then exit 0
+ *   exit42     spin, then exit with status 42
+ *   segv       spin, then write through a null pointer */
+#include "prog.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+
+static volatile sig_atomic_t got;
+static void on_usr1(int s) { (void)s; got = 1; }
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    spin(0.6);
+    if (!strcmp(argv[1], "open") && argc > 2) {
+        int fd = open(argv[2], O_RDONLY);
+        printf("open %s: %s\n", argv[2], fd < 0 ? strerror(errno) : "found");
+        return 0;
+    }
+    if (!strcmp(argv[1], "usr1")) {
+        signal(SIGUSR1, on_usr1);
+        printf("waiting\n");
+        fflush(stdout);
+        double end = now() + 20;
+        while (!got && now() < end) {
+        }
+        printf("handler ran: %d\n", (int)got);
+        return 0;
+    }
+    if (!strcmp(argv[1], "exit42")) return 42;
+    if (!strcmp(argv[1], "segv")) {
+        fflush(stdout);
+        *(volatile int *)0 = 1;
+    }
+    return 1;
+}

@@ -1,0 +1,153 @@
+//! mosrun: run a program under migration control, as openMosix's mosrun(1).
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, Parser};
+use om_proto::{MigrateTo, Request};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run PROG under migration control: it starts here, at its home node, and moves at once
+/// to the node asked for, while staying this shell's child.
+///
+/// Options (openMosix style, before PROG):
+///   -h        start and stay at home
+///   -NODE     move to node NODE (e.g. -2)
+///   -jLIST    move to one node of LIST, chosen at random (e.g. -j2,3 or -j2-4)
+///
+/// The program's output, files, signals and exit status stay at home exactly as if it
+/// had never left. If it cannot move (see `migrate --wait`), it runs on at home and
+/// mosrun says why on standard error.
+#[derive(Parser)]
+#[command(
+    version,
+    disable_help_flag = true,
+    after_help = "Examples:\n  mosrun -2 ./job input      run ./job at node 2\n  mosrun -j2-4 sha256sum big  at node 2, 3 or 4\n  mosrun -h ./job            at home"
+)]
+struct Args {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Options, then the program and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    om_docgen::generate_if_asked(Args::command, "1");
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.len() == 3 && argv[1] == "--om-move" {
+        return om_tools::finish("mosrun", mover(&argv[2]));
+    }
+    om_tools::finish("mosrun", run(Args::parse()))
+}
+
+/// Nodes of a -j list: "2,3" or "2-4" or both.
+fn node_list(s: &str) -> Result<Vec<u16>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u16, u16) = (a.parse()?, b.parse()?);
+                if a > b {
+                    bail!("`{part}` is not a range");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse()?),
+        }
+    }
+    Ok(out)
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let mut it = args.command.into_iter().peekable();
+    let mut to: Option<u16> = None;
+    while let Some(opt) = it.peek() {
+        if !opt.starts_with('-') || opt == "-" {
+            break;
+        }
+        let opt = it.next().unwrap_or_default();
+        if opt == "--" {
+            break;
+        }
+        if opt == "-h" {
+            to = None;
+        } else if let Some(list) = opt.strip_prefix("-j") {
+            let nodes = node_list(list).with_context(|| format!("bad node list `{list}`"))?;
+            if nodes.is_empty() {
+                bail!("empty node list");
+            }
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as usize)
+                .unwrap_or(0)
+                ^ std::process::id() as usize;
+            to = Some(nodes[seed % nodes.len()]);
+        } else if let Ok(n) = opt[1..].parse::<u16>() {
+            to = Some(n);
+        } else {
+            bail!("unknown option `{opt}` (see mosrun --help)");
+        }
+    }
+    let prog: Vec<String> = it.collect();
+    let Some((cmd, rest)) = prog.split_first() else {
+        bail!("no program given (see mosrun --help)");
+    };
+    if let Some(n) = to {
+        // A helper outside this process asks omd to move us once we are PROG; it is not
+        // our child (it leaves at once, its own helper carries on), so PROG inherits no
+        // child of ours.
+        let me = std::env::current_exe().context("cannot find mosrun itself")?;
+        let st = Command::new(&me)
+            .arg("--om-move")
+            .arg(format!("{}:{n}", std::process::id()))
+            .stdin(Stdio::null())
+            .status()
+            .context("cannot start the migration helper")?;
+        if !st.success() {
+            bail!("the migration helper failed");
+        }
+    }
+    let err = Command::new(cmd).args(rest).exec();
+    bail!("cannot run {cmd}: {err}")
+}
+
+/// `--om-move PID:NODE`: first call starts a detached copy and returns; the copy waits
+/// until PID runs another program, then asks omd to move it.
+fn mover(spec: &str) -> Result<ExitCode> {
+    let (pid, node) = spec.split_once(':').context("bad helper argument")?;
+    let pid: i32 = pid.parse()?;
+    let node: u16 = node.parse()?;
+    if std::env::var_os("OM_MOSRUN_HELPER").is_none() {
+        let me = std::env::current_exe()?;
+        Command::new(me)
+            .arg("--om-move")
+            .arg(spec)
+            .env("OM_MOSRUN_HELPER", "1")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start the migration helper")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mine = std::fs::read_link("/proc/self/exe")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) if exe != mine => break,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            _ => return Ok(ExitCode::SUCCESS),
+        }
+    }
+    // Let the dynamic loader finish at home: mapping its libraries would bring the
+    // process straight back.
+    std::thread::sleep(Duration::from_millis(30));
+    if let Err(e) = om_tools::ask(Request::Migrate {
+        pid,
+        to: MigrateTo::Node(node),
+        wait: true,
+    }) {
+        eprintln!("mosrun: process {pid} stays at home: {e:#}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
