@@ -64,12 +64,38 @@ for i in $(seq 1 16); do
 done
 wait || true
 
+say "migration: four CPU-bound jobs (bc computing pi) started with mosrun at node 1"
+omcluster exec --name demo 1 -- sh -c '
+set -e
+export BC_LINE_LENGTH=0
+mkdir -p /tmp/jobs && cd /tmp/jobs
+for j in 1 2 3 4; do echo "scale=$((1200 + 100 * j)); 4*a(1)" > job$j.bc; done
+echo "native runs at node 1 first, for the reference results:"
+for j in 1 2 3 4; do bc -l < job$j.bc > native$j; echo "  job $j: $(tail -c 21 native$j)"; done
+echo "now the same jobs with mosrun -j2-4 (each moves at once to node 2, 3 or 4):"
+for j in 1 2 3 4; do mosrun -j2-4 bc -l < job$j.bc > moved$j & echo $! > pid$j; done
+sleep 1
+echo "mps, as node 1 sees its processes (NODE = where each runs):"
+mps $(cat pid1 pid2 pid3 pid4)
+echo "job 1 moves on to node 4, then comes home:"
+migrate --wait $(cat pid1) 4 || true
+migrate --wait $(cat pid1) home || true
+mps $(cat pid1 pid2 pid3 pid4)
+wait
+echo "results, read at node 1 from the files the jobs wrote (at their home, node 1):"
+for j in 1 2 3 4; do
+    if cmp -s native$j moved$j; then echo "  job $j: $(tail -c 21 moved$j)  same as the native run"; else echo "  job $j: DIFFERENT"; exit 1; fi
+done
+'
+echo "node 2 ran guests, but holds none of their files:"
+omcluster exec --name demo 2 -- sh -c 'ls /tmp/jobs 2>&1 || true'
+
 cat <<MSG
 
 The cluster "demo" is still up. Try:
   omcluster exec --name demo 3 -- bash        a shell inside node 3 (try mosctl, mps, mtop)
   omcluster exec --name demo 1 -- mtop        node 1's processes, with their node
+  omcluster exec --name demo 1 -- mosrun -3 bc -l     a calculator running at node 3
   omcluster status --name demo                its nodes and what they used
   omcluster down --name demo                  remove it
-Process migration between the nodes comes with the migration engine's next step.
 MSG
