@@ -209,6 +209,25 @@ fn processes_in(dir: &Path) -> Vec<String> {
     left
 }
 
+/// Waits until `launch` has become the program (a process in the middle of execve cannot
+/// be traced), at most 5 s.
+fn exec_done(pid: u32, name: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe)
+                if exe
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy() == name.replace('/', "_")) =>
+            {
+                return
+            }
+            Err(_) => return,
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
 /// One checkpointed run: start, dump after `delay`, restore, finish.
 fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
     let dir = workdir(spec.name);
@@ -216,6 +235,7 @@ fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
     let mut child = spawn(spec, dir.path());
     let before = reader(&mut child);
     let stdin = child.stdin.take();
+    exec_done(child.id(), spec.name);
     std::thread::sleep(Duration::from_secs_f64(delay));
     let dump = dump(child.id(), ckpt.path(), &[]);
     if !dump.status.success() {
@@ -364,6 +384,7 @@ fn started(
     };
     let mut child = spawn(&spec, dir.path());
     let out = reader(&mut child);
+    exec_done(child.id(), name);
     std::thread::sleep(Duration::from_millis(ms));
     (child, out, dir)
 }
