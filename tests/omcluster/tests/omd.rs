@@ -284,9 +284,11 @@ fn a_busy_node_shows_its_load_elsewhere_and_it_decays() {
 #[test]
 fn a_dead_omd_is_shown_down_and_comes_back() {
     let c = cluster("t-omddown", 3, None, "3");
-    wait_for(Duration::from_secs(5), "all up", || {
-        status(&c, 1).nodes.iter().all(|n| n.up).then_some(())
-    });
+    for node in [1, 2] {
+        wait_for(Duration::from_secs(5), "all up at nodes 1 and 2", || {
+            status(&c, node).nodes.iter().all(|n| n.up).then_some(())
+        });
+    }
     // How old node 3's news already is at nodes 1 and 2 when it dies: each may show it
     // down once its freshest record is --down-after (3 s) old, and not before.
     let age_before = |node: u16| {
@@ -295,7 +297,7 @@ fn a_dead_omd_is_shown_down_and_comes_back() {
             .iter()
             .find(|n| n.node == 3)
             .and_then(|n| n.age_ms)
-            .unwrap_or(0)
+            .expect("node 3 was heard of")
     };
     let t = Instant::now();
     let ages = [age_before(1), age_before(2)];
