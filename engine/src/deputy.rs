@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::error::{InjectError, RestoreError};
 use crate::image::{ProcessImage, PAGE_SIZE};
-use crate::inject::{find_syscall_insn, Injector};
+use crate::inject::{find_syscall_insn, start_call, Injector};
 use crate::pages::PageSource;
 use crate::restore::{find_gap, rebuild, Mode, Paging};
 use crate::sys;
@@ -256,19 +256,9 @@ impl DeputyCtl {
     /// (restart, or EINTR) as a native call would be.
     fn inject(&mut self, nr: i64, args: &[u64; 6]) -> Result<i64, InjectError> {
         let insn = self.inj.insn;
-        let mut regs =
+        let regs =
             ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
-        regs.rip = insn;
-        regs.rax = nr as u64;
-        regs.orig_rax = u64::MAX;
-        regs.rdi = args[0];
-        regs.rsi = args[1];
-        regs.rdx = args[2];
-        regs.r10 = args[3];
-        regs.r8 = args[4];
-        regs.r9 = args[5];
-        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
-        ptrace::step(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+        start_call(self.pid, regs, insn, nr, args)?;
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
@@ -416,10 +406,15 @@ impl DeputyCtl {
 
     /// Brings the process home: the home process becomes `image` (captured at the remote,
     /// pages read from `source`) and runs on natively, no longer traced.
+    ///
+    /// `late` are signals for the process that did not reach the guest before it was
+    /// captured (they come back from the remote end); they, and any the deputy took
+    /// meanwhile, are queued to the home process, which handles them once it runs.
     pub fn come_home(
         mut self,
         image: &ProcessImage,
         source: Box<dyn PageSource>,
+        late: &std::sync::Mutex<Vec<i32>>,
     ) -> Result<(), RestoreError> {
         self.unpark().map_err(|source| RestoreError::Step {
             step: "stop the deputy".into(),
@@ -456,6 +451,15 @@ impl DeputyCtl {
             Paging::Eager,
             Mode::Home,
         )?;
+        let mut signals = std::mem::take(&mut self.pending);
+        if let Ok(mut l) = late.lock() {
+            signals.append(&mut l);
+        }
+        for sig in signals {
+            if let Ok(s) = Signal::try_from(sig) {
+                let _ = nix::sys::signal::kill(self.pid, s);
+            }
+        }
         ptrace::detach(self.pid, None).map_err(|e| RestoreError::Step {
             step: "detach".into(),
             source: InjectError::Ptrace("PTRACE_DETACH", e),

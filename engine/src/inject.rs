@@ -58,20 +58,7 @@ impl Injector {
         args: &[u64],
         during: impl FnOnce() -> std::io::Result<()>,
     ) -> Result<i64, InjectError> {
-        let mut regs = self.saved;
-        regs.rip = self.insn;
-        regs.rax = nr as u64;
-        regs.orig_rax = u64::MAX;
-        let mut a = [0u64; 6];
-        a[..args.len()].copy_from_slice(args);
-        regs.rdi = a[0];
-        regs.rsi = a[1];
-        regs.rdx = a[2];
-        regs.r10 = a[3];
-        regs.r8 = a[4];
-        regs.r9 = a[5];
-        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
-        ptrace::step(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))?;
+        start_call(self.pid, self.saved, self.insn, nr, args)?;
         during().map_err(|e| InjectError::Mem(0, e))?;
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
@@ -156,6 +143,31 @@ impl Injector {
     pub(crate) fn finish(self) -> Result<(), InjectError> {
         ptrace::setregs(self.pid, self.saved).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))
     }
+}
+
+/// Points `regs` (of stopped tracee `pid`) at the `syscall` instruction `insn` with call
+/// `nr(args)` loaded, and single-steps it: the call runs, and the tracee stops after it.
+pub(crate) fn start_call(
+    pid: Pid,
+    mut regs: libc::user_regs_struct,
+    insn: u64,
+    nr: i64,
+    args: &[u64],
+) -> Result<(), InjectError> {
+    regs.rip = insn;
+    regs.rax = nr as u64;
+    // No restart of whatever call the registers were stopped in.
+    regs.orig_rax = u64::MAX;
+    let mut a = [0u64; 6];
+    a[..args.len()].copy_from_slice(args);
+    regs.rdi = a[0];
+    regs.rsi = a[1];
+    regs.rdx = a[2];
+    regs.r10 = a[3];
+    regs.r8 = a[4];
+    regs.r9 = a[5];
+    ptrace::setregs(pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+    ptrace::step(pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))
 }
 
 /// Finds a `syscall` instruction (0f 05) in `code`, which was read at `base`.

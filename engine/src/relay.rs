@@ -122,25 +122,34 @@ fn lost(e: impl std::fmt::Display) -> String {
 }
 
 /// Pages of the process coming home, read over the link.
-struct LinkPages(Arc<dyn Link>);
+struct LinkPages {
+    link: Arc<dyn Link>,
+    /// Signals that came back from the remote end meanwhile.
+    late: Arc<std::sync::Mutex<Vec<i32>>>,
+}
 
 impl PageSource for LinkPages {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
         let io = |e: std::io::Error| PageError::Io { addr, source: e };
-        self.0
+        self.link
             .send(&Msg::ReadPages {
                 addr,
                 len: buf.len() as u64,
             })
             .map_err(io)?;
         loop {
-            match self.0.recv(Some(Duration::from_secs(30))).map_err(io)? {
+            match self.link.recv(Some(Duration::from_secs(30))).map_err(io)? {
                 Some(Msg::Pages(b)) if b.len() == buf.len() => {
                     buf.copy_from_slice(&b);
                     return Ok(());
                 }
                 Some(Msg::Pages(_)) => {
                     return Err(io(std::io::Error::other("the remote could not read them")))
+                }
+                Some(Msg::Signals(s)) => {
+                    if let Ok(mut l) = self.late.lock() {
+                        l.extend(s);
+                    }
                 }
                 Some(_) => continue,
                 None => return Err(io(std::io::Error::other("no answer within 30 s"))),
@@ -158,6 +167,7 @@ pub fn run_home(
 ) -> HomeEnd {
     let link: &dyn Link = links.as_ref();
     let mut asked_home = false;
+    let late = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fail = |ctl: &mut DeputyCtl, why: String| {
         ctl.kill();
         let _ = link.send(&Msg::Gone);
@@ -211,7 +221,11 @@ pub fn run_home(
             }
             Some(Msg::Coming { image, reason }) => {
                 let pid = ctl.pid();
-                return match ctl.come_home(&image, Box::new(LinkPages(links.clone()))) {
+                let pages = LinkPages {
+                    link: links.clone(),
+                    late: late.clone(),
+                };
+                return match ctl.come_home(&image, Box::new(pages), &late) {
                     Ok(()) => {
                         let _ = link.send(&Msg::Done);
                         HomeEnd::CameHome(reason)
@@ -228,6 +242,13 @@ pub fn run_home(
                 };
             }
             Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
+            // Signals the remote end could no longer deliver (the process is on its way
+            // home): kept for the home process.
+            Some(Msg::Signals(s)) => {
+                if let Ok(mut l) = late.lock() {
+                    l.extend(s);
+                }
+            }
             Some(_) => {}
         }
         match ctl.poll() {
@@ -305,6 +326,12 @@ fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link
                 }
             }
             Ok(Some(Msg::Done)) => break RemoteEnd::WentHome(reason),
+            // Too late for the guest: back to home, which queues them to the process.
+            Ok(Some(Msg::Signals(s))) => {
+                if let Err(e) = link.send(&Msg::Signals(s)) {
+                    break RemoteEnd::Lost(lost(e));
+                }
+            }
             Ok(Some(_)) => {}
             Ok(None) => break RemoteEnd::Lost("home did not take the process in 60 s".into()),
             Err(e) => break RemoteEnd::Lost(lost(e)),

@@ -13,6 +13,8 @@ static void on_usr1(int s) { (void)s; got = 1; }
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    /* The handler is there from the start, so a signal at any moment finds it. */
+    if (!strcmp(argv[1], "usr1")) signal(SIGUSR1, on_usr1);
     spin(0.6);
     if (!strcmp(argv[1], "open") && argc > 2) {
         int fd = open(argv[2], O_RDONLY);
@@ -20,7 +22,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "usr1")) {
-        signal(SIGUSR1, on_usr1);
         printf("waiting\n");
         fflush(stdout);
         double end = now() + 20;

@@ -63,3 +63,18 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// A binary of the workspace, built beside `omcluster` (`omcluster_bin`): its path, or a
+/// panic saying to build the workspace first.
+pub fn workspace_tool(omcluster_bin: &str, name: &str) -> String {
+    let p = std::path::Path::new(omcluster_bin)
+        .parent()
+        .expect("omcluster lives in a directory")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first",
+        p.display()
+    );
+    p.display().to_string()
+}

@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 
 fn tool(name: &str) -> String {
-    let p = Path::new(BIN).parent().unwrap().join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build the workspace first",
-        p.display()
-    );
-    p.display().to_string()
+    om_cluster::harness::workspace_tool(BIN, name)
 }
 
 fn cluster(name: &str) -> TestCluster {
