@@ -300,7 +300,6 @@ fn restore_on_tracer(
             })
         }
     }
-    sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking the stub's signals"))?;
     let built = rebuild(stub, scratch, SCRATCH_LEN, image, source, paging, mode);
     // This thread may live on (a guest's supervisor): give it back every CPU.
     let _ = sched_setaffinity(Pid::from_raw(0), &all_cpus);
@@ -329,6 +328,23 @@ pub(crate) fn rebuild(
 ) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
     // Signals wait until the end (timers restored below fire meanwhile).
     sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking signals"))?;
+
+    // CPU state format.
+    let local_xstate = sys::get_xstate(stub).map_err(sys_err("reading XSAVE state"))?;
+    let local_xcr0 = local_xstate
+        .get(472..480)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+        .unwrap_or(0);
+    if local_xstate.len() != image.xstate.len() || image.xcr0 & !local_xcr0 != 0 {
+        return Err(RestoreError::Incompatible(format!(
+            "CPU state differs: image XSAVE area {} bytes with features {:#x}, this CPU {} bytes with {:#x}",
+            image.xstate.len(),
+            image.xcr0,
+            local_xstate.len(),
+            local_xcr0
+        )));
+    }
+
     let mut inj = Injector::new(stub, scratch).map_err(step("attach"))?;
     inj.scratch = scratch + PAGE_SIZE;
     inj.scratch_len = scratch_len - PAGE_SIZE;
@@ -381,7 +397,13 @@ pub(crate) fn rebuild(
         .iter()
         .filter(|v| matches!(v.backing, Backing::Vdso { .. }))
         .collect();
-    move_vdso(&mut inj, &stub_vdso, &target_vdso, image, scratch)?;
+    move_vdso(
+        &mut inj,
+        &stub_vdso,
+        &target_vdso,
+        image,
+        (scratch, scratch_len),
+    )?;
 
     // 3. Recreate every mapping.
     let mut file_fds: HashMap<String, u64> = HashMap::new();
@@ -835,12 +857,13 @@ fn read_creds(pid: Pid) -> std::io::Result<Creds> {
 
 /// Moves the stub's `[vvar]`, `[vvar_vclock]` and `[vdso]` to the target's addresses,
 /// together, keeping their relative offsets (the program's libc cached the old ones).
+/// `scratch` is the (start, length) of the injection area, which must stay clear.
 fn move_vdso(
     inj: &mut Injector,
     stub_vdso: &[(u64, u64, String)],
     target: &[&Vma],
     image: &ProcessImage,
-    scratch: u64,
+    scratch: (u64, u64),
 ) -> Result<(), RestoreError> {
     if target.is_empty() {
         for m in stub_vdso {
@@ -886,7 +909,7 @@ fn move_vdso(
     if overlaps {
         let mut occ: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
         occ.push((lo_s, lo_s + span));
-        occ.push((scratch, scratch + 16 * PAGE_SIZE));
+        occ.push((scratch.0, scratch.0 + scratch.1));
         let tmp = find_gap(&occ, span, 0x1000_0000, PAGE_SIZE)
             .ok_or_else(|| RestoreError::Incompatible("no room to move the vDSO".into()))?;
         hops.push(tmp);
