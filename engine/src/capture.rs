@@ -15,7 +15,7 @@ use procfs::process::{MMPermissions, MMapPath, Process, VmFlags};
 
 use crate::error::{CaptureError, InjectError, PageError, Refusal};
 use crate::image::*;
-use crate::inject::{find_syscall_insn, Injector};
+use crate::inject::{syscall_insn_in, Injector};
 use crate::pages::{touched_pages, PageSource, ProcessMemory};
 use crate::sys;
 use crate::tracer::TracerThread;
@@ -512,16 +512,14 @@ fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureErr
             Refusal::UnsupportedMapping("no [vdso] to inject through".into()),
         )
     })?;
-    let mut code = vec![0u8; (ve - vs) as usize];
-    File::open(format!("/proc/{pid}/mem"))
-        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut code, vs))
-        .map_err(proc_err(pid, "vdso"))?;
-    let insn = find_syscall_insn(&code, vs).ok_or_else(|| {
-        refused(
-            pid,
-            Refusal::UnsupportedMapping("no syscall instruction in [vdso]".into()),
-        )
-    })?;
+    let insn = syscall_insn_in(pid, vs, ve)
+        .map_err(proc_err(pid, "vdso"))?
+        .ok_or_else(|| {
+            refused(
+                pid,
+                Refusal::UnsupportedMapping("no syscall instruction in [vdso]".into()),
+            )
+        })?;
     let injected = ask_process(p, insn, sigmask).map_err(inject_err)?;
 
     let stat = proc_

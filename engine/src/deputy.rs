@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::error::{InjectError, RestoreError};
 use crate::image::{ProcessImage, PAGE_SIZE};
-use crate::inject::{find_syscall_insn, start_call, Injector};
+use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::PageSource;
 use crate::restore::{find_gap, rebuild, Mode, Paging};
 use crate::sys;
@@ -93,17 +93,15 @@ impl DeputyCtl {
     /// its interval timers (they run at the remote) and unblocks every signal.
     pub(crate) fn new(pid: i32, image: &ProcessImage) -> Result<Self, InjectError> {
         let p = Pid::from_raw(pid);
+        // Capture found one there already, so this only fails if the process changed.
         let vdso = image
             .vmas
             .iter()
             .find(|v| v.name == "[vdso]")
-            .ok_or(InjectError::ScratchTooSmall(0))?;
-        let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
-            .map_err(|e| InjectError::Mem(vdso.start, e))?;
-        let mut code = vec![0u8; vdso.len() as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut code, vdso.start)
-            .map_err(|e| InjectError::Mem(vdso.start, e))?;
-        let insn = find_syscall_insn(&code, vdso.start).ok_or(InjectError::ScratchTooSmall(0))?;
+            .ok_or(InjectError::NoSyscallInsn)?;
+        let insn = syscall_insn_in(pid, vdso.start, vdso.end)
+            .map_err(|e| InjectError::Mem(vdso.start, e))?
+            .ok_or(InjectError::NoSyscallInsn)?;
         // If omd (the tracer) dies, the home process dies with it: it could never run on
         // with the deputy's registers, and must not hang.
         ptrace::setoptions(p, ptrace::Options::PTRACE_O_EXITKILL)
@@ -187,12 +185,10 @@ impl DeputyCtl {
         if self.parked {
             return Ok(());
         }
-        let mut regs =
+        let regs =
             ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
-        regs.rip = self.inj.insn;
-        regs.rax = SYS_PAUSE as u64;
-        regs.orig_rax = u64::MAX;
-        ptrace::setregs(self.pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+        ptrace::setregs(self.pid, call_regs(regs, self.inj.insn, SYS_PAUSE, &[]))
+            .map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
         ptrace::cont(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
         self.parked = true;
         Ok(())

@@ -35,6 +35,9 @@ pub enum InjectError {
     /// Reading or writing its memory failed.
     #[error("cannot access the process's memory at {0:#x}: {1}")]
     Mem(u64, std::io::Error),
+    /// No `syscall` instruction in the process's `[vdso]` to inject through.
+    #[error("the process has no [vdso] with a syscall instruction to inject through")]
+    NoSyscallInsn,
     /// Arguments do not fit the scratch area.
     #[error("arguments of {0} bytes do not fit the scratch area")]
     ScratchTooSmall(u64),

@@ -4,7 +4,7 @@
 //! home.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -115,16 +115,7 @@ impl Guest {
     /// The next trapped call, or None if there is none right now (or its process was
     /// interrupted before it could be taken).
     pub fn next(&self) -> Option<Trapped> {
-        let fd = self.listener.as_raw_fd();
-        let mut pfd = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-        if !matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
-            return None;
-        }
-        sys::notif_recv(fd).ok().map(|n| Trapped {
-            id: n.id,
-            nr: n.nr,
-            args: n.args,
-        })
+        take_trapped(self.listener.as_fd())
     }
 
     /// What to do with a trapped call (reads the bytes it passes).
@@ -203,7 +194,6 @@ impl Guest {
     /// once the process is home.
     pub fn capture(mut self, in_flight: Option<u64>) -> Result<(Frozen, GuestEnd), CaptureError> {
         let _ = self.finish_paging();
-        let fd: RawFd = self.listener.as_raw_fd();
         let listener = self
             .listener
             .try_clone()
@@ -213,16 +203,14 @@ impl Guest {
                 source,
             })?;
         let mut first = in_flight;
+        // -ERESTARTNOINTR: with the stop pending, the call restarts.
         let hook = Box::new(move || {
+            let fd = listener.as_raw_fd();
             if let Some(id) = first.take() {
-                let _ = sys::notif_send(fd, id, 0, -513, 0);
+                let _ = sys::notif_send(fd, id, 0, -ERESTARTNOINTR, 0);
             }
-            let mut pfd = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-            if matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
-                if let Ok(n) = sys::notif_recv(fd) {
-                    // -ERESTARTNOINTR: with the stop pending, the call restarts.
-                    let _ = sys::notif_send(fd, n.id, 0, -513, 0);
-                }
+            if let Some(t) = take_trapped(listener.as_fd()) {
+                let _ = sys::notif_send(fd, t.id, 0, -ERESTARTNOINTR, 0);
             }
         });
         let frozen = capture_with(
@@ -234,6 +222,22 @@ impl Guest {
         )?;
         Ok((frozen, GuestEnd { _guest: self }))
     }
+}
+
+/// The kernel's "restart this call, whatever the handlers say" code.
+const ERESTARTNOINTR: i32 = 513;
+
+/// The next trapped call waiting on `listener`, without blocking.
+fn take_trapped(listener: BorrowedFd<'_>) -> Option<Trapped> {
+    let mut pfd = [PollFd::new(listener, PollFlags::POLLIN)];
+    if !matches!(poll(&mut pfd, PollTimeout::ZERO), Ok(n) if n > 0) {
+        return None;
+    }
+    sys::notif_recv(listener.as_raw_fd()).ok().map(|n| Trapped {
+        id: n.id,
+        nr: n.nr,
+        args: n.args,
+    })
 }
 
 /// What remains of a guest that was captured: dropping it (after the frozen capture was

@@ -149,11 +149,23 @@ impl Injector {
 /// `nr(args)` loaded, and single-steps it: the call runs, and the tracee stops after it.
 pub(crate) fn start_call(
     pid: Pid,
-    mut regs: libc::user_regs_struct,
+    regs: libc::user_regs_struct,
     insn: u64,
     nr: i64,
     args: &[u64],
 ) -> Result<(), InjectError> {
+    ptrace::setregs(pid, call_regs(regs, insn, nr, args))
+        .map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+    ptrace::step(pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))
+}
+
+/// `regs` pointed at the `syscall` instruction `insn` with call `nr(args)` loaded.
+pub(crate) fn call_regs(
+    mut regs: libc::user_regs_struct,
+    insn: u64,
+    nr: i64,
+    args: &[u64],
+) -> libc::user_regs_struct {
     regs.rip = insn;
     regs.rax = nr as u64;
     // No restart of whatever call the registers were stopped in.
@@ -166,12 +178,19 @@ pub(crate) fn start_call(
     regs.r10 = a[3];
     regs.r8 = a[4];
     regs.r9 = a[5];
-    ptrace::setregs(pid, regs).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
-    ptrace::step(pid, None).map_err(|e| InjectError::Ptrace("PTRACE_SINGLESTEP", e))
+    regs
+}
+
+/// Finds a `syscall` instruction in the code of `pid` between `start` and `end` (its
+/// `[vdso]`), the instruction injected calls go through.
+pub(crate) fn syscall_insn_in(pid: i32, start: u64, end: u64) -> std::io::Result<Option<u64>> {
+    let mut code = vec![0u8; (end - start) as usize];
+    File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut code, start)?;
+    Ok(find_syscall_insn(&code, start))
 }
 
 /// Finds a `syscall` instruction (0f 05) in `code`, which was read at `base`.
-pub(crate) fn find_syscall_insn(code: &[u8], base: u64) -> Option<u64> {
+fn find_syscall_insn(code: &[u8], base: u64) -> Option<u64> {
     code.windows(2)
         .position(|w| w == [0x0f, 0x05])
         .map(|i| base + i as u64)

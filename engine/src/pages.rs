@@ -22,6 +22,19 @@ pub trait PageSource: Send {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError>;
 }
 
+/// Most bytes one page request from another node may ask for.
+pub const MAX_PEER_READ: u64 = 64 << 20;
+
+/// Serves a page request from another node: `len` bytes (at most [`MAX_PEER_READ`]) at
+/// `addr`, or nothing if they cannot be read (the asking end reports that).
+pub fn read_for_peer(source: &mut dyn PageSource, addr: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len.min(MAX_PEER_READ) as usize];
+    match source.read(addr, &mut buf) {
+        Ok(()) => buf,
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Reads a process's memory directly: `process_vm_readv`, and `/proc/PID/mem` (which can
 /// read pages the process itself may not, e.g. `PROT_NONE`) where that fails.
 pub struct ProcessMemory {

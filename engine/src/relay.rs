@@ -15,7 +15,7 @@ use crate::deputy::{DeputyCtl, Event, Gone, Outcome};
 use crate::error::PageError;
 use crate::guest::{Ended, Guest};
 use crate::image::ProcessImage;
-use crate::pages::PageSource;
+use crate::pages::{read_for_peer, PageSource};
 use crate::syscalls::{Action, Call, Reply};
 
 /// Messages between the deputy (home) and the supervisor (remote).
@@ -316,11 +316,7 @@ fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link
     let result = loop {
         match link.recv(Some(Duration::from_secs(60))) {
             Ok(Some(Msg::ReadPages { addr, len })) => {
-                let mut buf = vec![0u8; len.min(64 << 20) as usize];
-                let bytes = match frozen.memory().read(addr, &mut buf) {
-                    Ok(()) => buf,
-                    Err(_) => Vec::new(),
-                };
+                let bytes = read_for_peer(frozen.memory(), addr, len);
                 if let Err(e) = link.send(&Msg::Pages(bytes)) {
                     break RemoteEnd::Lost(lost(e));
                 }
@@ -340,6 +336,35 @@ fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link
     let _ = frozen.kill();
     drop(end);
     result
+}
+
+const ASKED: &str = "asked to go home";
+
+/// What the remote end does after a message from home.
+enum Next {
+    /// Carry on.
+    Go,
+    /// Send the process home (answering this waiting call with "restart").
+    Home(Option<u64>),
+    /// Finished.
+    End(RemoteEnd),
+}
+
+/// Handles a message home may send at any time: signals, a request to come home, or the
+/// end of the home process. `in_flight` is the call the guest is waiting on, if any.
+fn from_home(msg: Msg, guest: &Guest, in_flight: Option<u64>) -> Next {
+    match msg {
+        Msg::Signals(s) => {
+            deliver(guest, &s);
+            Next::Go
+        }
+        Msg::ComeHome => Next::Home(in_flight),
+        Msg::Gone => {
+            guest.kill();
+            Next::End(RemoteEnd::Ended)
+        }
+        _ => Next::Go,
+    }
 }
 
 /// Runs the remote end until the process ends, goes home, or home is lost.
@@ -364,7 +389,7 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
     };
     loop {
         if commands.try_recv() == Ok(Command::ComeHome) {
-            return go_home(guest, None, "asked to go home".into(), link);
+            return go_home(guest, None, ASKED.into(), link);
         }
         wait(&guest, link);
         if let Some(end) = guest.ended() {
@@ -396,12 +421,7 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
                             Err(e) => return give_up(&guest, lost(e)),
                             Ok(None) => {
                                 if commands.try_recv() == Ok(Command::ComeHome) {
-                                    return go_home(
-                                        guest,
-                                        Some(t.id),
-                                        "asked to go home".into(),
-                                        link,
-                                    );
+                                    return go_home(guest, Some(t.id), ASKED.into(), link);
                                 }
                                 if guest.ended().is_some() {
                                     return give_up(&guest, "the guest was killed here".into());
@@ -412,15 +432,11 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
                                 let _ = guest.answer(id, &reply);
                                 break;
                             }
-                            Ok(Some(Msg::Signals(s))) => deliver(&guest, &s),
-                            Ok(Some(Msg::ComeHome)) => {
-                                return go_home(guest, Some(t.id), "asked to go home".into(), link)
-                            }
-                            Ok(Some(Msg::Gone)) => {
-                                guest.kill();
-                                return RemoteEnd::Ended;
-                            }
-                            Ok(Some(_)) => {}
+                            Ok(Some(m)) => match from_home(m, &guest, Some(t.id)) {
+                                Next::Go => {}
+                                Next::Home(f) => return go_home(guest, f, ASKED.into(), link),
+                                Next::End(e) => return e,
+                            },
                         }
                     }
                 }
@@ -430,15 +446,11 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
             match link.recv(Some(Duration::ZERO)) {
                 Err(e) => return give_up(&guest, lost(e)),
                 Ok(None) => break,
-                Ok(Some(Msg::Signals(s))) => deliver(&guest, &s),
-                Ok(Some(Msg::ComeHome)) => {
-                    return go_home(guest, None, "asked to go home".into(), link)
-                }
-                Ok(Some(Msg::Gone)) => {
-                    guest.kill();
-                    return RemoteEnd::Ended;
-                }
-                Ok(Some(_)) => {}
+                Ok(Some(m)) => match from_home(m, &guest, None) {
+                    Next::Go => {}
+                    Next::Home(f) => return go_home(guest, f, ASKED.into(), link),
+                    Next::End(e) => return e,
+                },
             }
         }
     }

@@ -108,42 +108,42 @@ pub fn guest_filter() -> Vec<u8> {
     out
 }
 
-/// What the filter decides for a call: runs the program as the kernel would.
-pub fn decide(arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let prog = program();
-    let mut data = [0u8; 64];
-    data[0..4].copy_from_slice(&nr.to_ne_bytes());
-    data[4..8].copy_from_slice(&arch.to_ne_bytes());
-    for (i, a) in args.iter().enumerate() {
-        data[16 + i * 8..24 + i * 8].copy_from_slice(&a.to_ne_bytes());
-    }
-    let mut acc = 0u32;
-    let mut pc = 0;
-    while pc < prog.len() {
-        let i = prog[pc];
-        pc += 1;
-        match i.code {
-            LD_W_ABS => {
-                let o = i.k as usize;
-                acc = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap_or([0; 4]));
-            }
-            JEQ_K | JGE_K | JSET_K => {
-                let taken = match i.code {
-                    JEQ_K => acc == i.k,
-                    JGE_K => acc >= i.k,
-                    _ => acc & i.k != 0,
-                };
-                pc += if taken { i.jt } else { i.jf } as usize;
-            }
-            _ => return i.k,
-        }
-    }
-    RET_KILL_PROCESS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the filter decides for a call: runs the program as the kernel would.
+    fn decide(arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let prog = program();
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + i * 8..24 + i * 8].copy_from_slice(&a.to_ne_bytes());
+        }
+        let mut acc = 0u32;
+        let mut pc = 0;
+        while pc < prog.len() {
+            let i = prog[pc];
+            pc += 1;
+            match i.code {
+                LD_W_ABS => {
+                    let o = i.k as usize;
+                    acc = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap_or([0; 4]));
+                }
+                JEQ_K | JGE_K | JSET_K => {
+                    let taken = match i.code {
+                        JEQ_K => acc == i.k,
+                        JGE_K => acc >= i.k,
+                        _ => acc & i.k != 0,
+                    };
+                    pc += if taken { i.jt } else { i.jf } as usize;
+                }
+                _ => return i.k,
+            }
+        }
+        RET_KILL_PROCESS
+    }
 
     #[test]
     fn native_calls_pass_others_notify_foreign_abis_die() {

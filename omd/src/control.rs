@@ -61,15 +61,7 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
             Response::Processes(Processes {
                 node: id,
                 record,
-                processes: crate::procs::list()
-                    .into_iter()
-                    .map(|mut p| {
-                        if let Some(m) = crate::migrate::registry() {
-                            p.node = m.where_is(p.pid);
-                        }
-                        p
-                    })
-                    .collect(),
+                processes: crate::procs::list(),
             })
         }
         r => {

@@ -16,8 +16,8 @@ use om_wire::Key;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Largest frame (a page chunk of 64 MiB plus headroom).
-const MAX_FRAME: usize = (64 << 20) + 4096;
+/// Largest frame (the largest page reply plus headroom).
+const MAX_FRAME: usize = om_engine::pages::MAX_PEER_READ as usize + 4096;
 const TAG: usize = 16;
 const MAGIC: &[u8; 8] = b"omd-mig1";
 
@@ -96,16 +96,16 @@ impl Conn {
         } else {
             (&theirs, &mine)
         };
-        let (cn, sn) = if client { (me, peer) } else { (peer, me) };
-        let my_role: &[u8] = if client { b"client" } else { b"server" };
-        let their_role: &[u8] = if client { b"server" } else { b"client" };
-        let my_node = if client { cn } else { sn };
-        let their_node = if client { sn } else { cn };
-        stream.write_all(&proof(key, my_role, c, s, my_node))?;
+        let (my_role, their_role): (&[u8], &[u8]) = if client {
+            (b"client", b"server")
+        } else {
+            (b"server", b"client")
+        };
+        stream.write_all(&proof(key, my_role, c, s, me))?;
         let mut got = [0u8; 32];
         stream.read_exact(&mut got)?;
-        let want = proof(key, their_role, c, s, their_node);
-        if !bool::from(constant_eq(&got, &want)) {
+        let want = proof(key, their_role, c, s, peer);
+        if !constant_eq(&got, &want) {
             return Err(bad("the other end does not hold the cluster key"));
         }
         let mut h = blake3::Hasher::new_keyed(&key.0);
@@ -169,7 +169,7 @@ impl Conn {
         let seq = r.1;
         r.1 += 1;
         let (payload, t) = buf.split_at(len);
-        if !bool::from(constant_eq(t, &tag(&self.session, seq, payload))) {
+        if !constant_eq(t, &tag(&self.session, seq, payload)) {
             return Err(bad("a frame failed authentication"));
         }
         postcard::from_bytes(payload)
@@ -183,28 +183,9 @@ impl Conn {
     }
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> subtle_bool::Choice {
-    subtle_bool::eq(a, b)
-}
-
-/// Constant-time comparison without another dependency.
-mod subtle_bool {
-    pub struct Choice(bool);
-    impl From<Choice> for bool {
-        fn from(c: Choice) -> bool {
-            c.0
-        }
-    }
-    pub fn eq(a: &[u8], b: &[u8]) -> Choice {
-        if a.len() != b.len() {
-            return Choice(false);
-        }
-        let mut d = 0u8;
-        for (x, y) in a.iter().zip(b) {
-            d |= x ^ y;
-        }
-        Choice(d == 0)
-    }
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// Messages while a migration is set up.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use om_engine::guest::Guest;
+use om_engine::pages::read_for_peer;
 use om_engine::relay::{run_home, run_remote, Command, HomeEnd, Link, Msg, RemoteEnd};
 use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
@@ -127,24 +128,25 @@ impl PageSource for RemotePages {
     }
 }
 
-/// The CPU flags of this machine (`/proc/cpuinfo`).
-fn cpu_flags() -> Vec<String> {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
+/// The CPU flags of this machine (`/proc/cpuinfo`), read once.
+fn cpu_flags() -> &'static [String] {
+    static FLAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    })
 }
 
+/// The real user id of process `pid`, its owner.
 fn owner(pid: i32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with("Uid:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
+        .map(|s| s.ruid)
         .ok()
 }
 
@@ -397,7 +399,7 @@ impl Migrations {
                 comm: image.comm.clone(),
                 uid: image.creds.uid[0],
                 bytes: image.page_bytes(),
-                cpu_flags: cpu_flags(),
+                cpu_flags: cpu_flags().to_vec(),
                 xcr0: image.xcr0,
             })
             .map_err(io)?;
@@ -413,11 +415,7 @@ impl Migrations {
                 .name(format!("om-pages-{pid}"))
                 .spawn(move || {
                     while let Ok(Some(Setup::Read { addr, len })) = b.recv::<Setup>(None) {
-                        let mut buf = vec![0u8; len.min(64 << 20) as usize];
-                        let bytes = match mem.read(addr, &mut buf) {
-                            Ok(()) => buf,
-                            Err(_) => Vec::new(),
-                        };
+                        let bytes = read_for_peer(&mut mem, addr, len);
                         if b.send(&Setup::Bytes(bytes)).is_err() {
                             break;
                         }

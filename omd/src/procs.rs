@@ -3,8 +3,8 @@
 use om_proto::Process;
 use std::collections::HashMap;
 
-/// Every process visible in this node's /proc. Processes that end while being read
-/// are left out.
+/// Every process visible in this node's /proc, with where each runs. Processes that end
+/// while being read are left out.
 pub fn list() -> Vec<Process> {
     let tps = procfs::ticks_per_second();
     let page = procfs::page_size();
@@ -33,8 +33,7 @@ pub fn list() -> Vec<Process> {
                 threads: stat.num_threads,
                 comm: stat.comm,
                 cmdline,
-                // Nothing leaves home until migration lands (issue 5).
-                node: 0,
+                node: crate::migrate::registry().map_or(0, |m| m.where_is(stat.pid)),
             })
         })
         .collect();

@@ -328,8 +328,7 @@ pub struct Process {
     pub threads: i64,
     pub comm: String,
     pub cmdline: String,
-    /// Where it runs: 0 = here (its home), else the node number. (Processes only leave
-    /// home once migration lands.)
+    /// Where it runs: 0 = here (its home), else the node number it migrated to.
     pub node: NodeId,
 }
 
