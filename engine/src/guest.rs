@@ -3,9 +3,7 @@
 //! to read their arguments and write their results, its end, and its capture when it goes
 //! home.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -16,7 +14,7 @@ use crate::capture::{capture_with, Frozen, Options};
 use crate::error::{CaptureError, RestoreError};
 use crate::image::ProcessImage;
 use crate::lazy::PagerStats;
-use crate::pages::PageSource;
+use crate::pages::{PageSource, ProcessMemory};
 use crate::restore::{restore_guest_here, Paging, Restored};
 use crate::sys;
 use crate::syscalls::{GuestMem, Reply};
@@ -51,16 +49,15 @@ pub struct Guest {
     restored: Restored,
     listener: OwnedFd,
     pidfd: OwnedFd,
-    mem: File,
+    /// Its memory, for the arguments and results of calls. A page it has not touched here
+    /// yet may still be at home: the reads and writes wait for the pager to bring it.
+    mem: ProcessMemory,
 }
 
-/// `/proc/PID/mem` of the guest, for arguments.
-struct ProcMem<'a>(&'a File);
-
-impl GuestMem for ProcMem<'_> {
+impl GuestMem for ProcessMemory {
     fn read(&self, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
         let mut b = vec![0u8; len];
-        self.0.read_exact_at(&mut b, addr)?;
+        self.read_at(addr, &mut b)?;
         Ok(b)
     }
 }
@@ -81,14 +78,10 @@ impl Guest {
             what: "pidfd_open of the guest".into(),
             source,
         })?;
-        let mem = File::options()
-            .read(true)
-            .write(true)
-            .open(format!("/proc/{pid}/mem"))
-            .map_err(|source| RestoreError::Sys {
-                what: "opening the guest's memory".into(),
-                source,
-            })?;
+        let mem = ProcessMemory::open_rw(pid.as_raw()).map_err(|source| RestoreError::Sys {
+            what: "opening the guest's memory".into(),
+            source,
+        })?;
         Ok(Guest {
             restored,
             listener,
@@ -120,13 +113,18 @@ impl Guest {
 
     /// What to do with a trapped call (reads the bytes it passes).
     pub fn plan(&self, t: &Trapped) -> crate::syscalls::Action {
-        crate::syscalls::plan(t.nr, t.args, &ProcMem(&self.mem))
+        crate::syscalls::plan(t.nr, t.args, &self.mem)
     }
 
     /// Answers a forwarded call: writes its output bytes into the guest, then its result.
     pub fn answer(&self, id: u64, reply: &Reply) -> std::io::Result<()> {
         for (addr, bytes) in &reply.outs {
-            self.mem.write_all_at(bytes, *addr)?;
+            if let Err(e) = self.mem.write_at(*addr, bytes) {
+                // Where it cannot be written, the call fails as natively (never leave
+                // the guest waiting).
+                self.send(id, 0, -libc::EFAULT)?;
+                return Err(e);
+            }
         }
         if reply.ret < 0 && reply.ret >= -4095 {
             self.send(id, 0, reply.ret as i32)

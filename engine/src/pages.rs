@@ -2,11 +2,11 @@
 //! reading a (frozen) process's memory, and a source reading an image's page file.
 
 use std::fs::File;
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
 
 use crate::error::PageError;
@@ -35,25 +35,37 @@ pub fn read_for_peer(source: &mut dyn PageSource, addr: u64, len: u64) -> Vec<u8
     }
 }
 
-/// Reads a process's memory directly: `process_vm_readv`, and `/proc/PID/mem` (which can
-/// read pages the process itself may not, e.g. `PROT_NONE`) where that fails.
+/// Reads (and writes) a process's memory directly: `process_vm_readv`/`writev` first, then
+/// `/proc/PID/mem` where they fail (it reaches pages the process itself may not, e.g.
+/// `PROT_NONE` or read-only ones). The vm calls come first because they wait for a page
+/// that userfaultfd has not filled in yet, where `/proc/PID/mem` fails with EIO.
 pub struct ProcessMemory {
     pid: Pid,
     mem: File,
 }
 
 impl ProcessMemory {
-    /// Opens the memory of `pid` (which should be stopped while it is read).
+    /// Opens the memory of `pid` (which should be stopped while it is read) for reading.
     pub fn open(pid: i32) -> std::io::Result<Self> {
         Ok(Self {
             pid: Pid::from_raw(pid),
             mem: File::open(format!("/proc/{pid}/mem"))?,
         })
     }
-}
 
-impl PageSource for ProcessMemory {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+    /// Opens the memory of `pid` for reading and writing.
+    pub fn open_rw(pid: i32) -> std::io::Result<Self> {
+        Ok(Self {
+            pid: Pid::from_raw(pid),
+            mem: File::options()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/{pid}/mem"))?,
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `addr`.
+    pub fn read_at(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let len = buf.len();
         let done = {
             let mut local = [IoSliceMut::new(buf)];
@@ -65,13 +77,33 @@ impl PageSource for ProcessMemory {
         };
         if done < len {
             self.mem
-                .read_exact_at(&mut buf[done..], addr + done as u64)
-                .map_err(|source| PageError::Io {
-                    addr: addr + done as u64,
-                    source,
-                })?;
+                .read_exact_at(&mut buf[done..], addr + done as u64)?;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` at `addr` (needs [`ProcessMemory::open_rw`]).
+    pub fn write_at(&self, addr: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let done = process_vm_writev(
+            self.pid,
+            &[IoSlice::new(bytes)],
+            &[RemoteIoVec {
+                base: addr as usize,
+                len: bytes.len(),
+            }],
+        )
+        .unwrap_or(0);
+        if done < bytes.len() {
+            self.mem.write_all_at(&bytes[done..], addr + done as u64)?;
+        }
+        Ok(())
+    }
+}
+
+impl PageSource for ProcessMemory {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        self.read_at(addr, buf)
+            .map_err(|source| PageError::Io { addr, source })
     }
 }
 

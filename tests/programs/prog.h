@@ -2,6 +2,7 @@
  * prints deterministic output, checks its own state and exits 0 ("FAIL ..." and exit 1
  * on a broken check). Time only decides how long a program waits, never what it prints. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ __attribute__((unused)) static void spin(double sec) {
 
 __attribute__((unused)) static void check(int ok, const char *what) {
     if (!ok) {
-        printf("FAIL %s\n", what);
+        printf("FAIL %s (errno %d: %s)\n", what, errno, strerror(errno));
         fflush(stdout);
         exit(1);
     }
