@@ -168,7 +168,7 @@ pub struct Options {
 
 /// [`capture`] with options.
 pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
-    precheck(pid)?;
+    check_movable(pid)?;
     let tracer =
         TracerThread::spawn(&format!("om-trace-{pid}")).map_err(|source| CaptureError::Proc {
             pid,
@@ -248,7 +248,10 @@ fn read_status(pid: i32) -> Result<Status, CaptureError> {
     Ok(st)
 }
 
-fn precheck(pid: i32) -> Result<(), CaptureError> {
+/// What can be known without stopping process `pid` that would make capturing it fail:
+/// it is gone, a zombie, multi-threaded, or traced by someone else. (Its mappings are
+/// checked only once it is stopped.)
+pub fn check_movable(pid: i32) -> Result<(), CaptureError> {
     if pid as u32 == std::process::id() {
         return Err(refused(pid, Refusal::SelfCapture));
     }

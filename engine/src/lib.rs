@@ -9,6 +9,7 @@
 //! All ptrace calls for one process happen on one dedicated thread ([`TracerThread`]).
 //! The restored process is a child of the caller and has a new pid.
 
+pub mod bytes;
 pub mod capture;
 pub mod checkpoint;
 pub mod deputy;
@@ -26,7 +27,7 @@ mod sys;
 pub mod syscalls;
 pub mod tracer;
 
-pub use capture::{capture, capture_with, Frozen, Options};
+pub use capture::{capture, capture_with, check_movable, Frozen, Options};
 pub use error::{CaptureError, InjectError, PageError, Refusal, RestoreError};
 pub use image::ProcessImage;
 pub use lazy::PagerStats;

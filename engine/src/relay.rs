@@ -66,7 +66,7 @@ pub enum Msg {
         len: u64,
     },
     /// Remote → home: the bytes asked for (empty if they could not be read).
-    Pages(Vec<u8>),
+    Pages(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Either way: this end is finished (home: the process is home or ended; remote:
     /// nothing left).
     Done,

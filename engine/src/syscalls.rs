@@ -999,7 +999,7 @@ pub struct Slot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SlotKind {
     /// Bytes the call reads.
-    In(Vec<u8>),
+    In(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A buffer of `len` bytes the call writes; `items` > 0 bounds what is copied back to
     /// the returned count of items of that size, `items` = 1 to the returned bytes, 0
     /// means the whole buffer.
@@ -1010,9 +1010,9 @@ pub enum SlotKind {
         items: u32,
     },
     /// Bytes the call reads and overwrites.
-    InOut(Vec<u8>),
+    InOut(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The buffers of an iovec array the call reads.
-    IovIn(Vec<Vec<u8>>),
+    IovIn(#[serde(with = "crate::bytes::list")] Vec<Vec<u8>>),
     /// The (address, length) of each buffer of an iovec array the call fills.
     IovOut(Vec<(u64, u64)>),
     /// Passed as NULL.
@@ -1025,6 +1025,7 @@ pub struct Reply {
     /// Return value (negative errno on failure).
     pub ret: i64,
     /// Bytes to write into the process: (address, bytes).
+    #[serde(with = "crate::bytes::placed")]
     pub outs: Vec<(u64, Vec<u8>)>,
 }
 

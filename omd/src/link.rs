@@ -206,6 +206,8 @@ pub enum Setup {
         cpu_flags: Vec<String>,
         /// XSAVE features in use.
         xcr0: u64,
+        /// Copy all pages before it runs.
+        eager: bool,
     },
     /// Target → home: yes; this id names the migration.
     Accept(u64),
@@ -225,5 +227,5 @@ pub enum Setup {
         len: u64,
     },
     /// Page server: the bytes (empty when unreadable).
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
 }
