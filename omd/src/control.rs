@@ -10,41 +10,69 @@ use tokio::net::{UnixListener, UnixStream};
 
 /// Answers one request from user `uid`. Shared by the socket and the /proc-style tree.
 pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
+    let migrations = || {
+        crate::migrate::registry().ok_or_else(|| Response::Error {
+            kind: ErrorKind::Invalid,
+            message: "migration is not running in this omd".into(),
+        })
+    };
+    let outcome = |r: Result<String, String>| match r {
+        Ok(message) => Response::Done { message },
+        Err(message) => Response::Error {
+            kind: if message.starts_with("permission denied") {
+                ErrorKind::PermissionDenied
+            } else if message.starts_with("no process") {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Invalid
+            },
+            message,
+        },
+    };
     match request {
-        Request::Migrate { pid, to, wait } => {
-            let Some(m) = crate::migrate::registry() else {
-                return Response::Error {
-                    kind: ErrorKind::Invalid,
-                    message: "migration is not running in this omd".into(),
-                };
+        Request::Migrate {
+            pid,
+            to,
+            wait,
+            eager,
+        } => {
+            let m = match migrations() {
+                Ok(m) => m,
+                Err(e) => return e,
             };
             let target = match to {
                 om_proto::MigrateTo::Home => crate::migrate::Target::Home,
                 om_proto::MigrateTo::Node(n) => crate::migrate::Target::Node(n),
                 om_proto::MigrateTo::Balance => crate::migrate::Target::Balance,
             };
-            match m.request(pid, target, uid, wait) {
-                Ok(message) => Response::Done { message },
-                Err(message) => Response::Error {
-                    kind: if message.starts_with("permission denied") {
-                        ErrorKind::PermissionDenied
-                    } else {
-                        ErrorKind::Invalid
-                    },
-                    message,
-                },
-            }
+            outcome(m.request(pid, target, uid, wait, eager))
         }
+        Request::Lock { pid, on } => match migrations() {
+            Ok(m) => outcome(m.set_lock(pid, on, uid)),
+            Err(e) => e,
+        },
+        Request::Proc { pid } => match migrations() {
+            Ok(m) => match m.proc_state(pid) {
+                Some(p) => Response::Proc(p),
+                None => Response::Error {
+                    kind: ErrorKind::NotFound,
+                    message: format!("no process {pid} at this node"),
+                },
+            },
+            Err(e) => e,
+        },
+        Request::Controlled => match migrations() {
+            Ok(m) => Response::Controlled(m.controlled()),
+            Err(e) => e,
+        },
         Request::Expel | Request::Bring if uid != 0 => Response::Error {
             kind: ErrorKind::PermissionDenied,
             message: format!("expel and bring need root (you are uid {uid})"),
         },
         Request::Expel | Request::Bring => {
-            let Some(m) = crate::migrate::registry() else {
-                return Response::Error {
-                    kind: ErrorKind::Invalid,
-                    message: "migration is not running in this omd".into(),
-                };
+            let m = match migrations() {
+                Ok(m) => m,
+                Err(e) => return e,
             };
             let message = if matches!(request, Request::Expel) {
                 format!("sending {} guest(s) home", m.expel())

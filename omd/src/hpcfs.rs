@@ -4,7 +4,18 @@
 //! nodes/<N>/{load,speed,mem,tmem,util,status,CPUs}   what this node knows of node N
 //! admin/{block,lstay,stay,quiet}                      0 or 1; writing sets it (root)
 //! admin/speed                                         this node's speed; writing sets it
+//! <pid>/where                                         where it runs (0 = here, its home)
+//! <pid>/goto                                          write a node number, `home` or
+//!                                                     `balance` to move it (its owner)
+//! <pid>/lock                                          1 = locked against automatic
+//!                                                     migration; writable by its owner
+//! <pid>/{nmigs,cantmove}                              times moved; why it cannot move
+//! remote/<pid>/{from,homepid,comm}                    guests of other nodes running here
 //! ```
+//!
+//! The root lists the processes under migration control (started by mosrun, locked, or
+//! moved at least once); `<pid>/` of any other process of this node can be opened by
+//! name, so that any process can be sent away with `echo 2 > /run/hpc/PID/goto`.
 //!
 //! Reads and writes go through exactly the requests `mosctl` sends
 //! ([`crate::control::answer`]), with the caller's uid from the FUSE request, so the files
@@ -17,7 +28,7 @@ use fuser::{
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyWrite,
     Request as FuseRequest, WriteFlags,
 };
-use om_proto::{Field, NodeId, Request, Response, Setting};
+use om_proto::{ErrorKind, Field, NodeId, ProcState, Request, Response, Setting};
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -27,9 +38,16 @@ pub const DEFAULT_ROOT: &str = "/run/hpc";
 const ROOT: u64 = 1;
 const NODES: u64 = 2;
 const ADMIN: u64 = 3;
+const REMOTE: u64 = 4;
 const ADMIN_FILES: [&str; 5] = ["block", "lstay", "stay", "quiet", "speed"];
 const ADMIN_BASE: u64 = 0x100;
 const NODE_BASE: u64 = 1 << 32;
+const PID_BASE: u64 = 1 << 48;
+const REMOTE_BASE: u64 = 1 << 52;
+const PID_FILES: [&str; 5] = ["where", "goto", "lock", "nmigs", "cantmove"];
+const REMOTE_FILES: [&str; 3] = ["from", "homepid", "comm"];
+/// The widest a pid can be (`/proc/sys/kernel/pid_max` is at most 2^22).
+const PID_BITS: u32 = 22;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Ino {
@@ -39,6 +57,28 @@ enum Ino {
     AdminFile(usize),
     NodeDir(NodeId),
     NodeFile(NodeId, Field),
+    Remote,
+    PidDir(i32),
+    /// A process's file: index into [`PID_FILES`].
+    PidFile(i32, usize),
+    RemoteDir(i32),
+    /// A guest's file: index into [`REMOTE_FILES`].
+    RemoteFile(i32, usize),
+}
+
+/// `base + (pid << 4) + k`, for a directory (`k` = 0) and its files.
+fn pid_ino(base: u64, pid: i32, k: u64) -> u64 {
+    base + ((pid as u64) << 4) + k
+}
+
+/// The pid and entry of an inode made by [`pid_ino`] with `base`, if `files` has it.
+fn parse_pid_ino(ino: u64, base: u64, files: usize) -> Option<(i32, usize)> {
+    let rel = ino.checked_sub(base)?;
+    let pid = i32::try_from(rel >> 4)
+        .ok()
+        .filter(|p| *p > 0 && *p < 1 << PID_BITS)?;
+    let k = (rel & 0xf) as usize;
+    (k <= files).then_some((pid, k))
 }
 
 impl Ino {
@@ -53,6 +93,11 @@ impl Ino {
                 let k = Field::FILES.iter().position(|x| *x == f).expect("a file") as u64;
                 NODE_BASE + (u64::from(n) << 4) + 1 + k
             }
+            Ino::Remote => REMOTE,
+            Ino::PidDir(p) => pid_ino(PID_BASE, p, 0),
+            Ino::PidFile(p, k) => pid_ino(PID_BASE, p, 1 + k as u64),
+            Ino::RemoteDir(p) => pid_ino(REMOTE_BASE, p, 0),
+            Ino::RemoteFile(p, k) => pid_ino(REMOTE_BASE, p, 1 + k as u64),
         }
     }
 
@@ -61,6 +106,15 @@ impl Ino {
             ROOT => Ino::Root,
             NODES => Ino::Nodes,
             ADMIN => Ino::Admin,
+            REMOTE => Ino::Remote,
+            i if i >= REMOTE_BASE => match parse_pid_ino(i, REMOTE_BASE, REMOTE_FILES.len())? {
+                (p, 0) => Ino::RemoteDir(p),
+                (p, k) => Ino::RemoteFile(p, k - 1),
+            },
+            i if i >= PID_BASE => match parse_pid_ino(i, PID_BASE, PID_FILES.len())? {
+                (p, 0) => Ino::PidDir(p),
+                (p, k) => Ino::PidFile(p, k - 1),
+            },
             i if (ADMIN_BASE..ADMIN_BASE + ADMIN_FILES.len() as u64).contains(&i) => {
                 Ino::AdminFile((i - ADMIN_BASE) as usize)
             }
@@ -77,7 +131,16 @@ impl Ino {
     }
 
     fn is_dir(self) -> bool {
-        matches!(self, Ino::Root | Ino::Nodes | Ino::Admin | Ino::NodeDir(_))
+        matches!(
+            self,
+            Ino::Root
+                | Ino::Nodes
+                | Ino::Admin
+                | Ino::NodeDir(_)
+                | Ino::Remote
+                | Ino::PidDir(_)
+                | Ino::RemoteDir(_)
+        )
     }
 }
 
@@ -96,8 +159,30 @@ impl HpcFs {
             Ino::NodeDir(n) | Ino::NodeFile(n, _) => {
                 self.node.lock().expect("node lock").members().contains(&n)
             }
+            Ino::PidDir(p) | Ino::PidFile(p, _) => self.proc_state(p).is_some(),
+            Ino::RemoteDir(p) | Ino::RemoteFile(p, _) => self.guest(p).is_some(),
             _ => true,
         }
+    }
+
+    /// The migration state of process `pid` of this node, if there is such a process.
+    fn proc_state(&self, pid: i32) -> Option<ProcState> {
+        match answer(&self.node, Request::Proc { pid }, 0) {
+            Response::Proc(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn controlled(&self) -> om_proto::Controlled {
+        match answer(&self.node, Request::Controlled, 0) {
+            Response::Controlled(c) => c,
+            _ => Default::default(),
+        }
+    }
+
+    /// The guest with pid `pid` at this node.
+    fn guest(&self, pid: i32) -> Option<om_proto::GuestState> {
+        self.controlled().guests.into_iter().find(|g| g.pid == pid)
     }
 
     /// The content of a file, read through the same requests as mosctl's.
@@ -115,6 +200,25 @@ impl HpcFs {
                     None => n.speed().to_string(),
                 }
             }
+            Ino::PidFile(pid, k) => {
+                let p = self.proc_state(pid)?;
+                match PID_FILES[k] {
+                    "where" => p.node.to_string(),
+                    "lock" => u8::from(p.lock).to_string(),
+                    "nmigs" => p.nmigs.to_string(),
+                    "cantmove" if p.cantmove.is_empty() => return Some(String::new()),
+                    "cantmove" => p.cantmove,
+                    _ => return Some(String::new()), // goto is written, not read
+                }
+            }
+            Ino::RemoteFile(pid, k) => {
+                let g = self.guest(pid)?;
+                match REMOTE_FILES[k] {
+                    "from" => g.from.to_string(),
+                    "homepid" => g.home_pid.to_string(),
+                    _ => g.comm,
+                }
+            }
             _ => return None,
         };
         Some(text + "\n")
@@ -124,13 +228,21 @@ impl HpcFs {
         let (kind, perm, size) = if ino.is_dir() {
             (FileType::Directory, 0o555, 0)
         } else {
-            let perm = if matches!(ino, Ino::AdminFile(_)) {
-                0o644
-            } else {
-                0o444
+            let perm = match ino {
+                Ino::AdminFile(_) => 0o644,
+                Ino::PidFile(_, k) if PID_FILES[k] == "goto" => 0o200,
+                Ino::PidFile(_, k) if PID_FILES[k] == "lock" => 0o644,
+                _ => 0o444,
             };
             let size = self.content(ino).map_or(0, |c| c.len() as u64);
             (FileType::RegularFile, perm, size)
+        };
+        // A process's files belong to its owner, who may write goto and lock.
+        let uid = match ino {
+            Ino::PidDir(p) | Ino::PidFile(p, _) => procfs::process::Process::new(p)
+                .and_then(|p| p.uid())
+                .unwrap_or(0),
+            _ => 0,
         };
         let now = SystemTime::now();
         FileAttr {
@@ -144,7 +256,7 @@ impl HpcFs {
             kind,
             perm,
             nlink: if ino.is_dir() { 2 } else { 1 },
-            uid: 0,
+            uid,
             gid: 0,
             rdev: 0,
             flags: 0,
@@ -154,7 +266,32 @@ impl HpcFs {
 
     fn children(&self, ino: Ino) -> Vec<(Ino, String)> {
         match ino {
-            Ino::Root => vec![(Ino::Nodes, "nodes".into()), (Ino::Admin, "admin".into())],
+            Ino::Root => {
+                let mut v = vec![
+                    (Ino::Nodes, "nodes".into()),
+                    (Ino::Admin, "admin".into()),
+                    (Ino::Remote, "remote".into()),
+                ];
+                v.extend(
+                    self.controlled()
+                        .processes
+                        .iter()
+                        .map(|p| (Ino::PidDir(p.pid), p.pid.to_string())),
+                );
+                v
+            }
+            Ino::Remote => self
+                .controlled()
+                .guests
+                .iter()
+                .map(|g| (Ino::RemoteDir(g.pid), g.pid.to_string()))
+                .collect(),
+            Ino::PidDir(p) => (0..PID_FILES.len())
+                .map(|k| (Ino::PidFile(p, k), PID_FILES[k].to_string()))
+                .collect(),
+            Ino::RemoteDir(p) => (0..REMOTE_FILES.len())
+                .map(|k| (Ino::RemoteFile(p, k), REMOTE_FILES[k].to_string()))
+                .collect(),
             Ino::Nodes => self
                 .node
                 .lock()
@@ -191,14 +328,64 @@ impl HpcFs {
                 speed: value.parse().map_err(|_| Errno::EINVAL)?,
             },
         };
-        match answer(&self.node, request, uid) {
-            Response::Done { .. } => Ok(()),
-            Response::Error {
-                kind: om_proto::ErrorKind::PermissionDenied,
-                ..
-            } => Err(Errno::EACCES),
-            _ => Err(Errno::EINVAL),
+        done(answer(&self.node, request, uid))
+    }
+
+    /// `goto` and `lock` of process `pid`; everything else is read-only.
+    fn write_pid(&self, pid: i32, k: usize, text: &str, uid: u32) -> Result<(), Errno> {
+        let value = text.trim();
+        let request = match PID_FILES[k] {
+            "goto" => Request::Migrate {
+                pid,
+                to: match value {
+                    "home" | "0" => om_proto::MigrateTo::Home,
+                    "balance" => om_proto::MigrateTo::Balance,
+                    n => om_proto::MigrateTo::Node(n.parse().map_err(|_| Errno::EINVAL)?),
+                },
+                wait: false,
+                eager: false,
+            },
+            "lock" => Request::Lock {
+                pid,
+                on: match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(Errno::EINVAL),
+                },
+            },
+            _ => return Err(Errno::EACCES),
+        };
+        done(answer(&self.node, request, uid))
+    }
+
+    /// May user `uid` write file `ino`?
+    fn writable_by(&self, ino: Ino, uid: u32) -> bool {
+        match ino {
+            Ino::AdminFile(_) => uid == 0,
+            Ino::PidFile(pid, k) if matches!(PID_FILES[k], "goto" | "lock") => {
+                uid == 0
+                    || procfs::process::Process::new(pid)
+                        .and_then(|p| p.uid())
+                        .is_ok_and(|owner| owner == uid)
+            }
+            _ => false,
         }
+    }
+}
+
+/// A change request's answer as a file operation's result.
+fn done(r: Response) -> Result<(), Errno> {
+    match r {
+        Response::Done { .. } => Ok(()),
+        Response::Error {
+            kind: ErrorKind::PermissionDenied,
+            ..
+        } => Err(Errno::EACCES),
+        Response::Error {
+            kind: ErrorKind::NotFound,
+            ..
+        } => Err(Errno::ESRCH),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -213,6 +400,12 @@ const TTL: Duration = Duration::ZERO;
 impl Filesystem for HpcFs {
     fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = Ino::parse(parent.0).and_then(|p| {
+            // Any process of this node, listed or not.
+            let pid = name.to_str().and_then(|n| n.parse::<i32>().ok());
+            if let (Ino::Root, Some(pid)) = (p, pid) {
+                let dir = Ino::PidDir(pid);
+                return self.exists(dir).then(|| (dir, String::new()));
+            }
             self.children(p)
                 .into_iter()
                 .find(|(_, n)| OsStr::new(n) == name)
@@ -249,11 +442,12 @@ impl Filesystem for HpcFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // `echo 1 > file` truncates first: accepted (and ignored) on admin files only.
+        // `echo 1 > file` truncates first: accepted (and ignored) on writable files.
         match Ino::parse(ino.0) {
-            Some(i @ Ino::AdminFile(_)) if req.uid() == 0 => reply.attr(&TTL, &self.attr(i)),
-            Some(Ino::AdminFile(_)) | Some(Ino::NodeFile(..)) => reply.error(Errno::EACCES),
-            _ => reply.error(Errno::EISDIR),
+            Some(i) if i.is_dir() => reply.error(Errno::EISDIR),
+            Some(i) if self.writable_by(i, req.uid()) => reply.attr(&TTL, &self.attr(i)),
+            Some(_) => reply.error(Errno::EACCES),
+            None => reply.error(Errno::ENOENT),
         }
     }
 
@@ -262,8 +456,7 @@ impl Filesystem for HpcFs {
         match Ino::parse(ino.0).filter(|i| self.exists(*i)) {
             None => reply.error(Errno::ENOENT),
             Some(i) if i.is_dir() => reply.error(Errno::EISDIR),
-            Some(Ino::NodeFile(..)) if writing => reply.error(Errno::EACCES),
-            Some(Ino::AdminFile(_)) if writing && req.uid() != 0 => reply.error(Errno::EACCES),
+            Some(i) if writing && !self.writable_by(i, req.uid()) => reply.error(Errno::EACCES),
             // Direct I/O: every read asks again, like /proc.
             Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
         }
@@ -303,15 +496,16 @@ impl Filesystem for HpcFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Some(Ino::AdminFile(i)) = Ino::parse(ino.0) else {
-            reply.error(Errno::EACCES);
-            return;
-        };
         let Ok(text) = std::str::from_utf8(data) else {
             reply.error(Errno::EINVAL);
             return;
         };
-        match self.write_admin(i, text, req.uid()) {
+        let result = match Ino::parse(ino.0) {
+            Some(Ino::AdminFile(i)) => self.write_admin(i, text, req.uid()),
+            Some(Ino::PidFile(pid, k)) => self.write_pid(pid, k, text, req.uid()),
+            _ => Err(Errno::EACCES),
+        };
+        match result {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(e),
         }
@@ -382,12 +576,25 @@ mod tests {
             Ino::NodeDir(65535),
             Ino::NodeFile(7, Field::Load),
             Ino::NodeFile(65535, Field::Cpus),
+            Ino::Remote,
+            Ino::PidDir(1),
+            Ino::PidDir((1 << PID_BITS) - 1),
+            Ino::PidFile(4_194_303, 4),
+            Ino::PidFile(77, 0),
+            Ino::RemoteDir(12345),
+            Ino::RemoteFile(12345, 2),
         ];
         for i in all {
             assert_eq!(Ino::parse(i.number()), Some(i), "{i:?}");
         }
         assert_eq!(Ino::parse(0), None);
         assert_eq!(Ino::parse(ADMIN_BASE + 5), None);
+        assert_eq!(
+            Ino::parse(pid_ino(PID_BASE, 5, 1 + PID_FILES.len() as u64)),
+            None
+        );
+        assert_eq!(Ino::parse(PID_BASE), None, "pid 0");
+        assert_eq!(Ino::parse(pid_ino(REMOTE_BASE, 5, 4)), None);
         assert_eq!(setting(0), Some(Setting::Block));
         assert_eq!(setting(4), None);
     }

@@ -56,7 +56,34 @@ pub struct HomeProc {
     pub cantmove: String,
     /// A migration is under way.
     pub busy: bool,
+    /// Locked against automatic migration (`mosrun -L`, `<root>/<pid>/lock`).
+    pub lock: bool,
+    /// Its start time (clock ticks after boot), which tells it from a later process that
+    /// got the same pid.
+    start: u64,
     tx: Option<Sender<Command>>,
+}
+
+/// The start time of process `pid`, if it exists.
+fn start_time(pid: i32) -> Option<u64> {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .map(|s| s.starttime)
+        .ok()
+}
+
+/// The entry of `pid` in `home`, made afresh if there is none or it belonged to an
+/// earlier process with the same pid.
+fn entry(home: &mut HashMap<i32, HomeProc>, pid: i32) -> &mut HomeProc {
+    let start = start_time(pid).unwrap_or(0);
+    let e = home.entry(pid).or_default();
+    if e.start != start {
+        *e = HomeProc {
+            start,
+            ..HomeProc::default()
+        };
+    }
+    e
 }
 
 /// A guest running here.
@@ -173,17 +200,89 @@ impl Migrations {
 
     /// Where `pid` (a process of this node) runs: 0 = here.
     pub fn where_is(&self, pid: i32) -> NodeId {
-        self.home
-            .lock()
-            .expect("home lock")
-            .get(&pid)
-            .map(|h| h.node)
-            .unwrap_or(0)
+        self.state(pid).map_or(0, |h| h.node)
     }
 
-    /// Migration state of `pid`, if it ever moved or tried to.
+    /// Migration state of `pid`, if it is under migration control (it moved or tried
+    /// to, or was locked or started by mosrun).
     pub fn state(&self, pid: i32) -> Option<HomeProc> {
-        self.home.lock().expect("home lock").get(&pid).cloned()
+        let h = self.home.lock().expect("home lock");
+        let e = h.get(&pid)?;
+        (start_time(pid) == Some(e.start)).then(|| e.clone())
+    }
+
+    /// What `<root>/<pid>/` shows of process `pid` of this node; `None` if there is no
+    /// such process.
+    pub fn proc_state(&self, pid: i32) -> Option<om_proto::ProcState> {
+        start_time(pid)?;
+        let h = self.state(pid).unwrap_or_default();
+        let cantmove = if h.node != 0 || h.busy {
+            String::new()
+        } else {
+            match om_engine::check_movable(pid) {
+                Err(om_engine::CaptureError::Refused { reason, .. }) => reason.to_string(),
+                Err(e) => e.to_string(),
+                Ok(()) => h.cantmove.clone(),
+            }
+        };
+        Some(om_proto::ProcState {
+            pid,
+            node: h.node,
+            lock: h.lock,
+            nmigs: h.nmigs,
+            cantmove,
+        })
+    }
+
+    /// Locks or unlocks `pid` against automatic migration, for user `uid`; this also
+    /// puts it under migration control.
+    pub fn set_lock(&self, pid: i32, on: bool, uid: u32) -> Result<String, String> {
+        self.may_move(pid, uid)?;
+        entry(&mut self.home.lock().expect("home lock"), pid).lock = on;
+        Ok(format!(
+            "process {pid} {}",
+            if on { "locked" } else { "unlocked" }
+        ))
+    }
+
+    /// Every process under migration control (forgetting those that ended) and every
+    /// guest running here.
+    pub fn controlled(&self) -> om_proto::Controlled {
+        let pids: Vec<i32> = {
+            let mut h = self.home.lock().expect("home lock");
+            h.retain(|&pid, e| start_time(pid) == Some(e.start));
+            h.keys().copied().collect()
+        };
+        let mut processes: Vec<_> = pids
+            .into_iter()
+            .filter_map(|p| self.proc_state(p))
+            .collect();
+        processes.sort_by_key(|p| p.pid);
+        let mut guests: Vec<_> = self
+            .guests()
+            .into_iter()
+            .map(|g| om_proto::GuestState {
+                pid: g.pid,
+                from: g.home,
+                home_pid: g.home_pid,
+                comm: g.comm,
+            })
+            .collect();
+        guests.sort_by_key(|g| g.pid);
+        om_proto::Controlled { processes, guests }
+    }
+
+    /// Checks that user `uid` may move process `pid`.
+    fn may_move(&self, pid: i32, uid: u32) -> Result<(), String> {
+        let Some(own) = owner(pid) else {
+            return Err(format!("no process {pid} at node {}", self.me));
+        };
+        if uid != 0 && uid != own {
+            return Err(format!(
+                "permission denied: process {pid} belongs to uid {own}; only its owner or root may move it"
+            ));
+        }
+        Ok(())
     }
 
     /// The guests running here.
@@ -275,15 +374,9 @@ impl Migrations {
         target: Target,
         uid: u32,
         wait: bool,
+        eager: bool,
     ) -> Result<String, String> {
-        let Some(own) = owner(pid) else {
-            return Err(format!("no process {pid} at node {}", self.me));
-        };
-        if uid != 0 && uid != own {
-            return Err(format!(
-                "permission denied: process {pid} belongs to uid {own}; only its owner or root may move it"
-            ));
-        }
+        self.may_move(pid, uid)?;
         let cur = self.where_is(pid);
         let to = match target {
             Target::Home => 0,
@@ -307,38 +400,53 @@ impl Migrations {
         if to == cur {
             return Ok(format!("process {pid} already runs at {}", self.name(cur)));
         }
+        if wait {
+            return self.carry_out(pid, cur, to, eager);
+        }
+        // Asynchronous, as openMosix's migrate: the outcome shows in `cantmove`/`where`.
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("om-move-{pid}"))
+            .spawn(move || {
+                if let Err(why) = me.carry_out(pid, cur, to, eager) {
+                    tracing::info!(pid, to, "migration failed: {why}");
+                }
+            })
+            .map_err(|e| format!("cannot start the migration: {e}"))?;
+        Ok(if to == 0 {
+            format!("process {pid} goes home")
+        } else {
+            format!("migrating process {pid} to node {to}")
+        })
+    }
+
+    /// Moves `pid` from `cur` to `to` (by way of home if both are other nodes) and
+    /// returns the outcome once it is known.
+    fn carry_out(
+        self: &Arc<Self>,
+        pid: i32,
+        cur: NodeId,
+        to: NodeId,
+        eager: bool,
+    ) -> Result<String, String> {
         if cur != 0 {
             if let Some(tx) = self.state(pid).and_then(|h| h.tx) {
                 let _ = tx.send(Command::ComeHome);
             }
-            if to == 0 {
-                if wait && !self.wait_home(pid, 60) {
-                    return Err(format!("process {pid} did not come home within 60 s"));
-                }
-                return Ok(format!(
-                    "process {pid} {} home",
-                    if wait { "is" } else { "goes" }
-                ));
-            }
             if !self.wait_home(pid, 60) {
-                return Err(format!("process {pid} did not come home within 60 s"));
+                return self.cant(pid, format!("process {pid} did not come home within 60 s"));
+            }
+            if to == 0 {
+                return Ok(format!("process {pid} is home"));
             }
         }
         let (tx, rx) = channel();
         let me = self.clone();
-        self.home
-            .lock()
-            .expect("home lock")
-            .entry(pid)
-            .or_default()
-            .busy = true;
+        entry(&mut self.home.lock().expect("home lock"), pid).busy = true;
         std::thread::Builder::new()
             .name(format!("om-home-{pid}"))
-            .spawn(move || me.go(pid, to, tx))
+            .spawn(move || me.go(pid, to, eager, tx))
             .map_err(|e| format!("cannot start the migration: {e}"))?;
-        if !wait {
-            return Ok(format!("migrating process {pid} to node {to}"));
-        }
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(r) => r,
             Err(_) => Err(format!("no outcome for process {pid} within 120 s")),
@@ -355,7 +463,7 @@ impl Migrations {
 
     fn cant(&self, pid: i32, why: String) -> Result<String, String> {
         let mut h = self.home.lock().expect("home lock");
-        let e = h.entry(pid).or_default();
+        let e = entry(&mut h, pid);
         e.busy = false;
         e.cantmove = why.clone();
         Err(why)
@@ -376,7 +484,14 @@ impl Migrations {
     }
 
     /// Home side of one migration: runs until the process ends or comes home.
-    fn go(self: Arc<Self>, pid: i32, to: NodeId, done: Sender<Result<String, String>>) {
+    fn go(
+        self: Arc<Self>,
+        pid: i32,
+        to: NodeId,
+        eager: bool,
+        done: Sender<Result<String, String>>,
+    ) {
+        let frozen_at = Instant::now();
         let frozen = match capture_with(
             pid,
             Options {
@@ -401,6 +516,7 @@ impl Migrations {
                 bytes: image.page_bytes(),
                 cpu_flags: cpu_flags().to_vec(),
                 xcr0: image.xcr0,
+                eager,
             })
             .map_err(io)?;
             let id = match a.recv::<Setup>(Some(Duration::from_secs(10))).map_err(io)? {
@@ -440,7 +556,7 @@ impl Migrations {
         let (ctx, crx) = channel();
         {
             let mut h = self.home.lock().expect("home lock");
-            let e = h.entry(pid).or_default();
+            let e = entry(&mut h, pid);
             e.node = to;
             e.nmigs += 1;
             e.busy = false;
@@ -448,7 +564,16 @@ impl Migrations {
             e.tx = Some(ctx);
         }
         tracing::info!(pid, to, "process migrated");
-        let _ = done.send(Ok(format!("process {pid} now runs at node {to}")));
+        let _ = done.send(Ok(format!(
+            "process {pid} now runs at node {to} ({} ms frozen, {} memory, {:.1} MiB)",
+            frozen_at.elapsed().as_millis(),
+            if eager {
+                "copied first"
+            } else {
+                "following on demand"
+            },
+            image.page_bytes() as f64 / f64::from(1 << 20)
+        )));
         let link: Arc<dyn Link> = Arc::new(TcpLink(conn));
         let end = frozen.into_deputy(move |ctl| match ctl {
             Ok(ctl) => run_home(ctl, &link, &crx),
@@ -545,6 +670,7 @@ impl Migrations {
                 comm,
                 bytes,
                 cpu_flags,
+                eager,
                 ..
             })) => {
                 if let Err(why) = self.offer_ok(bytes, &cpu_flags) {
@@ -556,13 +682,22 @@ impl Migrations {
                 if conn.send(&Setup::Accept(id)).is_err() {
                     return;
                 }
-                self.host(conn, id, from, pid, comm);
+                let paging = if eager { Paging::Eager } else { Paging::Lazy };
+                self.host(conn, id, from, pid, comm, paging);
             }
             _ => {}
         }
     }
 
-    fn host(self: Arc<Self>, conn: Conn, id: u64, from: NodeId, home_pid: i32, comm: String) {
+    fn host(
+        self: Arc<Self>,
+        conn: Conn,
+        id: u64,
+        from: NodeId,
+        home_pid: i32,
+        comm: String,
+        paging: Paging,
+    ) {
         let image = match conn.recv::<Setup>(Some(Duration::from_secs(30))) {
             Ok(Some(Setup::Image(i))) => i,
             _ => return,
@@ -579,8 +714,7 @@ impl Migrations {
             std::thread::sleep(Duration::from_millis(5));
         };
         let (uid, gid) = self.guest_ids;
-        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), Paging::Lazy, uid, gid)
-        {
+        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), paging, uid, gid) {
             Ok(g) => g,
             Err(e) => {
                 let _ = conn.send(&Setup::Refuse(e.to_string()));

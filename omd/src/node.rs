@@ -470,9 +470,13 @@ impl Node {
                 Err(m) => err(ErrorKind::Invalid, m),
             },
             Request::Off => done(self.off()),
-            Request::Processes | Request::Migrate { .. } | Request::Expel | Request::Bring => {
-                err(ErrorKind::Invalid, "answered elsewhere".into())
-            }
+            Request::Processes
+            | Request::Migrate { .. }
+            | Request::Expel
+            | Request::Bring
+            | Request::Proc { .. }
+            | Request::Lock { .. }
+            | Request::Controlled => err(ErrorKind::Invalid, "answered elsewhere".into()),
         }
     }
 }

@@ -69,11 +69,27 @@ pub enum Request {
     Processes,
     /// Move process `pid` of this node (its owner or root). With `wait`, the answer comes
     /// when it has arrived or failed.
-    Migrate { pid: i32, to: MigrateTo, wait: bool },
+    /// `eager` copies all its memory before it runs there (the default is lazy: it runs
+    /// at once and its pages follow on demand).
+    Migrate {
+        pid: i32,
+        to: MigrateTo,
+        wait: bool,
+        #[serde(default)]
+        eager: bool,
+    },
     /// Send every guest running here home (root only).
     Expel,
     /// Bring every process of this node home (root only).
     Bring,
+    /// The migration state of process `pid` of this node (the `<root>/<pid>/` files).
+    Proc { pid: i32 },
+    /// Lock process `pid` against automatic migration, or unlock it (its owner or root).
+    /// A locked process still moves when asked to by `migrate`.
+    Lock { pid: i32, on: bool },
+    /// The processes under migration control at this node (started by mosrun, locked,
+    /// or moved at least once), and the guests of other nodes running here.
+    Controlled,
 }
 
 /// Where `migrate` sends a process.
@@ -341,6 +357,40 @@ pub struct Processes {
     pub processes: Vec<Process>,
 }
 
+/// The migration state of one process, as `<root>/<pid>/{where,lock,nmigs,cantmove}`
+/// show it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcState {
+    pub pid: i32,
+    /// Where it runs: 0 = here (its home), else the node number.
+    pub node: NodeId,
+    /// Locked against automatic migration.
+    pub lock: bool,
+    /// How many times it moved (away or back).
+    pub nmigs: u32,
+    /// Why it cannot move now, or why its last move failed; empty if nothing stops it.
+    pub cantmove: String,
+}
+
+/// A process of another node running here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestState {
+    /// Its pid at this node.
+    pub pid: i32,
+    /// Its home node.
+    pub from: NodeId,
+    /// Its pid at home.
+    pub home_pid: i32,
+    pub comm: String,
+}
+
+/// The answer to [`Request::Controlled`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Controlled {
+    pub processes: Vec<ProcState>,
+    pub guests: Vec<GuestState>,
+}
+
 /// Why the daemon refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,6 +416,8 @@ pub enum Response {
         text: String,
     },
     Processes(Processes),
+    Proc(ProcState),
+    Controlled(Controlled),
     /// A change was made; the message says what.
     Done {
         message: String,
@@ -402,6 +454,10 @@ pub enum ClientError {
 /// How long a tool waits for omd's answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `migrate --wait` waits: omd gives a process 60 s to come home first and
+/// 120 s to arrive.
+pub const MIGRATE_WAIT_TIMEOUT: Duration = Duration::from_secs(200);
+
 /// Sends one request to the omd listening at `path` and returns its answer. A refusal
 /// by the daemon is returned as [`ClientError::Refused`].
 pub fn call_at(path: &Path, request: Request) -> Result<Response, ClientError> {
@@ -413,7 +469,11 @@ pub fn call_at(path: &Path, request: Request) -> Result<Response, ClientError> {
         path: path.to_path_buf(),
         source,
     })?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(io)?;
+    let patience = match request {
+        Request::Migrate { wait: true, .. } => MIGRATE_WAIT_TIMEOUT,
+        _ => CLIENT_TIMEOUT,
+    };
+    stream.set_read_timeout(Some(patience)).map_err(io)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_string(&Envelope {
         version: PROTOCOL_VERSION,

@@ -61,13 +61,22 @@ fn program(name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(name.replace('/', "_"));
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../programs/{name}.c"));
+    // Tests run in processes of their own and may want the same program at once: each
+    // compiles to a file of its own and renames it into place, so that nobody ever runs a
+    // half-written binary.
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        name.replace('/', "_"),
+        std::process::id()
+    ));
     let st = Command::new("gcc")
         .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&out)
+        .arg(&tmp)
         .arg(&src)
         .status()
         .unwrap();
     assert!(st.success(), "cannot compile {}", src.display());
+    std::fs::rename(&tmp, &out).unwrap();
     out.display().to_string()
 }
 
@@ -144,25 +153,40 @@ fn migrate(c: &TestCluster, pid: &str, to: &str) -> (bool, String) {
     )
 }
 
-/// Runs `prog` natively and with migrations (mosrun -2, then 3, home, 2 while it runs),
-/// and compares everything.
+/// Runs test program `prog` natively and with migrations, and compares everything.
 fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
     let bin = program(prog);
+    let comm: String = Path::new(&bin)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .take(15)
+        .collect();
+    compare_cmd(c, prog, &bin, "cat out", &comm, hops);
+}
+
+/// Runs the command line `cmd` in node 1 natively and with `mosrun -2` followed by
+/// migrations to each of `hops` while it runs, and compares exit status, output (as
+/// `show` prints the file `out`) and the files it leaves; its files must be at node 1
+/// only, no process named `comm` may be left at any node, and it must have run
+/// elsewhere at least once.
+fn compare_cmd(c: &TestCluster, tag: &str, cmd: &str, show: &str, comm: &str, hops: &[&str]) {
     let list = "ls -lnR . | grep -v '^total' | grep -v ' pid$' | awk '{print $1, $5, $9}'; \
                 find . -type f ! -name pid ! -name out -exec sha256sum {} + | sort";
     let native = start(
         c,
-        &format!("/tmp/native-{prog}"),
-        &format!("OMTEST=hello {bin} > out; echo \"status $?\" >> out; cat out; {list}"),
+        &format!("/tmp/native-{tag}"),
+        &format!("OMTEST=hello {cmd} > out; echo \"status $?\"; {show}; {list}"),
     );
     let (want, _) = finish(native);
-    assert!(want.contains("status 0"), "{prog} natively: {want}");
-    let dir = format!("/tmp/moved-{prog}");
+    assert!(want.contains("status 0"), "{tag} natively: {want}");
+    let dir = format!("/tmp/moved-{tag}");
     let moved = start(
         c,
         &dir,
         &format!(
-            "OMTEST=hello {} -2 {bin} > out & echo $! > pid; wait $!; echo \"status $?\" >> out; cat out; {list}",
+            "OMTEST=hello {} -2 {cmd} > out & echo $! > pid; wait $!; echo \"status $?\"; {show}; {list}",
             tool("mosrun")
         ),
     );
@@ -176,14 +200,18 @@ fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
     let (got, err) = finish(moved);
     assert_eq!(
         got, want,
-        "{prog} with migrations ({log:?}) differs; stderr: {err}"
+        "{tag} with migrations ({log:?}) differs; stderr: {err}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("now runs at node")),
+        "{tag} never ran elsewhere: {log:?}; stderr: {err}"
     );
     // Its files are at node 1 only.
     for node in [2u16, 3] {
         let there = sh(c, node, &format!("ls -A {dir} 2>&1"));
         assert!(
             there.contains("No such file"),
-            "{prog}: files at node {node}: {there}"
+            "{tag}: files at node {node}: {there}"
         );
     }
     // Nothing left: no guest at any node, nothing of it at home.
@@ -191,12 +219,50 @@ fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
         let left = sh(
             c,
             node,
-            &format!("ps -eo pid,args | grep -v grep | grep {bin} || true"),
+            &format!("ps -eo pid,comm | grep -w '{comm}' || true"),
         );
         assert!(
             left.trim().is_empty(),
-            "{prog}: left running at node {node}: {left}"
+            "{tag}: left running at node {node}: {left}"
         );
+    }
+}
+
+/// Programs nobody here wrote, at work on input that exists only at node 1, moved while
+/// they run.
+#[test]
+fn real_programs_move_between_nodes_and_back() {
+    let c = cluster("t-migreal");
+    let input = "/tmp/real-input";
+    let o = c.sh(
+        1,
+        &format!(
+            "mkdir -p {input} && cd {input} && \
+             head -c 48M /dev/urandom > big.bin && \
+             awk 'BEGIN {{ srand(7); for (i = 0; i < 400000; i++) print int(rand() * 1e9), i }}' > lines.txt && \
+             printf '%s\\n' 's = 0' 'for i in range(4000000):' '    s = (s + i * i) % 1000003' 'print(s)' > loop.py && \
+             echo 'scale = 1200; 4 * a(1)' > pi.bc"
+        ),
+    );
+    assert!(o.status.success(), "making the input: {o:?}");
+    for node in [2u16, 3] {
+        assert!(
+            sh(&c, node, &format!("ls {input} 2>&1")).contains("No such file"),
+            "the input must exist at node 1 only"
+        );
+    }
+    let hops = ["3", "home", "2"];
+    let digest = "sha256sum < out";
+    #[rustfmt::skip]
+    let runs = [
+        ("bc", format!("bc -l < {input}/pi.bc"), "cat out"),
+        ("sha256sum", format!("sha256sum {input}/big.bin"), "cat out"),
+        ("gzip", format!("gzip -9 < {input}/big.bin"), digest),
+        ("python3", format!("python3 {input}/loop.py"), "cat out"),
+        ("sort", format!("sort -n --parallel=1 {input}/lines.txt"), digest),
+    ];
+    for (comm, cmd, show) in &runs {
+        compare_cmd(&c, comm, cmd, show, comm, &hops);
     }
 }
 
@@ -284,7 +350,8 @@ fn threads_cannot_move_and_say_why() {
     let bin = program("refuse/threads");
     let script = format!(
         "{} -2 {bin} & P=$!; sleep 0.3; {} --wait $P 3; echo \"migrate $?\"; \
-         echo \"where $({} where $P)\"; wait $P; echo \"status $?\"",
+         echo \"where $({} where $P)\"; echo \"cantmove $(cat /run/hpc/$P/cantmove)\"; \
+         wait $P; echo \"status $?\"",
         tool("mosrun"),
         tool("migrate"),
         tool("mosctl"),
@@ -294,10 +361,114 @@ fn threads_cannot_move_and_say_why() {
     assert!(all.contains("multi-threaded"), "the reason is given: {all}");
     assert!(o.contains("migrate 1"), "{all}");
     assert!(o.contains("where 0"), "{all}");
+    assert!(o.contains("cantmove it is multi-threaded"), "{all}");
     assert!(
         o.contains("threads done") && o.contains("status 0"),
         "it ran on at home: {all}"
     );
+}
+
+/// Polls `f` every 50 ms until it holds; panics after 20 s saying `what`.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not within 20 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_hpc_tree_shows_locks_and_moves_processes() {
+    let c = cluster("t-mighpc");
+    let bin = program("remote");
+    let dir = "/tmp/hpc";
+    let child = start(
+        &c,
+        dir,
+        &format!(
+            "{} -h {bin} usr1 & echo $! > pid; wait $!; echo \"status $?\"",
+            tool("mosrun")
+        ),
+    );
+    let pid = pid_of(&c, dir);
+    let cat = |node: u16, file: &str| {
+        sh(&c, node, &format!("cat /run/hpc/{file} 2>&1"))
+            .trim()
+            .to_string()
+    };
+    let file = |name: &str| format!("{pid}/{name}");
+    wait_until("mosrun's process is listed", || {
+        sh(&c, 1, "ls /run/hpc").lines().any(|l| l == pid)
+    });
+    assert_eq!(cat(1, &file("where")), "0");
+    assert_eq!(cat(1, &file("lock")), "1", "mosrun -h locks");
+    assert_eq!(cat(1, &file("nmigs")), "0");
+    assert_eq!(cat(1, &file("cantmove")), "");
+
+    // Another user may neither move nor unlock it.
+    for f in ["goto", "lock"] {
+        let o = c.sh(
+            1,
+            &format!("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo 0 > /run/hpc/{pid}/{f}'"),
+        );
+        assert!(!o.status.success(), "nobody wrote {f}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+            "{o:?}"
+        );
+    }
+
+    // Its owner unlocks it and sends it to node 2.
+    let o = c.sh(
+        1,
+        &format!("echo 0 > /run/hpc/{pid}/lock && echo 2 > /run/hpc/{pid}/goto"),
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(cat(1, &file("lock")), "0");
+    wait_until("it runs at node 2", || cat(1, &file("where")) == "2");
+    assert_eq!(cat(1, &file("nmigs")), "1");
+    let guests: Vec<String> = sh(&c, 2, "ls /run/hpc/remote")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(guests.len(), 1, "one guest at node 2: {guests:?}");
+    let g = &guests[0];
+    assert_eq!(cat(2, &format!("remote/{g}/from")), "1");
+    assert_eq!(cat(2, &format!("remote/{g}/homepid")), pid);
+    assert_eq!(cat(2, &format!("remote/{g}/comm")), "remote");
+    assert_eq!(
+        sh(&c, 3, "ls /run/hpc/remote").trim(),
+        "",
+        "no guest at node 3"
+    );
+
+    // And home again.
+    assert!(c
+        .sh(1, &format!("echo home > /run/hpc/{pid}/goto"))
+        .status
+        .success());
+    wait_until("it is home", || cat(1, &file("where")) == "0");
+    assert_eq!(cat(1, &file("nmigs")), "2");
+    wait_until("node 2 has no guest", || {
+        sh(&c, 2, "ls /run/hpc/remote").trim().is_empty()
+    });
+
+    // Any process of the node can be reached by its pid, listed or not.
+    assert_eq!(sh(&c, 1, "cat /run/hpc/$$/where").trim(), "0");
+    assert!(!sh(&c, 1, "ls /run/hpc").lines().any(|l| l == "1"));
+
+    sh(&c, 1, &format!("kill -USR1 {pid}"));
+    let (out, err) = finish(child);
+    assert!(
+        out.contains("handler ran: 1") && out.contains("status 0"),
+        "{out}{err}"
+    );
+    wait_until("an ended process leaves the tree", || {
+        !sh(&c, 1, "ls /run/hpc").lines().any(|l| l == pid)
+    });
 }
 
 /// Kills (SIGKILL) the omd of `node`.

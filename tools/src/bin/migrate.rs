@@ -20,6 +20,10 @@ struct Args {
     /// Wait for the outcome and print it.
     #[arg(short, long)]
     wait: bool,
+    /// Copy all its memory before it runs at the target (the default is lazy: it runs
+    /// there at once and its pages follow on first touch and in the background).
+    #[arg(long)]
+    eager: bool,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -51,6 +55,7 @@ fn run(args: Args) -> Result<ExitCode> {
         pid: args.pid,
         to,
         wait: args.wait,
+        eager: args.eager,
     })?;
     let Response::Done { message } = reply else {
         bail!("omd answered with something unexpected");

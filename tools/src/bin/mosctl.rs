@@ -174,14 +174,11 @@ fn run(args: Args) -> Result<ExitCode> {
         Cmd::Quiet => set(Setting::Quiet, true),
         Cmd::Noquiet => set(Setting::Quiet, false),
         Cmd::Where { pid } => {
-            let Response::Processes(list) = ask(Request::Processes)? else {
-                bail!("omd answered with something else than a process list");
-            };
-            let Some(p) = list.processes.iter().find(|p| p.pid == pid) else {
-                bail!("no process {pid} at node {}", list.node);
+            let Response::Proc(p) = ask(Request::Proc { pid })? else {
+                bail!("omd answered with something else than a process's state");
             };
             if args.json {
-                print_json(&serde_json::json!({ "pid": pid, "node": p.node }))?;
+                print_json(&p)?;
             } else {
                 println!("{}", p.node);
             }

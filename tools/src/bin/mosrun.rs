@@ -14,15 +14,19 @@ use std::time::{Duration, Instant};
 ///   -h        start and stay at home
 ///   -NODE     move to node NODE (e.g. -2)
 ///   -jLIST    move to one node of LIST, chosen at random (e.g. -j2,3 or -j2-4)
+///   -L        lock: no automatic migration (the default with -h, -NODE and -j)
+///   -l        unlock: the load balancer may move it (the default otherwise)
 ///
 /// The program's output, files, signals and exit status stay at home exactly as if it
 /// had never left. If it cannot move (see `migrate --wait`), it runs on at home and
-/// mosrun says why on standard error.
+/// mosrun says why on standard error. A locked program still moves when asked to
+/// (`migrate`, `/run/hpc/PID/goto`); its lock shows in and can be changed through
+/// `/run/hpc/PID/lock`.
 #[derive(Parser)]
 #[command(
     version,
     disable_help_flag = true,
-    after_help = "Examples:\n  mosrun -2 ./job input      run ./job at node 2\n  mosrun -j2-4 sha256sum big  at node 2, 3 or 4\n  mosrun -h ./job            at home"
+    after_help = "Examples:\n  mosrun -2 ./job input      run ./job at node 2\n  mosrun -j2-4 sha256sum big  at node 2, 3 or 4\n  mosrun -h ./job            at home\n  mosrun -2 -l ./job         at node 2, free to move on"
 )]
 struct Args {
     /// Print help.
@@ -63,6 +67,7 @@ fn node_list(s: &str) -> Result<Vec<u16>> {
 fn run(args: Args) -> Result<ExitCode> {
     let mut it = args.command.into_iter().peekable();
     let mut to: Option<u16> = None;
+    let (mut placed, mut lock) = (false, None);
     while let Some(opt) = it.peek() {
         if !opt.starts_with('-') || opt == "-" {
             break;
@@ -72,7 +77,9 @@ fn run(args: Args) -> Result<ExitCode> {
             break;
         }
         if opt == "-h" {
-            to = None;
+            (to, placed) = (None, true);
+        } else if opt == "-l" || opt == "-L" {
+            lock = Some(opt == "-L");
         } else if let Some(list) = opt.strip_prefix("-j") {
             let nodes = node_list(list).with_context(|| format!("bad node list `{list}`"))?;
             if nodes.is_empty() {
@@ -83,9 +90,9 @@ fn run(args: Args) -> Result<ExitCode> {
                 .map(|d| d.subsec_nanos() as usize)
                 .unwrap_or(0)
                 ^ std::process::id() as usize;
-            to = Some(nodes[seed % nodes.len()]);
+            (to, placed) = (Some(nodes[seed % nodes.len()]), true);
         } else if let Ok(n) = opt[1..].parse::<u16>() {
-            to = Some(n);
+            (to, placed) = (Some(n), true);
         } else {
             bail!("unknown option `{opt}` (see mosrun --help)");
         }
@@ -94,6 +101,15 @@ fn run(args: Args) -> Result<ExitCode> {
     let Some((cmd, rest)) = prog.split_first() else {
         bail!("no program given (see mosrun --help)");
     };
+    // Under migration control from now on (this pid becomes PROG's).
+    let on = lock.unwrap_or(placed);
+    if let Err(e) = om_tools::ask(Request::Lock {
+        pid: std::process::id() as i32,
+        on,
+    }) {
+        eprintln!("mosrun: {cmd} runs at home without migration control: {e:#}");
+        to = None;
+    }
     if let Some(n) = to {
         // A helper outside this process asks omd to move us once we are PROG; it is not
         // our child (it leaves at once, its own helper carries on), so PROG inherits no
@@ -146,6 +162,7 @@ fn mover(spec: &str) -> Result<ExitCode> {
         pid,
         to: MigrateTo::Node(node),
         wait: true,
+        eager: false,
     }) {
         eprintln!("mosrun: process {pid} stays at home: {e:#}");
     }

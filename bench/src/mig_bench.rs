@@ -1,0 +1,283 @@
+//! mig-bench: what migration costs, measured in a 2-node omcluster on this machine.
+//!
+//! 1. Moving a process that has filled 64 MiB or 1 GiB of memory from node 1 to node 2,
+//!    lazy and eager: how long it was frozen (omd's figure: from stopping it at home to
+//!    its running at node 2), how long `migrate --wait` took, how long the process then
+//!    took to read one byte of every page at node 2 (lazy: pages it has not got yet come
+//!    from home on first touch), and the total until it had all its memory at node 2.
+//! 2. The round trip of a forwarded system call: `getppid()` and `write()` of 4 KiB to a
+//!    file at home, at home (native) and from node 2.
+//! 3. A CPU-bound loop at home and at node 2: its wall and CPU time.
+//!
+//! Build the workspace in release mode first, then run as root:
+//! `cargo build --release && target/release/mig-bench [--sizes 64,1024]`.
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use om_cluster::harness::{workspace_tool, TestCluster};
+use om_cluster::{ClusterSpec, DaemonSpec};
+
+/// Measure migration between two nodes of an omcluster.
+#[derive(Parser)]
+struct Args {
+    /// Memory of the moved process, in MiB, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
+    sizes: Vec<u64>,
+    /// Calls per round-trip measurement.
+    #[arg(long, default_value_t = 20_000)]
+    calls: u64,
+    /// Rounds (of a million iterations) of the CPU-bound loop.
+    #[arg(long, default_value_t = 3000)]
+    rounds: u64,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("mig-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workload running in node 1, and its output lines.
+struct Workload {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    pid: String,
+}
+
+struct Bench {
+    c: TestCluster,
+    bin: String,
+    tools: PathBuf,
+}
+
+impl Bench {
+    fn tool(&self, name: &str) -> String {
+        self.tools.join(name).display().to_string()
+    }
+
+    /// Starts `migbench ARGS` in node 1 (in the work directory) and waits for "ready".
+    fn start(&self, args: &[&str]) -> Result<Workload> {
+        let mut child = self
+            .c
+            .command(1, "sh")
+            .arg("-c")
+            .arg(format!(
+                "cd {} && exec {} {}",
+                Path::new(&self.bin)
+                    .parent()
+                    .unwrap_or(Path::new("/"))
+                    .display(),
+                self.bin,
+                args.join(" ")
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting migbench")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let first = lines.next().context("migbench said nothing")??;
+        let pid = first
+            .strip_prefix("ready ")
+            .with_context(|| format!("migbench did not start: {first:?}"))?
+            .to_string();
+        Ok(Workload { child, lines, pid })
+    }
+
+    /// Moves the workload to node 2; returns omd's message and the time it took.
+    fn migrate(&self, w: &Workload, eager: bool) -> Result<(String, f64)> {
+        let mut cmd = self.c.command(1, &self.tool("migrate"));
+        cmd.arg("--wait");
+        if eager {
+            cmd.arg("--eager");
+        }
+        let t = Instant::now();
+        let o = cmd.args([&w.pid, "2"]).output()?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() || !text.contains("now runs at node 2") {
+            bail!(
+                "migrate failed: {text}{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Ok((text, ms))
+    }
+
+    /// Lets the workload go on and returns its result line's numbers.
+    fn result(&self, mut w: Workload) -> Result<Vec<f64>> {
+        let o = self.c.sh(1, &format!("kill -USR1 {}", w.pid));
+        if !o.status.success() {
+            bail!("cannot signal {}", w.pid);
+        }
+        let line = w.lines.next().context("no result")??;
+        w.child.wait()?;
+        Ok(line
+            .split_whitespace()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .collect())
+    }
+}
+
+/// The "N ms frozen" of omd's answer.
+fn frozen_ms(msg: &str) -> Option<f64> {
+    let (before, _) = msg.split_once(" ms frozen")?;
+    before.rsplit(['(', ' ']).next()?.parse().ok()
+}
+
+fn run(args: Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("run as root (the cluster lives in namespaces)");
+    }
+    let omcluster = om_cluster::omcluster_bin();
+    let omd = workspace_tool(&omcluster.display().to_string(), "omd");
+    let tools = PathBuf::from(&omd)
+        .parent()
+        .context("omd's directory")?
+        .to_path_buf();
+    let work = Path::new("/var/tmp").join(format!("mig-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let bin = work.join("migbench");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migbench.c");
+    let st = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .context("running gcc")?;
+    if !st.success() {
+        bail!("cannot compile {}", src.display());
+    }
+    eprintln!("mig-bench: bringing up a 2-node cluster (omd from {omd})");
+    let mut spec = ClusterSpec::new("migbench", 2, None, None)?;
+    spec.daemon = Some(DaemonSpec {
+        bin: PathBuf::from(&omd),
+        args: vec![],
+    });
+    let c = TestCluster::up_with(&spec, &omcluster)?;
+    let b = Bench {
+        c,
+        bin: bin.display().to_string(),
+        tools,
+    };
+    let t = Instant::now();
+    while !b
+        .c
+        .command(1, &b.tool("mosctl"))
+        .args(["isup", "2"])
+        .output()?
+        .status
+        .success()
+    {
+        if t.elapsed().as_secs() > 15 {
+            bail!("node 2 never came up at node 1");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // 1. Moving memory.
+    let mut rows = Vec::new();
+    for &mib in &args.sizes {
+        let m = mib.to_string();
+        let native = b.result(b.start(&["mem", &m])?)?;
+        for eager in [false, true] {
+            let mode = if eager { "eager" } else { "lazy" };
+            eprintln!("mig-bench: {mib} MiB, {mode} ...");
+            let w = b.start(&["mem", &m])?;
+            let (msg, wait_ms) = b.migrate(&w, eager)?;
+            let r = b.result(w)?;
+            if r.get(1) != native.get(1) {
+                bail!(
+                    "{mib} MiB {mode}: the moved process read other memory ({r:?} vs {native:?})"
+                );
+            }
+            rows.push((mib, mode, frozen_ms(&msg), wait_ms, r[0], native[0]));
+        }
+    }
+    println!("\nMoving a process from node 1 to node 2 (veth link, 2 CPUs shared by both nodes)");
+    println!(
+        "{:>8} {:>6} {:>10} {:>16} {:>18} {:>17} {:>10}",
+        "memory",
+        "mode",
+        "frozen ms",
+        "migrate --wait",
+        "touch all there",
+        "touch all home",
+        "total ms"
+    );
+    for (mib, mode, frozen, wait_ms, touch, native) in &rows {
+        println!(
+            "{:>5}MiB {:>6} {:>10} {:>16.1} {:>18.1} {:>17.1} {:>10.1}",
+            mib,
+            mode,
+            frozen.map_or("?".into(), |f| format!("{f:.0}")),
+            wait_ms,
+            touch,
+            native,
+            wait_ms + touch
+        );
+    }
+
+    // 2. Round trips.
+    let calls = args.calls.to_string();
+    let home = b.result(b.start(&["rtt", &calls])?)?;
+    let w = b.start(&["rtt", &calls])?;
+    b.migrate(&w, false)?;
+    let away = b.result(w)?;
+    println!(
+        "\nSystem calls ({} each), microseconds per call",
+        args.calls
+    );
+    println!(
+        "{:>22} {:>10} {:>10} {:>8}",
+        "", "at home", "at node 2", "ratio"
+    );
+    for (i, name) in ["getppid()", "write() of 4 KiB"].iter().enumerate() {
+        println!(
+            "{:>22} {:>10.2} {:>10.2} {:>7.0}x",
+            name,
+            home[i],
+            away[i],
+            away[i] / home[i].max(1e-9)
+        );
+    }
+
+    // 3. CPU-bound.
+    let rounds = args.rounds.to_string();
+    let home = b.result(b.start(&["cpu", &rounds])?)?;
+    let w = b.start(&["cpu", &rounds])?;
+    b.migrate(&w, false)?;
+    let away = b.result(w)?;
+    if home.get(2) != away.get(2) {
+        bail!("the CPU loop computed different results at home and at node 2");
+    }
+    println!("\nA CPU-bound loop ({} million rounds)", args.rounds);
+    println!("{:>10} {:>10} {:>10}", "", "wall ms", "CPU ms");
+    println!("{:>10} {:>10.1} {:>10.1}", "at home", home[0], home[1]);
+    println!("{:>10} {:>10.1} {:>10.1}", "at node 2", away[0], away[1]);
+    println!(
+        "difference: wall {:+.2}%, CPU {:+.2}%",
+        (away[0] / home[0] - 1.0) * 100.0,
+        (away[1] / home[1] - 1.0) * 100.0
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frozen_ms;
+
+    #[test]
+    fn reads_the_frozen_time_of_omds_answer() {
+        assert_eq!(
+            frozen_ms("process 7 now runs at node 2 (35 ms frozen, following on demand, 64.0 MiB)"),
+            Some(35.0)
+        );
+        assert_eq!(frozen_ms("process 7 now runs at node 2"), None);
+    }
+}
