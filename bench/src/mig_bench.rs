@@ -80,7 +80,11 @@ impl Bench {
             .spawn()
             .context("starting migbench")?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let first = lines.next().context("migbench said nothing")??;
+        let Some(first) = lines.next() else {
+            let st = child.wait()?;
+            bail!("migbench {} said nothing ({st})", args.join(" "));
+        };
+        let first = first?;
         let pid = first
             .strip_prefix("ready ")
             .with_context(|| format!("migbench did not start: {first:?}"))?
@@ -153,7 +157,8 @@ fn run(args: Args) -> Result<()> {
         bail!("cannot compile {}", src.display());
     }
     eprintln!("mig-bench: bringing up a 2-node cluster (omd from {omd})");
-    let mut spec = ClusterSpec::new("migbench", 2, None, None)?;
+    // Room for a 1 GiB process at home and its copy at node 2, with margin.
+    let mut spec = ClusterSpec::new("migbench", 2, None, Some("6G,6G"))?;
     spec.daemon = Some(DaemonSpec {
         bin: PathBuf::from(&omd),
         args: vec![],
