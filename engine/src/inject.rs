@@ -58,7 +58,14 @@ impl Injector {
         args: &[u64],
         during: impl FnOnce() -> std::io::Result<()>,
     ) -> Result<i64, InjectError> {
-        start_call(self.pid, self.saved, self.insn, nr, args)?;
+        let mut regs = self.saved;
+        if self.scratch_len > 0 {
+            // The stack pointer is off any alternate signal stack: a process caught in a
+            // handler on it may not change it (sigaltstack fails with EPERM while on it).
+            // Injected calls use no stack; the top of the scratch area is a safe value.
+            regs.rsp = (self.scratch + self.scratch_len) & !15;
+        }
+        start_call(self.pid, regs, self.insn, nr, args)?;
         during().map_err(|e| InjectError::Mem(0, e))?;
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {

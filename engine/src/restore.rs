@@ -604,9 +604,14 @@ pub(crate) fn rebuild(
     let p = inj.put_str(0, &image.comm).map_err(step("comm"))?;
     inj.call("prctl", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p])
         .map_err(step("set the name"))?;
-    let exe_fd = inj
-        .open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
-        .map_err(step(format!("open the executable {}", image.exe)))?;
+    // At home the process still maps its own executable, and the kernel refuses to
+    // change the executable of such a process (EBUSY): keep it (-1) and set the rest.
+    let exe_fd = if home {
+        u64::from(u32::MAX)
+    } else {
+        inj.open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
+            .map_err(step(format!("open the executable {}", image.exe)))?
+    };
     let auxv_at = inj.put(2048, &image.auxv).map_err(step("auxv"))?;
     let m = &image.mm;
     let mut b = Vec::new();
@@ -636,13 +641,15 @@ pub(crate) fn rebuild(
         libc::SYS_prctl,
         &[PR_SET_MM, PR_SET_MM_MAP, map_at, b.len() as u64, 0],
     );
-    // An unprivileged original coming home may not set its own layout; it keeps the one
-    // it had (a heap that grew away from home then grows by mmap instead of brk).
+    // The heap's end (brk) moved with the process: without it, a heap that grew away
+    // from home could no longer grow or shrink by brk at home. Coming home, a refusal
+    // (a layout the kernel finds out of limits) is not worth losing the process for:
+    // malloc falls back to mmap when brk fails.
     if !home {
         r.map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+        inj.call("close", libc::SYS_close, &[exe_fd])
+            .map_err(step("close the executable"))?;
     }
-    inj.call("close", libc::SYS_close, &[exe_fd])
-        .map_err(step("close the executable"))?;
     if let Some(r) = &image.rseq {
         inj.call(
             "rseq",

@@ -149,17 +149,24 @@ fn run_args(
         let (_htx, hrx) = channel::<Cmd>();
         let (rtx, rrx) = channel::<Cmd>();
         let remote = std::thread::spawn(move || run_remote(guest, remote_link.as_ref(), &rrx));
+        // The request to come home is sent while both ends run (into_deputy returns only
+        // when the home end is done).
+        let asker = home_after.map(|h| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs_f64(h));
+                let _ = rtx.send(Cmd::ComeHome);
+            })
+        });
         let home = frozen
             .into_deputy(move |ctl| match ctl {
                 Ok(ctl) => run_home(ctl, &home_link, &hrx),
                 Err(e) => HomeEnd::Lost(format!("no deputy: {e}")),
             })
             .unwrap();
-        if let Some(h) = home_after {
-            std::thread::sleep(Duration::from_secs_f64(h));
-            let _ = rtx.send(Cmd::ComeHome);
-        }
         let r = remote.join().unwrap();
+        if let Some(a) = asker {
+            a.join().unwrap();
+        }
         how = format!("{:?} / {:?}", home, r);
         let _ = (HomeEnd::Lost(String::new()), RemoteEnd::Ended);
     }
@@ -214,6 +221,10 @@ fn there_and_back(name: &str) {
     let (moved, how) = run(name, Some(0.05), Some(0.1));
     assert_eq!(moved, native, "{name} migrated and brought home: {how}");
     eprintln!("{name}: {how}");
+    assert!(
+        how.starts_with("CameHome"),
+        "{name} did not come home: {how}"
+    );
 }
 
 macro_rules! relay_tests {

@@ -334,7 +334,7 @@ impl Migrations {
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             match self.state(pid) {
-                Some(h) if h.node != 0 || h.busy => {}
+                Some(h) if h.node != 0 => {}
                 _ => return true,
             }
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -377,8 +377,31 @@ impl Migrations {
         eager: bool,
     ) -> Result<String, String> {
         self.may_move(pid, uid)?;
-        let cur = self.where_is(pid);
-        let to = match target {
+        if wait {
+            return self.carry_out(pid, target, eager);
+        }
+        // Asynchronous, as openMosix's migrate: the outcome shows in `cantmove`/`where`.
+        // What can be known at once is said at once.
+        let to = self.resolve(target, self.where_is(pid))?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("om-move-{pid}"))
+            .spawn(move || {
+                if let Err(why) = me.carry_out(pid, target, eager) {
+                    tracing::info!(pid, "migration failed: {why}");
+                }
+            })
+            .map_err(|e| format!("cannot start the migration: {e}"))?;
+        Ok(if to == 0 {
+            format!("process {pid} goes home")
+        } else {
+            format!("migrating process {pid} to node {to}")
+        })
+    }
+
+    /// The node `target` means for a process that runs at `cur` (0 = home).
+    fn resolve(&self, target: Target, cur: NodeId) -> Result<NodeId, String> {
+        Ok(match target {
             Target::Home => 0,
             Target::Node(n) if n == self.me => 0,
             Target::Node(n) => {
@@ -396,39 +419,58 @@ impl Migrations {
                 Some(n) => n,
                 None => return Err("no other node is up".into()),
             },
-        };
-        if to == cur {
-            return Ok(format!("process {pid} already runs at {}", self.name(cur)));
-        }
-        if wait {
-            return self.carry_out(pid, cur, to, eager);
-        }
-        // Asynchronous, as openMosix's migrate: the outcome shows in `cantmove`/`where`.
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name(format!("om-move-{pid}"))
-            .spawn(move || {
-                if let Err(why) = me.carry_out(pid, cur, to, eager) {
-                    tracing::info!(pid, to, "migration failed: {why}");
-                }
-            })
-            .map_err(|e| format!("cannot start the migration: {e}"))?;
-        Ok(if to == 0 {
-            format!("process {pid} goes home")
-        } else {
-            format!("migrating process {pid} to node {to}")
         })
     }
 
-    /// Moves `pid` from `cur` to `to` (by way of home if both are other nodes) and
-    /// returns the outcome once it is known.
+    /// Makes this thread the only one moving `pid`, waiting (up to a minute) for a move
+    /// under way to finish first.
+    fn claim(&self, pid: i32) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            {
+                let mut h = self.home.lock().expect("home lock");
+                let e = entry(&mut h, pid);
+                if !e.busy {
+                    e.busy = true;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > end {
+                return Err(format!(
+                    "process {pid} is still being moved after 60 s; try again"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Moves `pid` to `target` (by way of home if it runs at another node) and returns
+    /// the outcome once it is known. One move of a process at a time: a second waits.
     fn carry_out(
         self: &Arc<Self>,
         pid: i32,
-        cur: NodeId,
-        to: NodeId,
+        target: Target,
         eager: bool,
     ) -> Result<String, String> {
+        self.claim(pid)?;
+        let r = self.carry_out_claimed(pid, target, eager);
+        if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
+            e.busy = false;
+        }
+        r
+    }
+
+    fn carry_out_claimed(
+        self: &Arc<Self>,
+        pid: i32,
+        target: Target,
+        eager: bool,
+    ) -> Result<String, String> {
+        let cur = self.where_is(pid);
+        let to = self.resolve(target, cur)?;
+        if to == cur {
+            return Ok(format!("process {pid} already runs at {}", self.name(cur)));
+        }
         if cur != 0 {
             if let Some(tx) = self.state(pid).and_then(|h| h.tx) {
                 let _ = tx.send(Command::ComeHome);
@@ -442,7 +484,6 @@ impl Migrations {
         }
         let (tx, rx) = channel();
         let me = self.clone();
-        entry(&mut self.home.lock().expect("home lock"), pid).busy = true;
         std::thread::Builder::new()
             .name(format!("om-home-{pid}"))
             .spawn(move || me.go(pid, to, eager, tx))
