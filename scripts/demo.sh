@@ -95,6 +95,7 @@ cat <<MSG
 The cluster "demo" is still up. Try:
   omcluster exec --name demo 3 -- bash        a shell inside node 3 (try mosctl, mps, mtop)
   omcluster exec --name demo 1 -- mtop        node 1's processes, with their node
+  omcluster exec --name demo 1 -- mosmon      the cluster monitor (h: help, q: quit)
   omcluster exec --name demo 1 -- mosrun -3 bc -l     a calculator running at node 3
   omcluster status --name demo                its nodes and what they used
   omcluster down --name demo                  remove it

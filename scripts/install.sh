@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 PREFIX=${PREFIX:-/usr/local}
 cargo build --release --bins --quiet
-TOOLS=(omcluster showmap setpe omckpt mosctl mps mtop migrate mosrun)
+TOOLS=(omcluster showmap setpe omckpt mosctl mps mtop migrate mosrun mosmon)
 for b in "${TOOLS[@]}"; do install -m 755 "target/release/$b" "$PREFIX/bin/"; done
 install -d "$PREFIX/sbin" && install -m 755 target/release/omd "$PREFIX/sbin/"
 docs=$(mktemp -d)

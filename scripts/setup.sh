@@ -16,8 +16,9 @@ need_root
 # (used by the demo and the tests), gcc (for crates that build C and for the checkpoint
 # test programs), libclang-dev (the userfaultfd crate generates its kernel bindings with
 # bindgen at build time), fuse3 (fusermount3, in case omd cannot mount /run/hpc itself),
-# util-linux (setpriv, used by the tests), git.
-APT_PACKAGES=(iproute2 procps python3 iputils-ping fuse3 util-linux gcc libc6-dev libclang-dev pkg-config git ca-certificates curl)
+# util-linux (setpriv, used by the tests), git, bc (the demo's jobs and a migration test),
+# tmux (the terminal mosmon's test runs in).
+APT_PACKAGES=(iproute2 procps python3 iputils-ping fuse3 util-linux gcc libc6-dev libclang-dev pkg-config git ca-certificates curl bc tmux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
