@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the test kernel for the /proc/hpc module, once: Debian's linux-source-6.12 with
+# `make LLVM=1 tinyconfig` + kmod/kernel.config, in $OM_KMOD_CACHE (default
+# /var/cache/om-kmod), reused while the config fragment is unchanged. Installs what it
+# needs from Debian and crates.io first. Prints the kernel tree's path on its last line.
+set -euo pipefail
+cd "$(dirname "$0")"
+CACHE=${OM_KMOD_CACHE:-/var/cache/om-kmod}
+log() { printf 'kmod: %s\n' "$*" >&2; }
+
+# Debian: the kernel source, an LLVM toolchain, the kernel's build tools, qemu and a
+# static busybox for the test VM. Installed one by one as needed; nothing is removed.
+PKGS=(linux-source-6.12 clang lld llvm libclang-dev flex bison bc libelf-dev libssl-dev
+      cpio xz-utils qemu-system-x86 busybox-static make)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
+rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
+# Debian's bindgen is too old for Linux 6.12's Rust support; 0.72.1 is known to work.
+if ! bindgen --version 2>/dev/null | grep -q '0.72.1'; then
+    log "installing bindgen-cli 0.72.1"
+    cargo install bindgen-cli --version 0.72.1 --locked --quiet
+fi
+
+stamp=$(cat kernel.config | sha256sum | cut -c1-16)
+tree="$CACHE/linux-6.12-$stamp"
+if [ -f "$tree/.om-built" ]; then
+    log "kernel tree cached: $tree"
+    echo "$tree"
+    exit 0
+fi
+mkdir -p "$CACHE"
+rm -rf "$tree" "$tree.tmp"
+log "unpacking linux-source-6.12 into $tree"
+mkdir -p "$tree.tmp"
+tar -xf /usr/src/linux-source-6.12.tar.xz -C "$tree.tmp" --strip-components=1
+mv "$tree.tmp" "$tree"
+cd "$tree"
+make -s LLVM=1 tinyconfig
+scripts/kconfig/merge_config.sh -m .config "$OLDPWD/kernel.config" >/dev/null
+make -s LLVM=1 olddefconfig
+if ! make -s LLVM=1 rustavailable; then
+    log "Rust is not available for this kernel build (see above)"
+    exit 1
+fi
+grep -q '^CONFIG_RUST=y' .config || { log "CONFIG_RUST did not stick"; exit 1; }
+log "building the kernel (a few minutes)"
+t0=$(date +%s)
+make -s LLVM=1 -j"$(nproc)" bzImage modules_prepare
+log "kernel built in $(( $(date +%s) - t0 )) s"
+touch .om-built
+echo "$tree"
