@@ -85,11 +85,13 @@ fn run(args: Args) -> Result<ExitCode> {
             if nodes.is_empty() {
                 bail!("empty node list");
             }
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as usize)
-                .unwrap_or(0)
-                ^ std::process::id() as usize;
+            // std's hasher keys are random per process: a fair pick without a crate.
+            let seed = {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish() as usize
+            };
             (to, placed) = (Some(nodes[seed % nodes.len()]), true);
         } else if let Ok(n) = opt[1..].parse::<u16>() {
             (to, placed) = (Some(n), true);
@@ -107,7 +109,7 @@ fn run(args: Args) -> Result<ExitCode> {
         pid: std::process::id() as i32,
         on,
     }) {
-        eprintln!("mosrun: {cmd} runs at home without migration control: {e:#}");
+        eprintln!("mosrun: {cmd} runs at home without migration control: {e}");
         to = None;
     }
     if let Some(n) = to {
@@ -164,7 +166,7 @@ fn mover(spec: &str) -> Result<ExitCode> {
         wait: true,
         eager: false,
     }) {
-        eprintln!("mosrun: process {pid} stays at home: {e:#}");
+        eprintln!("mosrun: process {pid} stays at home: {e}");
     }
     Ok(ExitCode::SUCCESS)
 }
