@@ -54,7 +54,8 @@ fi
 grep -q '^CONFIG_RUST=y' .config || { log "CONFIG_RUST did not stick"; exit 1; }
 log "building the kernel (a few minutes)"
 t0=$(date +%s)
-make -s LLVM=1 -j"$(nproc)" bzImage modules_prepare
+# `modules` also writes Module.symvers, which out-of-tree modules link against.
+make -s LLVM=1 -j"$(nproc)" bzImage modules
 log "kernel built in $(( $(date +%s) - t0 )) s"
 touch .om-built
 echo "$tree"
