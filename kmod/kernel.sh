@@ -12,16 +12,8 @@ log() { printf 'kmod: %s\n' "$*" >&2; }
 # static busybox for the test VM. Installed one by one as needed; nothing is removed.
 PKGS=(linux-source-6.12 clang lld llvm libclang-dev flex bison bc libelf-dev libssl-dev
       cpio xz-utils qemu-system-x86 busybox-static make)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. ../scripts/apt.sh
+apt_need kmod "${PKGS[@]}"
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
 # Debian's bindgen is too old for Linux 6.12's Rust support; 0.72.1 is known to work.

@@ -19,16 +19,8 @@ need_root
 # util-linux (setpriv, used by the tests), git, bc (the demo's jobs and a migration test),
 # tmux (the terminal mosmon's test runs in).
 APT_PACKAGES=(iproute2 procps python3 iputils-ping fuse3 util-linux gcc libc6-dev libclang-dev pkg-config git ca-certificates curl bc tmux)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. scripts/apt.sh
+apt_need setup "${APT_PACKAGES[@]}"
 
 # Rust: the toolchain comes from rustup; install it if this machine has none.
 if ! command -v cargo >/dev/null; then
