@@ -268,11 +268,29 @@ pub fn check_movable(pid: i32) -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// Whether process `pid` is ending: gone or a zombie within 50 ms.
+fn exiting(pid: i32) -> bool {
+    for _ in 0..10 {
+        match read_status(pid) {
+            Ok(st) if st.state != 'Z' && st.state != 'X' => {}
+            _ => return true,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
 /// Attaches and stops the process; runs on the tracer thread.
 fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
     let raw = pid.as_raw();
     ptrace::seize(pid, ptrace::Options::empty()).map_err(|e| match e {
         nix::errno::Errno::ESRCH => refused(raw, Refusal::NoSuchProcess(raw)),
+        // A process that is exiting cannot be traced either (EPERM): say that it ended,
+        // once it has, rather than that it may not be traced.
+        nix::errno::Errno::EPERM if exiting(raw) => match read_status(raw) {
+            Ok(_) => refused(raw, Refusal::Zombie),
+            Err(e) => e,
+        },
         e => refused(raw, Refusal::NotPermitted(e)),
     })?;
     ptrace::interrupt(pid).map_err(|e| CaptureError::Inject {
