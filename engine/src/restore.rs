@@ -5,15 +5,11 @@
 //! and let it run.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::uio::{process_vm_writev, RemoteIoVec};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -22,7 +18,7 @@ use crate::error::{InjectError, PageError, RestoreError};
 use crate::image::*;
 use crate::inject::Injector;
 use crate::lazy::{LazyPager, PagerStats};
-use crate::pages::PageSource;
+use crate::pages::{PageSource, ProcessMemory};
 use crate::ranges::RangeSet;
 use crate::sys;
 use crate::tracer::TracerThread;
@@ -466,11 +462,8 @@ pub(crate) fn rebuild(
 
     // 4. Memory contents. Private copies of file pages always go in now; anonymous
     //    memory now (eager) or on demand (lazy).
-    let mem = File::options()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/{stub}/mem"))
-        .map_err(sys_err("opening the stub's memory"))?;
+    let mem =
+        ProcessMemory::open_rw(stub.as_raw()).map_err(sys_err("opening the stub's memory"))?;
     let mut anon_runs = Vec::new();
     let mut file_runs = Vec::new();
     for r in &image.pages {
@@ -489,10 +482,10 @@ pub(crate) fn rebuild(
             }
         }
     }
-    fill(stub, &mem, source.as_mut(), &file_runs)?;
+    fill(&mem, source.as_mut(), &file_runs)?;
     let mut pager = None;
     match paging {
-        Paging::Eager => fill(stub, &mem, source.as_mut(), &anon_runs)?,
+        Paging::Eager => fill(&mem, source.as_mut(), &anon_runs)?,
         Paging::Lazy => {
             let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
             let fd_there = inj
@@ -940,8 +933,7 @@ fn move_vdso(
 
 /// Copies `runs` from `source` into the stub's memory.
 fn fill(
-    stub: Pid,
-    mem: &File,
+    mem: &ProcessMemory,
     source: &mut dyn PageSource,
     runs: &[PageRun],
 ) -> Result<(), RestoreError> {
@@ -952,22 +944,8 @@ fn fill(
         while addr < r.end() {
             let n = (r.end() - addr).min(CHUNK) as usize;
             source.read(addr, &mut buf[..n])?;
-            let done = process_vm_writev(
-                stub,
-                &[IoSlice::new(&buf[..n])],
-                &[RemoteIoVec {
-                    base: addr as usize,
-                    len: n,
-                }],
-            )
-            .unwrap_or(0);
-            if done < n {
-                mem.write_all_at(&buf[done..n], addr + done as u64)
-                    .map_err(sys_err(format!(
-                        "writing memory at {:#x}",
-                        addr + done as u64
-                    )))?;
-            }
+            mem.write_at(addr, &buf[..n])
+                .map_err(sys_err(format!("writing memory at {addr:#x}")))?;
             addr += n as u64;
         }
     }

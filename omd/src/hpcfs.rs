@@ -22,6 +22,7 @@
 //! and the commands can never disagree or differ in who may do what.
 
 use crate::control::answer;
+use crate::migrate::owner;
 use crate::node::Node;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -239,9 +240,7 @@ impl HpcFs {
         };
         // A process's files belong to its owner, who may write goto and lock.
         let uid = match ino {
-            Ino::PidDir(p) | Ino::PidFile(p, _) => procfs::process::Process::new(p)
-                .and_then(|p| p.uid())
-                .unwrap_or(0),
+            Ino::PidDir(p) | Ino::PidFile(p, _) => owner(p).unwrap_or(0),
             _ => 0,
         };
         let now = SystemTime::now();
@@ -363,10 +362,7 @@ impl HpcFs {
         match ino {
             Ino::AdminFile(_) => uid == 0,
             Ino::PidFile(pid, k) if matches!(PID_FILES[k], "goto" | "lock") => {
-                uid == 0
-                    || procfs::process::Process::new(pid)
-                        .and_then(|p| p.uid())
-                        .is_ok_and(|owner| owner == uid)
+                uid == 0 || owner(pid) == Some(uid)
             }
             _ => false,
         }

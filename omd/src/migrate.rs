@@ -170,7 +170,7 @@ fn cpu_flags() -> &'static [String] {
 }
 
 /// The real user id of process `pid`, its owner.
-fn owner(pid: i32) -> Option<u32> {
+pub(crate) fn owner(pid: i32) -> Option<u32> {
     procfs::process::Process::new(pid)
         .and_then(|p| p.status())
         .map(|s| s.ruid)
@@ -206,16 +206,19 @@ impl Migrations {
     /// Migration state of `pid`, if it is under migration control (it moved or tried
     /// to, or was locked or started by mosrun).
     pub fn state(&self, pid: i32) -> Option<HomeProc> {
+        self.state_at(pid, start_time(pid)?)
+    }
+
+    /// [`Migrations::state`] of `pid`, whose start time is `start`.
+    fn state_at(&self, pid: i32, start: u64) -> Option<HomeProc> {
         let h = self.home.lock().expect("home lock");
-        let e = h.get(&pid)?;
-        (start_time(pid) == Some(e.start)).then(|| e.clone())
+        h.get(&pid).filter(|e| e.start == start).cloned()
     }
 
     /// What `<root>/<pid>/` shows of process `pid` of this node; `None` if there is no
     /// such process.
     pub fn proc_state(&self, pid: i32) -> Option<om_proto::ProcState> {
-        start_time(pid)?;
-        let h = self.state(pid).unwrap_or_default();
+        let h = self.state_at(pid, start_time(pid)?).unwrap_or_default();
         let cantmove = if h.node != 0 || h.busy {
             String::new()
         } else {
@@ -504,9 +507,7 @@ impl Migrations {
 
     fn cant(&self, pid: i32, why: String) -> Result<String, String> {
         let mut h = self.home.lock().expect("home lock");
-        let e = entry(&mut h, pid);
-        e.busy = false;
-        e.cantmove = why.clone();
+        entry(&mut h, pid).cantmove = why.clone();
         Err(why)
     }
 
@@ -600,7 +601,6 @@ impl Migrations {
             let e = entry(&mut h, pid);
             e.node = to;
             e.nmigs += 1;
-            e.busy = false;
             e.cantmove.clear();
             e.tx = Some(ctx);
         }
