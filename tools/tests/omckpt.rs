@@ -240,11 +240,12 @@ fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
     let dump = dump(child.id(), ckpt.path(), &[]);
     if !dump.status.success() {
         let err = String::from_utf8_lossy(&dump.stderr);
-        // The program may simply have finished before the dump: not a failure, no test.
+        // The program may simply have finished before the dump, or had a child at that
+        // moment (which a checkpoint cannot take along): not a failure, no test.
         drop(stdin);
         let st = child.wait().unwrap();
         assert!(
-            err.contains("no process") || err.contains("zombie"),
+            err.contains("no process") || err.contains("zombie") || err.contains("child processes"),
             "{}: dump failed while it ran: {err}",
             spec.name
         );
@@ -546,4 +547,33 @@ fn restore_rejects_a_truncated_or_corrupt_image() {
     assert!(!r.status.success());
     assert!(err.contains("image.json: not a valid image"), "{err}");
     assert!(processes_in(_dir.path()).is_empty());
+}
+
+/// A process with a child cannot be checkpointed (the restored process could never wait
+/// for it): the dump is refused, names the child, and the process runs on to its end.
+#[test]
+fn refuses_a_process_with_children() {
+    let sh = Command::new(build("launch"))
+        .args(["/bin/sh", "-c", "sleep 1 & wait; echo waited"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let children = format!("/proc/{0}/task/{0}/children", sh.id());
+    while std::fs::read_to_string(&children)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(t.elapsed() < Duration::from_secs(5), "sh never forked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ckpt = workdir("image");
+    let dump = dump(sh.id(), ckpt.path(), &[]);
+    let err = String::from_utf8_lossy(&dump.stderr);
+    assert!(!dump.status.success(), "a parent was checkpointed: {err}");
+    assert!(err.contains("has child processes"), "{err}");
+    assert!(!ckpt.path().join("image.json").exists());
+    let out = sh.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "waited\n");
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
@@ -94,6 +94,17 @@ fn run(args: Args) -> Result<ExitCode> {
 fn dump(pid: i32, dir: &Path, leave_running: bool, verbose: bool) -> Result<()> {
     let t0 = Instant::now();
     let mut frozen = capture(pid)?;
+    // Checked once it is stopped, so that it cannot fork in between. A restored process
+    // would not be the parent of these children: it could never wait for them.
+    let children = children_of(pid);
+    if !children.is_empty() {
+        drop(frozen);
+        bail!(
+            "pid {pid} has child processes ({}); a checkpoint cannot take them along, \
+             so it is not made (the process runs on)",
+            children.join(", ")
+        );
+    }
     let image = frozen.image().clone();
     let total = image.page_bytes();
     let show = total >= 256 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -206,4 +217,13 @@ fn restart(dir: &Path, lazy: bool, detach: bool, verbose: bool) -> Result<ExitCo
         }
         _ => Ok(ExitCode::FAILURE),
     }
+}
+
+/// The pids of `pid`'s children (running or not yet reaped), as /proc lists them.
+fn children_of(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
