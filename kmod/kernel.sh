@@ -24,10 +24,15 @@ fi
 
 stamp=$(cat kernel.config | sha256sum | cut -c1-16)
 tree="$CACHE/linux-6.12-$stamp"
+# The tree's Rust metadata only fits the compiler that built it: a new rustc rebuilds it.
+rustc_now=$(rustc --version)
 if [ -f "$tree/.om-built" ]; then
-    log "kernel tree cached: $tree"
-    echo "$tree"
-    exit 0
+    if [ "$(cat "$tree/.om-built")" = "$rustc_now" ]; then
+        log "kernel tree cached: $tree"
+        echo "$tree"
+        exit 0
+    fi
+    log "the cached tree was built by another rustc ($(cat "$tree/.om-built")); rebuilding"
 fi
 mkdir -p "$CACHE"
 rm -rf "$tree" "$tree.tmp"
@@ -43,11 +48,14 @@ if ! make -s LLVM=1 rustavailable; then
     log "Rust is not available for this kernel build (see above)"
     exit 1
 fi
-grep -q '^CONFIG_RUST=y' .config || { log "CONFIG_RUST did not stick"; exit 1; }
+# Every option the fragment sets to y must have stuck (a missing dependency drops it).
+for opt in $(grep -o '^CONFIG_[A-Z0-9_]*=y' "$OLDPWD/kernel.config"); do
+    grep -qx "$opt" .config || { log "$opt did not stick (a dependency is missing)"; exit 1; }
+done
 log "building the kernel (a few minutes)"
 t0=$(date +%s)
 # `modules` also writes Module.symvers, which out-of-tree modules link against.
 make -s LLVM=1 -j"$(nproc)" bzImage modules
 log "kernel built in $(( $(date +%s) - t0 )) s"
-touch .om-built
+echo "$rustc_now" >.om-built
 echo "$tree"

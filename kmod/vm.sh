@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boots the test kernel (kmod/kernel.sh) in qemu with software emulation and an initramfs
-# made of a static busybox, the files given as arguments (copied to /bin) and an init
-# that runs /bin/vm-test if present; prints the serial console and exits 0 only if the
+# made of a static busybox, the files given as arguments (copied to /bin, with the shared
+# libraries of those that are dynamically linked) and an init that runs /bin/vm-test if
+# present; prints the serial console and exits 0 only if the
 # VM printed "OMHPC-VERDICT PASS". The VM is given at most $OM_VM_TIMEOUT seconds (120).
 # Usage: kmod/vm.sh [FILE...]
 set -euo pipefail
@@ -12,10 +13,20 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,run,etc}
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount umount cat echo ls insmod rmmod dmesg sleep grep reboot poweroff mkdir; do
+for a in sh mount umount cat echo ls insmod rmmod lsmod dmesg sleep grep reboot poweroff \
+    mkdir ip ps kill cut head tail tr wc test true false seq timeout date sed id su chmod; do
     ln -sf busybox "$root/bin/$a"
 done
-for f in "$@"; do cp "$f" "$root/bin/"; done
+for f in "$@"; do
+    cp "$f" "$root/bin/"
+    # The libraries of a dynamic executable (and its loader), at the same paths.
+    if ldd "$f" >/dev/null 2>&1; then
+        for lib in $(ldd "$f" | grep -o '/[^ ]*'); do
+            mkdir -p "$root$(dirname "$lib")"
+            cp -L "$lib" "$root$lib"
+        done
+    fi
+done
 cat > "$root/init" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc
@@ -34,7 +45,7 @@ INIT
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.cpio.gz"
 log="$work/console.log"
-timeout "${OM_VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m 256M -nographic -no-reboot \
+timeout "${OM_VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m 512M -nographic -no-reboot \
     -kernel "$tree/arch/x86/boot/bzImage" -initrd "$work/initramfs.cpio.gz" \
     -append 'console=ttyS0 panic=-1 quiet' </dev/null >"$log" 2>&1 || true
 cat "$log"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, fuzzing runs of the map parser and of the gossip
-# packet decoder, and every test (unit, property, and the omcluster tests on real
-# namespaces). Run as root.
+# packet decoder, the /proc/hpc kernel module booted in qemu (kmod/test.sh; the first run
+# builds the test kernel into /var/cache/om-kmod, about 5 minutes), and every test (unit,
+# property, and the omcluster tests on real namespaces). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -32,6 +33,9 @@ fuzz() { # fuzz DIR TARGET SECONDS
 }
 fuzz map/fuzz parse 30
 fuzz wire/fuzz packet 20
+
+step "kernel module: kmod/test.sh (qemu)"
+kmod/test.sh
 
 step "tests"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked --quiet

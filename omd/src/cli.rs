@@ -22,7 +22,7 @@ use std::path::PathBuf;
     name = "omd",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  omd keygen                      make /etc/omd/cluster.key (copy it to every node)\n  omd --foreground                run in the foreground, logging to standard error\n  omd --node 3 --down-after 5     run as node 3; nodes silent for 5 s are down\n  omd simulate --nodes 10000 --seconds 60\n\nFiles:\n  /etc/openmosix.map   the cluster map (see setpe(1))\n  /etc/omd/cluster.key the cluster key, readable by root only\n  /run/omd/control.sock  the tools' socket\n  /run/hpc             the /proc-style tree"
+    after_help = "Examples:\n  omd keygen                      make /etc/omd/cluster.key (copy it to every node)\n  omd --foreground                run in the foreground, logging to standard error\n  omd --node 3 --down-after 5     run as node 3; nodes silent for 5 s are down\n  omd simulate --nodes 10000 --seconds 60\n\nFiles:\n  /etc/openmosix.map   the cluster map (see setpe(1))\n  /etc/omd/cluster.key the cluster key, readable by root only\n  /run/omd/control.sock  the tools' socket\n  /run/hpc             the /proc-style tree (FUSE)\n  /dev/hpc, /proc/hpc  the same tree, when the omhpc kernel module is loaded"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -104,10 +104,15 @@ pub struct RunArgs {
     /// The tools' control socket.
     #[arg(long, env = "OM_CONTROL_SOCKET", default_value = om_proto::DEFAULT_CONTROL_SOCKET, value_name = "PATH")]
     pub control_socket: PathBuf,
-    /// Where to mount the /proc-style tree.
+    /// Where to mount the /proc-style tree over FUSE, when the omhpc kernel module's
+    /// device is absent.
     #[arg(long, default_value = crate::hpcfs::DEFAULT_ROOT, value_name = "DIR")]
     pub hpc_root: PathBuf,
-    /// Do not mount the /proc-style tree.
+    /// The omhpc kernel module's device: when it exists, omd serves the tree at
+    /// /proc/hpc through it and does not mount FUSE.
+    #[arg(long, default_value = crate::hpcdev::DEFAULT_DEVICE, value_name = "PATH")]
+    pub hpc_device: PathBuf,
+    /// Serve no /proc-style tree at all.
     #[arg(long)]
     pub no_hpc: bool,
     /// User id guests (processes of other nodes running here) run as; they can touch

@@ -196,17 +196,27 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         cpus,
         0,
     ));
-    let fuse = if args.no_hpc {
-        None
+    // The tree: through the kernel module's device when it is loaded, else over FUSE.
+    let (_device, fuse) = if args.no_hpc {
+        (None, None)
+    } else if let Some(served) = crate::hpcdev::serve(node.clone(), &args.hpc_device)
+        .with_context(|| {
+            format!(
+                "cannot serve /proc/hpc through {} (is another omd using it? --no-hpc runs without the tree)",
+                args.hpc_device.display()
+            )
+        })?
+    {
+        tracing::info!("serving /proc/hpc through {}", served.device.display());
+        (Some(served), None)
     } else {
-        Some(
-            crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
-                format!(
-                    "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
-                    args.hpc_root.display()
-                )
-            })?,
-        )
+        let session = crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
+            format!(
+                "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
+                args.hpc_root.display()
+            )
+        })?;
+        (None, Some(session))
     };
     crate::migrate::start(node.clone(), (args.guest_uid, args.guest_gid), p.tcp);
     write_pidfile(&args.pidfile)?;

@@ -226,23 +226,14 @@ impl HpcFs {
     }
 
     fn attr(&self, ino: Ino) -> FileAttr {
-        let (kind, perm, size) = if ino.is_dir() {
-            (FileType::Directory, 0o555, 0)
+        let perm = perm(ino);
+        let (kind, size) = if ino.is_dir() {
+            (FileType::Directory, 0)
         } else {
-            let perm = match ino {
-                Ino::AdminFile(_) => 0o644,
-                Ino::PidFile(_, k) if PID_FILES[k] == "goto" => 0o200,
-                Ino::PidFile(_, k) if PID_FILES[k] == "lock" => 0o644,
-                _ => 0o444,
-            };
             let size = self.content(ino).map_or(0, |c| c.len() as u64);
-            (FileType::RegularFile, perm, size)
+            (FileType::RegularFile, size)
         };
-        // A process's files belong to its owner, who may write goto and lock.
-        let uid = match ino {
-            Ino::PidDir(p) | Ino::PidFile(p, _) => owner(p).unwrap_or(0),
-            _ => 0,
-        };
+        let uid = owner_of(ino);
         let now = SystemTime::now();
         FileAttr {
             ino: INodeNo(ino.number()),
@@ -358,6 +349,82 @@ impl HpcFs {
     }
 
     /// May user `uid` write file `ino`?
+    /// Entry `name` of directory `parent`; `<pid>` of any process of this node resolves
+    /// at the root, listed or not.
+    fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        if let (Ino::Root, Ok(pid)) = (parent, name.parse::<i32>()) {
+            let dir = Ino::PidDir(pid);
+            return self.exists(dir).then_some(dir);
+        }
+        self.children(parent)
+            .into_iter()
+            .find(|(_, n)| n == name)
+            .map(|(ino, _)| ino)
+    }
+
+    /// The entry at `path`, relative to the root of the tree (`nodes/1/load`).
+    fn resolve(&self, path: &str) -> Option<Ino> {
+        path.split('/')
+            .try_fold(Ino::Root, |dir, name| self.child(dir, name))
+    }
+
+    /// The content of the file at `path`, as a read of it returns it.
+    pub fn read_path(&self, path: &str) -> Result<Vec<u8>, Errno> {
+        match self.resolve(path) {
+            Some(i) if i.is_dir() => Err(Errno::EISDIR),
+            Some(i) => self.content(i).map(String::into_bytes).ok_or(Errno::ENOENT),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Writes `data` to the file at `path` for user `uid`, as a write of it does.
+    pub fn write_path(&self, path: &str, data: &[u8], uid: u32) -> Result<(), Errno> {
+        match self.resolve(path) {
+            Some(i) if i.is_dir() => Err(Errno::EISDIR),
+            Some(i) => self.write_ino(i, data, uid),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn write_ino(&self, ino: Ino, data: &[u8], uid: u32) -> Result<(), Errno> {
+        if !self.writable_by(ino, uid) {
+            return Err(Errno::EACCES);
+        }
+        let text = std::str::from_utf8(data).map_err(|_| Errno::EINVAL)?;
+        match ino {
+            Ino::AdminFile(i) => self.write_admin(i, text, uid),
+            Ino::PidFile(pid, k) => self.write_pid(pid, k, text, uid),
+            _ => Err(Errno::EACCES),
+        }
+    }
+
+    /// Every entry of the tree as it is listed (the root's `<pid>/` only for processes
+    /// under migration control), sorted by path, so each directory precedes its content.
+    pub fn entries(&self) -> Vec<TreeEntry> {
+        let mut out = Vec::new();
+        let mut stack = vec![(Ino::Root, String::new())];
+        while let Some((dir, path)) = stack.pop() {
+            for (ino, name) in self.children(dir) {
+                let p = if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}/{name}")
+                };
+                out.push(TreeEntry {
+                    path: p.clone(),
+                    dir: ino.is_dir(),
+                    perm: perm(ino),
+                    uid: owner_of(ino),
+                });
+                if ino.is_dir() {
+                    stack.push((ino, p));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
     fn writable_by(&self, ino: Ino, uid: u32) -> bool {
         match ino {
             Ino::AdminFile(_) => uid == 0,
@@ -370,6 +437,37 @@ impl HpcFs {
 }
 
 /// A change request's answer as a file operation's result.
+/// One entry of [`HpcFs::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative to the root of the tree.
+    pub path: String,
+    pub dir: bool,
+    /// Permission bits.
+    pub perm: u16,
+    pub uid: u32,
+}
+
+/// Permission bits: directories 0555; admin files and `lock` 0644; `goto` 0200 (written,
+/// not read); the rest 0444.
+fn perm(ino: Ino) -> u16 {
+    match ino {
+        i if i.is_dir() => 0o555,
+        Ino::AdminFile(_) => 0o644,
+        Ino::PidFile(_, k) if PID_FILES[k] == "goto" => 0o200,
+        Ino::PidFile(_, k) if PID_FILES[k] == "lock" => 0o644,
+        _ => 0o444,
+    }
+}
+
+/// A process's entries belong to its owner, who may write goto and lock; the rest to root.
+fn owner_of(ino: Ino) -> u32 {
+    match ino {
+        Ino::PidDir(p) | Ino::PidFile(p, _) => owner(p).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn done(r: Response) -> Result<(), Errno> {
     match r {
         Response::Done { .. } => Ok(()),
@@ -395,19 +493,10 @@ const TTL: Duration = Duration::ZERO;
 
 impl Filesystem for HpcFs {
     fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = Ino::parse(parent.0).and_then(|p| {
-            // Any process of this node, listed or not.
-            let pid = name.to_str().and_then(|n| n.parse::<i32>().ok());
-            if let (Ino::Root, Some(pid)) = (p, pid) {
-                let dir = Ino::PidDir(pid);
-                return self.exists(dir).then(|| (dir, String::new()));
-            }
-            self.children(p)
-                .into_iter()
-                .find(|(_, n)| OsStr::new(n) == name)
-        });
+        let found =
+            Ino::parse(parent.0).and_then(|p| name.to_str().and_then(|name| self.child(p, name)));
         match found {
-            Some((ino, _)) => reply.entry(&TTL, &self.attr(ino), Generation(0)),
+            Some(ino) => reply.entry(&TTL, &self.attr(ino), Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -492,14 +581,9 @@ impl Filesystem for HpcFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Ok(text) = std::str::from_utf8(data) else {
-            reply.error(Errno::EINVAL);
-            return;
-        };
         let result = match Ino::parse(ino.0) {
-            Some(Ino::AdminFile(i)) => self.write_admin(i, text, req.uid()),
-            Some(Ino::PidFile(pid, k)) => self.write_pid(pid, k, text, req.uid()),
-            _ => Err(Errno::EACCES),
+            Some(i) => self.write_ino(i, data, req.uid()),
+            None => Err(Errno::ENOENT),
         };
         match result {
             Ok(()) => reply.written(data.len() as u32),

@@ -4,12 +4,14 @@
 //! peer, shared with the simulator), [`load`] (load arithmetic), [`node`] (a node's view
 //! and settings, answering requests). Parts that touch the system: [`measure`] (cgroups,
 //! /proc, the speed benchmark), [`procs`], [`key`], [`control`] (the Unix socket),
-//! [`hpcfs`] (the FUSE tree) and [`daemon`] (sockets, timers, start-up).
+//! [`hpcfs`] (the tree, over FUSE), [`hpcdev`] (the same tree through the omhpc kernel
+//! module's /dev/hpc) and [`daemon`] (sockets, timers, start-up).
 
 pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod gossip;
+pub mod hpcdev;
 pub mod hpcfs;
 pub mod key;
 pub mod link;

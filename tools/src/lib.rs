@@ -1,6 +1,8 @@
 //! Shared pieces of the user commands: reading a map from a file or standard input, and
 //! reaching the node daemon.
 
+pub mod sigpipe;
+
 use anyhow::{Context, Result};
 use om_map::{parse, ClusterMap, MapErrors, SystemResolver};
 use om_proto::{Request, Response};

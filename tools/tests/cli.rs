@@ -233,3 +233,25 @@ fn migrate_and_mosrun_name_bad_input() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stdout), "hi\n");
 }
+
+/// A reader that stops early (`showmap | head -1`) ends the tool quietly by SIGPIPE, as
+/// it ends C tools, instead of a panic message from a failed print.
+#[test]
+fn a_closed_pipe_ends_showmap_quietly() {
+    let (_d, path) = map_file("1 10.0.0.1 60000\n");
+    let mut child = Command::new(SHOWMAP)
+        .args(["-f", &path])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed here; 60000 lines cannot all have fitted in the pipe.
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+    assert_eq!(text(&out.stderr), "", "showmap complained");
+    assert!(first.starts_with(b"NODE"));
+}

@@ -1,6 +1,7 @@
-//! The protocol between the `/proc/hpc` kernel module and omd, over the misc device
-//! `/dev/hpc`. One definition for both sides: omd uses this crate; the module includes
-//! this file's source (it cannot link crates), so it is `no_std` and allocates nothing.
+//! The protocol between the `/proc/hpc` kernel module (`kmod/omhpc`) and omd, over the
+//! misc device `/dev/hpc`. One definition for both sides: omd uses this crate; the module
+//! compiles its one source file, `wire.rs`, as a module of its own (it cannot link
+//! crates), so it is `no_std` and allocates nothing.
 //!
 //! Every message is one `read(2)` or `write(2)` of the device: a 16-byte header, then the
 //! payload.
@@ -10,202 +11,56 @@
 //! 0       4     magic "HPC1"
 //! 4       2     version (VERSION)
 //! 6       2     kind (Kind)
-//! 8       4     id: the request a reply answers (0 for Pids)
+//! 8       4     id: the request a reply answers (0 for Tree)
 //! 12      4     payload length
 //! ```
 //!
 //! Kernel → omd (omd reads them): `Read { path }` when a file of the tree is read,
-//! `Write { path, data }` when one is written; `path` is relative to /proc/hpc
+//! `Write { uid, path, data }` when one is written; `path` is relative to /proc/hpc
 //! (`nodes/2/load`, `admin/block`, `1234/goto`).
+//!
 //! omd → kernel (omd writes them): `Reply { id, errno, data }` answers a request (errno 0:
-//! `data` is the file's content or the count written); `Pids { pids }` lists the processes
-//! that get a `<pid>/` directory (replacing the previous list).
+//! `data` is the file's content, or empty for a write); `Tree { entries }` is the whole
+//! tree below /proc/hpc, replacing the one before. Each entry is
+//!
+//! ```text
+//! 0  2  mode (S_IFDIR or S_IFREG | permission bits)
+//! 2  4  owner uid
+//! 6  2  path length n
+//! 8  n  path
+//! ```
+//!
+//! sorted by path (byte order), so that every directory comes before what it holds.
+//! The kernel holds no policy: it creates what omd lists and relays every read and write.
 
 #![no_std]
 
-/// The protocol version; both sides refuse messages of another.
-pub const VERSION: u16 = 1;
-pub const MAGIC: [u8; 4] = *b"HPC1";
-pub const HEADER: usize = 16;
-/// The largest payload either side sends or accepts.
-pub const MAX_PAYLOAD: usize = 4096;
-
-/// What a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Kind {
-    Read = 1,
-    Write = 2,
-    Reply = 3,
-    Pids = 4,
-}
-
-impl Kind {
-    fn from_u16(v: u16) -> Option<Kind> {
-        Some(match v {
-            1 => Kind::Read,
-            2 => Kind::Write,
-            3 => Kind::Reply,
-            4 => Kind::Pids,
-            _ => return None,
-        })
-    }
-}
-
-/// A decoded message, borrowing its bytes from the buffer it was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Msg<'a> {
-    Read {
-        id: u32,
-        path: &'a [u8],
-    },
-    /// Path, then the bytes written (the path ends at the first NUL).
-    Write {
-        id: u32,
-        path: &'a [u8],
-        data: &'a [u8],
-    },
-    Reply {
-        id: u32,
-        errno: i32,
-        data: &'a [u8],
-    },
-    /// Little-endian u32 pids.
-    Pids {
-        pids: &'a [u8],
-    },
-}
-
-/// Why a message was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// Shorter than its header says, or than a header.
-    Short,
-    BadMagic,
-    /// Another protocol version (the other side's is given).
-    Version(u16),
-    BadKind(u16),
-    /// A payload over [`MAX_PAYLOAD`], or a buffer too small to encode into.
-    TooLong,
-    /// A malformed payload (a Write without its NUL, a pid list of odd size).
-    Malformed,
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Decodes the message at the start of `b`.
-pub fn decode(b: &[u8]) -> Result<Msg<'_>, Error> {
-    if b.len() < HEADER {
-        return Err(Error::Short);
-    }
-    if b[..4] != MAGIC {
-        return Err(Error::BadMagic);
-    }
-    let version = u16_at(b, 4);
-    if version != VERSION {
-        return Err(Error::Version(version));
-    }
-    let kind = u16_at(b, 6);
-    let id = u32_at(b, 8);
-    let len = u32_at(b, 12) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(Error::TooLong);
-    }
-    let p = b.get(HEADER..HEADER + len).ok_or(Error::Short)?;
-    Ok(match Kind::from_u16(kind).ok_or(Error::BadKind(kind))? {
-        Kind::Read => Msg::Read { id, path: p },
-        Kind::Write => {
-            let nul = p.iter().position(|&c| c == 0).ok_or(Error::Malformed)?;
-            Msg::Write {
-                id,
-                path: &p[..nul],
-                data: &p[nul + 1..],
-            }
-        }
-        Kind::Reply => {
-            if p.len() < 4 {
-                return Err(Error::Malformed);
-            }
-            Msg::Reply {
-                id,
-                errno: u32_at(p, 0) as i32,
-                data: &p[4..],
-            }
-        }
-        Kind::Pids => {
-            if p.len() % 4 != 0 {
-                return Err(Error::Malformed);
-            }
-            Msg::Pids { pids: p }
-        }
-    })
-}
-
-/// Encodes `m` into `out`; returns the bytes used.
-pub fn encode(m: &Msg<'_>, out: &mut [u8]) -> Result<usize, Error> {
-    let (kind, id, parts): (Kind, u32, [&[u8]; 3]) = match m {
-        Msg::Read { id, path } => (Kind::Read, *id, [path, &[], &[]]),
-        Msg::Write { id, path, data } => {
-            if path.contains(&0) {
-                return Err(Error::Malformed);
-            }
-            (Kind::Write, *id, [path, &[0], data])
-        }
-        Msg::Reply { .. } => return Err(Error::Malformed), // see encode_reply
-        Msg::Pids { pids } => {
-            if pids.len() % 4 != 0 {
-                return Err(Error::Malformed);
-            }
-            (Kind::Pids, 0, [pids, &[], &[]])
-        }
-    };
-    put(kind, id, &parts, out)
-}
-
-/// Encodes a reply (its errno goes before the data).
-pub fn encode_reply(id: u32, errno: i32, data: &[u8], out: &mut [u8]) -> Result<usize, Error> {
-    put(Kind::Reply, id, &[&errno.to_le_bytes(), data, &[]], out)
-}
-
-fn put(kind: Kind, id: u32, parts: &[&[u8]; 3], out: &mut [u8]) -> Result<usize, Error> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len > MAX_PAYLOAD || out.len() < HEADER + len {
-        return Err(Error::TooLong);
-    }
-    out[..4].copy_from_slice(&MAGIC);
-    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
-    out[6..8].copy_from_slice(&(kind as u16).to_le_bytes());
-    out[8..12].copy_from_slice(&id.to_le_bytes());
-    out[12..16].copy_from_slice(&(len as u32).to_le_bytes());
-    let mut at = HEADER;
-    for p in parts {
-        out[at..at + p.len()].copy_from_slice(p);
-        at += p.len();
-    }
-    Ok(at)
-}
-
-/// The pids of a [`Msg::Pids`] payload.
-pub fn pids(payload: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    payload
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-}
+mod wire;
+pub use wire::*;
 
 #[cfg(test)]
 mod tests {
+    use super::wire::put;
     use super::*;
 
     fn round(m: Msg<'_>) {
-        let mut buf = [0u8; HEADER + MAX_PAYLOAD];
+        let mut buf = [0u8; HEADER + 512];
         let n = encode(&m, &mut buf).unwrap();
+        assert_eq!(payload_len(&buf[..n]), Ok(n - HEADER));
         assert_eq!(decode(&buf[..n]), Ok(m));
+    }
+
+    fn tree(list: &[(u16, u32, &str)], out: &mut [u8]) -> usize {
+        let mut at = 0;
+        for &(mode, uid, path) in list {
+            let e = Entry {
+                mode,
+                uid,
+                path: path.as_bytes(),
+            };
+            at += e.put(&mut out[at..]).unwrap();
+        }
+        at
     }
 
     #[test]
@@ -216,24 +71,34 @@ mod tests {
         });
         round(Msg::Write {
             id: 8,
+            uid: 1000,
             path: b"1234/goto",
             data: b"2\n",
         });
-        round(Msg::Pids {
-            pids: &[1, 0, 0, 0, 0xd2, 0x04, 0, 0],
+        round(Msg::Reply {
+            id: 7,
+            errno: 13,
+            data: b"x",
         });
-        let mut buf = [0u8; 64];
-        let n = encode_reply(7, -13, b"x", &mut buf).unwrap();
-        assert_eq!(
-            decode(&buf[..n]),
-            Ok(Msg::Reply {
-                id: 7,
-                errno: -13,
-                data: b"x"
-            })
+        let mut t = [0u8; 256];
+        let n = tree(
+            &[
+                (S_IFDIR | 0o555, 0, "1234"),
+                (S_IFREG | 0o200, 1000, "1234/goto"),
+                (S_IFDIR | 0o555, 0, "admin"),
+                (S_IFREG | 0o644, 0, "admin/block"),
+            ],
+            &mut t,
         );
-        let p: [u8; 8] = [1, 0, 0, 0, 0xd2, 0x04, 0, 0];
-        assert!(pids(&p).eq([1u32, 1234]));
+        round(Msg::Tree { entries: &t[..n] });
+        let got: [Entry<'_>; 4] =
+            core::array::from_fn(|i| entries(&t[..n]).nth(i).unwrap().unwrap());
+        assert!(got[0].is_dir() && !got[1].is_dir());
+        assert_eq!(got[1].uid, 1000);
+        assert_eq!(got[1].parent(), b"1234");
+        assert_eq!(got[1].name(), b"goto");
+        assert_eq!(got[2].parent(), b"");
+        assert_eq!(got[2].name(), b"admin");
     }
 
     #[test]
@@ -255,14 +120,12 @@ mod tests {
         v[12..16].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_le_bytes());
         assert_eq!(decode(&v), Err(Error::TooLong));
         // A Write without the NUL after its path.
-        let n = put(Kind::Write, 1, &[b"abc", &[], &[]], &mut buf).unwrap();
+        let n = put(Kind::Write, 1, &[&[0; 4], b"abc", &[], &[]], &mut buf).unwrap();
         assert_eq!(decode(&buf[..n]), Err(Error::Malformed));
-        assert_eq!(
-            encode(&Msg::Pids { pids: &[1, 2, 3] }, &mut buf),
-            Err(Error::Malformed)
-        );
-        let big = [0u8; MAX_PAYLOAD + 1];
-        let mut out = [0u8; 2 * MAX_PAYLOAD];
+        let n = put(Kind::Write, 1, &[&[0; 3], &[], &[], &[]], &mut buf).unwrap();
+        assert_eq!(decode(&buf[..n]), Err(Error::Malformed));
+        let big = [b'a'; 1024];
+        let mut out = [0u8; 512];
         assert_eq!(
             encode(&Msg::Read { id: 1, path: &big }, &mut out),
             Err(Error::TooLong)
@@ -270,26 +133,81 @@ mod tests {
     }
 
     #[test]
+    fn bad_trees_are_refused() {
+        let mut t = [0u8; 256];
+        let bad = |list: &[(u16, u32, &str)]| {
+            let mut t = [0u8; 256];
+            let mut at = 0;
+            for &(mode, uid, path) in list {
+                let p = path.as_bytes();
+                t[at..at + 2].copy_from_slice(&mode.to_le_bytes());
+                t[at + 2..at + 6].copy_from_slice(&uid.to_le_bytes());
+                t[at + 6..at + 8].copy_from_slice(&(p.len() as u16).to_le_bytes());
+                t[at + 8..at + 8 + p.len()].copy_from_slice(p);
+                at += 8 + p.len();
+            }
+            let mut m = [0u8; 300];
+            let n = put(Kind::Tree, 0, &[&t[..at], &[], &[], &[]], &mut m).unwrap();
+            assert_eq!(decode(&m[..n]), Err(Error::Malformed), "{list:?}");
+        };
+        bad(&[(S_IFDIR, 0, "b"), (S_IFDIR, 0, "a")]); // out of order
+        bad(&[(S_IFDIR, 0, "a"), (S_IFDIR, 0, "a")]); // twice
+        bad(&[(S_IFDIR, 0, "/a")]);
+        bad(&[(S_IFDIR, 0, "a/")]);
+        bad(&[(S_IFDIR, 0, "a//b")]);
+        bad(&[(S_IFDIR, 0, "a/../b")]);
+        bad(&[(S_IFDIR, 0, "")]);
+        bad(&[(0o020000, 0, "dev")]); // a character device
+        bad(&[(S_IFDIR, 0, "a\0b")]);
+        // An entry cut short.
+        let n = tree(&[(S_IFDIR | 0o555, 0, "admin")], &mut t);
+        let mut m = [0u8; 300];
+        let k = put(Kind::Tree, 0, &[&t[..n - 1], &[], &[], &[]], &mut m).unwrap();
+        assert_eq!(decode(&m[..k]), Err(Error::Malformed));
+        // Entry::put refuses what the reader would.
+        let e = Entry {
+            mode: S_IFREG,
+            uid: 0,
+            path: b"x/../y",
+        };
+        assert_eq!(e.put(&mut t), Err(Error::Malformed));
+    }
+
+    #[test]
     fn decoding_never_panics_on_garbage() {
-        // Every prefix and every single-byte change of a valid message.
-        let mut buf = [0u8; 64];
-        let n = encode(
+        // Every prefix and every single-byte change of valid messages.
+        let mut t = [0u8; 128];
+        let n = tree(
+            &[(S_IFDIR | 0o555, 0, "a"), (S_IFREG | 0o444, 0, "a/b")],
+            &mut t,
+        );
+        let mut buf = [0u8; 160];
+        let w = encode(
             &Msg::Write {
                 id: 3,
+                uid: 0,
                 path: b"admin/block",
                 data: b"1",
             },
             &mut buf,
         )
         .unwrap();
-        for cut in 0..=n {
-            let _ = decode(&buf[..cut]);
-        }
-        for i in 0..n {
-            for v in [0u8, 1, 0x7f, 0xff] {
-                let mut b = buf;
-                b[i] = v;
-                let _ = decode(&b[..n]);
+        let mut tb = [0u8; 160];
+        let tn = encode(&Msg::Tree { entries: &t[..n] }, &mut tb).unwrap();
+        for (b, n) in [(buf, w), (tb, tn)] {
+            for cut in 0..=n {
+                let _ = decode(&b[..cut]);
+            }
+            for i in 0..n {
+                for v in [0u8, 1, 0x2f, 0x7f, 0xff] {
+                    let mut c = b;
+                    c[i] = v;
+                    if let Ok(Msg::Tree { entries: e }) = decode(&c[..n]) {
+                        for x in entries(e) {
+                            let _ = x.map(|x| (x.parent(), x.name()));
+                        }
+                    }
+                }
             }
         }
     }

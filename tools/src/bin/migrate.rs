@@ -35,6 +35,7 @@ struct Args {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
+    om_tools::sigpipe::restore_default();
     finish("migrate", run(Args::parse()))
 }
 

@@ -73,6 +73,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
+    om_tools::sigpipe::restore_default();
     finish("mosctl", run(Args::parse()))
 }
 

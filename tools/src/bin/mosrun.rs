@@ -39,6 +39,7 @@ struct Args {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
+    om_tools::sigpipe::restore_default();
     let argv: Vec<String> = std::env::args().collect();
     if argv.len() == 3 && argv[1] == "--om-move" {
         return om_tools::finish("mosrun", mover(&argv[2]));

@@ -27,6 +27,7 @@ struct Args {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
+    om_tools::sigpipe::restore_default();
     finish("mps", run(Args::parse()))
 }
 

@@ -47,6 +47,7 @@ struct Args {
 
 fn main() -> ExitCode {
     om_docgen::generate_if_asked(Args::command, "1");
+    om_tools::sigpipe::restore_default();
     // openMosix spelled the last mode `-off`; clap would read that as -o -f f.
     let argv = std::env::args().map(|a| if a == "-off" { "--off".to_string() } else { a });
     om_tools::finish("setpe", run(Args::parse_from(argv)))
