@@ -98,6 +98,58 @@ su -s /bin/sh user -c "echo 1 > /proc/hpc/admin/block" 2>/dev/null && fail "a us
 kill "$upid" "$ujob" 2>/dev/null
 wait "$ujob" 2>/dev/null
 
+step "readers during tree changes: no error but a vanished process, no hang"
+# Three readers for 4 s while processes come under control and end (the tree changes
+# every second); each read must succeed or find its process gone (ENOENT).
+reader() { # reader NAME FILE...
+    name=$1
+    shift
+    end=$(($(date +%s) + 4))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        for f in "$@"; do
+            if out=$(timeout 10 cat "$f" 2>&1); then
+                echo ok >>/tmp/reads-$name
+            else
+                case "$out" in
+                    *"No such file"*) echo gone >>/tmp/reads-$name ;;
+                    *) echo "$name: $f: $out" >>/tmp/reader-errors ;;
+                esac
+            fi
+        done
+    done
+}
+rm -f /tmp/reader-errors
+jobs=""
+for i in 4 5 6 7 8; do
+    mosrun -h sleep "$i" &
+    jobs="$jobs $!"
+done
+listed() { [ "$(ls /proc/hpc | grep -cE '^[0-9]+$')" -ge 3 ]; }
+until_ok 10 listed || fail "the processes got no directories"
+pids=$(ls /proc/hpc | grep -E '^[0-9]+$' | tr '\n' ' ')
+files=""
+for p in $pids; do files="$files /proc/hpc/$p/where /proc/hpc/$p/lock"; done
+reader r1 /proc/hpc/nodes/1/load $files &
+r1=$!
+reader r2 $files /proc/hpc/admin/block &
+r2=$!
+reader r3 /proc/hpc/nodes/1/status $files &
+r3=$!
+wait $r1 $r2 $r3
+[ -s /tmp/reader-errors ] && { cat /tmp/reader-errors; fail "readers got errors"; }
+echo "reads: $(cat /tmp/reads-* | grep -c ok) answered, $(cat /tmp/reads-* | grep -c gone) of processes gone"
+wait $jobs
+until_ok 10 sh -c '! ls /proc/hpc | grep -qE "^[0-9]+$"' || fail "process directories stayed"
+
+step "omd restarts: the new one takes over the device"
+kill "$omd"
+wait "$omd" 2>/dev/null
+omd --foreground --node 1 --speed 10000 >/tmp/omd.log 2>&1 &
+omd=$!
+until_ok 30 grep -q "serving /proc/hpc through /dev/hpc" /tmp/omd.log || fail "a restarted omd did not take /dev/hpc"
+until_ok 10 same_load || fail "the tree does not work after omd restarted"
+[ "$(dmesg | grep -c 'omhpc: omd connected')" = 2 ] || fail "expected two connections in the log"
+
 step "unloading is refused while omd is connected"
 rmmod omhpc 2>/dev/null && fail "rmmod succeeded under omd"
 grep -q "^omhpc " /proc/modules || fail "the module went away"
