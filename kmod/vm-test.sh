@@ -169,6 +169,19 @@ timeout 10 cat /proc/hpc/admin/block >/dev/null 2>&1 && fail "a second read with
 n=$(dmesg | grep -c "omhpc: omd is not connected")
 [ "$n" = 1 ] || fail "expected one 'not connected' log line, found $n"
 
+step "raw messages on /dev/hpc: a bad tree is refused whole, a good one replaces the tree"
+# Tree (kind 4) holding only the file a/b (mode 0100444): its directory is not listed.
+# (Written by cat, in one write, which names the error it gets.)
+printf 'HPC1\002\000\004\000\000\000\000\000\013\000\000\000\044\201\000\000\000\000\003\000a/b' >/tmp/bad
+cat /tmp/bad >/dev/hpc 2>/tmp/err && fail "a tree with an unlisted directory was taken"
+grep -q "Invalid argument" /tmp/err || fail "a bad tree was not refused with EINVAL: $(cat /tmp/err)"
+[ -e /proc/hpc/nodes/1/load ] || fail "a refused tree changed the tree"
+# Tree holding only the directory x (mode 040555): everything else goes.
+printf 'HPC1\002\000\004\000\000\000\000\000\011\000\000\000\155\101\000\000\000\000\001\000x' >/tmp/good
+cat /tmp/good >/dev/hpc 2>/tmp/err || fail "a good tree was refused: $(cat /tmp/err)"
+[ -d /proc/hpc/x ] || fail "the new tree's directory is missing"
+[ "$(ls /proc/hpc)" = x ] || fail "the old entries stayed: $(ls /proc/hpc)"
+
 step "unload"
 rmmod omhpc || fail "rmmod after omd stopped"
 [ -e /proc/hpc ] && fail "/proc/hpc stayed after rmmod"

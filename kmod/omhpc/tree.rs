@@ -5,8 +5,9 @@
 //! omd sends the whole tree (sorted by path, so each directory comes before what it
 //! holds); [`Tree::replace`] turns the entries there into the entries wanted: removes
 //! what is gone (deepest first), creates what is new (parents first), and changes owners
-//! in place. An entry whose directory is missing, or that procfs refuses, is skipped and
-//! the message fails with EINVAL or EEXIST after the rest is applied.
+//! in place. A tree with an entry whose directory is not listed is refused whole (EINVAL);
+//! an entry procfs refuses is skipped, and the message fails (EEXIST) after the rest is
+//! applied.
 
 use kernel::bindings;
 use kernel::prelude::*;
@@ -85,6 +86,14 @@ impl Tree {
             want.push(e, GFP_KERNEL).map_err(|_| ENOMEM)?;
         }
         let find = |path: &[u8]| want.binary_search_by(|e| e.path.cmp(path)).ok();
+        // Every entry's directory must be listed, as a directory: else removing that
+        // directory below would take a kept entry along. Refused before any change.
+        for w in want.iter() {
+            let parent = w.parent();
+            if !parent.is_empty() && !find(parent).is_some_and(|i| want[i].is_dir()) {
+                return Err(bindings::EINVAL as Errno);
+            }
+        }
 
         // Take out what stays (same path, same kind, same file mode); remove the rest,
         // deepest first, so that no removal takes a kept entry along.
@@ -138,7 +147,15 @@ impl Tree {
                         result = Err(bindings::EINVAL as Errno);
                         continue;
                     };
-                    let cname = c_name(w.name(), &mut name)?;
+                    // (Never an error for a checked entry; no early return either way: the
+                    // entries kept so far must all reach `self.nodes`.)
+                    let cname = match c_name(w.name(), &mut name) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            result = Err(e);
+                            continue;
+                        }
+                    };
                     let made = if w.is_dir() {
                         Pde::mkdir(cname, Some(parent))
                     } else {
