@@ -2,7 +2,8 @@
  *   open PATH  spin, then try to open PATH and print the errno
  *   usr1       spin until SIGUSR1 arrives (the handler prints), then exit 0
  *   exit42     spin, then exit with status 42
- *   segv       spin, then write through a null pointer */
+ *   segv       spin, then write through a null pointer
+ * It spins 0.6 s, or $REMOTE_SPIN seconds. */
 #include "prog.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,8 @@ int main(int argc, char **argv) {
     if (argc < 2) return 2;
     /* The handler is there from the start, so a signal at any moment finds it. */
     if (!strcmp(argv[1], "usr1")) signal(SIGUSR1, on_usr1);
-    spin(0.6);
+    const char *secs = getenv("REMOTE_SPIN");
+    spin(secs ? atof(secs) : 0.6);
     if (!strcmp(argv[1], "open") && argc > 2) {
         int fd = open(argv[2], O_RDONLY);
         printf("open %s: %s\n", argv[2], fd < 0 ? strerror(errno) : "found");

@@ -348,11 +348,13 @@ fn engine_programs_move_between_nodes_and_back_2() {
 }
 
 /// Runs `remote MODE ARGS` with mosrun -2 in node 1; `after` runs (in node 1) once it
-/// is at node 2, with `$P` its pid. Returns what the shell printed.
+/// is at node 2, with `$P` its pid. Returns what the shell printed. The program spins 2 s
+/// before it acts: with the default 0.6 s, a busy CI machine once let it finish at node 2
+/// before the shell's `mosctl where` polls saw it there.
 fn remote(c: &TestCluster, tag: &str, args: &str, after: &str) -> String {
     let bin = program("remote");
     let script = format!(
-        "{} -2 {bin} {args} & P=$!; echo $P > pid; \
+        "REMOTE_SPIN=2 {} -2 {bin} {args} & P=$!; echo $P > pid; \
          for i in $(seq 100); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.02; done; \
          echo \"where $({} where $P)\"; {after}; wait $P; echo \"status $?\"",
         tool("mosrun"),
