@@ -402,22 +402,27 @@ impl HpcFs {
     /// under migration control), sorted by path, so each directory precedes its content.
     pub fn entries(&self) -> Vec<TreeEntry> {
         let mut out = Vec::new();
-        let mut stack = vec![(Ino::Root, String::new())];
-        while let Some((dir, path)) = stack.pop() {
+        let mut stack = vec![(Ino::Root, String::new(), 0)];
+        while let Some((dir, path, dir_uid)) = stack.pop() {
             for (ino, name) in self.children(dir) {
                 let p = if path.is_empty() {
                     name
                 } else {
                     format!("{path}/{name}")
                 };
+                // A process's files have its directory's owner: /proc read once per pid.
+                let uid = match ino {
+                    Ino::PidFile(..) => dir_uid,
+                    _ => owner_of(ino),
+                };
                 out.push(TreeEntry {
                     path: p.clone(),
                     dir: ino.is_dir(),
                     perm: perm(ino),
-                    uid: owner_of(ino),
+                    uid,
                 });
                 if ino.is_dir() {
-                    stack.push((ino, p));
+                    stack.push((ino, p, uid));
                 }
             }
         }
