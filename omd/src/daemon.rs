@@ -197,27 +197,28 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         0,
     ));
     // The tree: through the kernel module's device when it is loaded, else over FUSE.
-    let (_device, fuse) = if args.no_hpc {
-        (None, None)
-    } else if let Some(served) = crate::hpcdev::serve(node.clone(), &args.hpc_device)
-        .with_context(|| {
+    let device = !args.no_hpc
+        && crate::hpcdev::serve(node.clone(), &args.hpc_device).with_context(|| {
             format!(
                 "cannot serve /proc/hpc through {} (is another omd using it? --no-hpc runs without the tree)",
                 args.hpc_device.display()
             )
-        })?
-    {
-        tracing::info!("serving /proc/hpc through {}", served.device.display());
-        (Some(served), None)
-    } else {
-        let session = crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
-            format!(
-                "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
-                args.hpc_root.display()
-            )
         })?;
-        (None, Some(session))
+    let fuse = if args.no_hpc || device {
+        None
+    } else {
+        Some(
+            crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
+                format!(
+                    "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
+                    args.hpc_root.display()
+                )
+            })?,
+        )
     };
+    if device {
+        tracing::info!("serving /proc/hpc through {}", args.hpc_device.display());
+    }
     crate::migrate::start(node.clone(), (args.guest_uid, args.guest_gid), p.tcp);
     write_pidfile(&args.pidfile)?;
     let rt = tokio::runtime::Builder::new_current_thread()

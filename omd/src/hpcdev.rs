@@ -24,19 +24,14 @@ pub const DEFAULT_DEVICE: &str = "/dev/hpc";
 /// How often the tree is listed.
 const TREE_EVERY: Duration = Duration::from_secs(1);
 
-/// A served device; the threads run as long as omd does (the module sees omd go when
-/// the process ends and its descriptor closes).
-pub struct Served {
-    pub device: std::path::PathBuf,
-}
-
-/// Serves the tree through `device` if it exists: `Ok(None)` when there is no such
+/// Serves the tree through `device` if it exists: `Ok(false)` when there is no such
 /// device (no module loaded), an error if it exists but cannot be used (another omd has
-/// it: EBUSY).
-pub fn serve(node: Arc<Mutex<Node>>, device: &Path) -> std::io::Result<Option<Served>> {
+/// it: EBUSY). The threads run as long as omd does; the module sees omd go when the
+/// process ends and its descriptor closes.
+pub fn serve(node: Arc<Mutex<Node>>, device: &Path) -> std::io::Result<bool> {
     let file = match File::options().read(true).write(true).open(device) {
         Ok(f) => Arc::new(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
     let fs = Arc::new(HpcFs::new(node));
@@ -65,9 +60,7 @@ pub fn serve(node: Arc<Mutex<Node>>, device: &Path) -> std::io::Result<Option<Se
                 Err(e) => tracing::warn!("cannot encode the /proc/hpc tree: {e}"),
             }
         })?;
-    Ok(Some(Served {
-        device: device.to_path_buf(),
-    }))
+    Ok(true)
 }
 
 /// The `Tree` message for `entries` (sorted by path, as [`HpcFs::entries`] gives them).

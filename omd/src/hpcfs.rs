@@ -348,7 +348,6 @@ impl HpcFs {
         done(answer(&self.node, request, uid))
     }
 
-    /// May user `uid` write file `ino`?
     /// Entry `name` of directory `parent`; `<pid>` of any process of this node resolves
     /// at the root, listed or not.
     fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
@@ -430,6 +429,7 @@ impl HpcFs {
         out
     }
 
+    /// May user `uid` write file `ino`?
     fn writable_by(&self, ino: Ino, uid: u32) -> bool {
         match ino {
             Ino::AdminFile(_) => uid == 0,
@@ -441,7 +441,6 @@ impl HpcFs {
     }
 }
 
-/// A change request's answer as a file operation's result.
 /// One entry of [`HpcFs::entries`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeEntry {
@@ -473,6 +472,7 @@ fn owner_of(ino: Ino) -> u32 {
     }
 }
 
+/// A change request's answer as a file operation's result.
 fn done(r: Response) -> Result<(), Errno> {
     match r {
         Response::Done { .. } => Ok(()),
