@@ -97,35 +97,23 @@ impl Shared {
 
     /// The content of file `path`.
     pub(crate) fn read(&self, path: &[u8]) -> Result<KVec<u8>, Errno> {
-        self.ask(path, wire::HEADER + path.len(), |id, out| {
-            wire::encode(&Msg::Read { id, path }, out)
-        })
+        self.ask(path, |id| Msg::Read { id, path })
     }
 
     /// Writes `data` to file `path` on behalf of `uid`.
     pub(crate) fn write(&self, uid: u32, path: &[u8], data: &[u8]) -> Result<(), Errno> {
-        let size = wire::HEADER + 4 + path.len() + 1 + data.len();
-        self.ask(path, size, |id, out| {
-            wire::encode(
-                &Msg::Write {
-                    id,
-                    uid,
-                    path,
-                    data,
-                },
-                out,
-            )
+        self.ask(path, |id| Msg::Write {
+            id,
+            uid,
+            path,
+            data,
         })
         .map(|_| ())
     }
 
-    /// Queues a request of `size` bytes made by `encode` and waits for its reply.
-    fn ask(
-        &self,
-        path: &[u8],
-        size: usize,
-        encode: impl FnOnce(u32, &mut [u8]) -> Result<usize, wire::Error>,
-    ) -> Result<KVec<u8>, Errno> {
+    /// Queues the request `request` makes for an id and waits for its reply.
+    fn ask<'a>(&self, path: &[u8], request: impl Fn(u32) -> Msg<'a>) -> Result<KVec<u8>, Errno> {
+        let size = request(0).encoded_len();
         let mut msg = KVec::from_elem(0u8, size, GFP_KERNEL).map_err(|_| ENOMEM)?;
         let mut g = self.q.lock();
         if g.closing {
@@ -140,7 +128,7 @@ impl Shared {
         }
         let id = g.next_id;
         g.next_id = g.next_id.wrapping_add(1).max(1);
-        encode(id, msg.as_mut_slice()).map_err(|_| EINVAL)?;
+        wire::encode(&request(id), msg.as_mut_slice()).map_err(|_| EINVAL)?;
         let k = g
             .slots
             .iter()

@@ -66,26 +66,25 @@ pub fn serve(node: Arc<Mutex<Node>>, device: &Path) -> std::io::Result<bool> {
 /// The `Tree` message for `entries` (sorted by path, as [`HpcFs::entries`] gives them).
 pub fn encode_tree(entries: &[TreeEntry]) -> std::io::Result<Vec<u8>> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let size: usize = entries
+    let list: Vec<wire::Entry<'_>> = entries
         .iter()
-        .map(|e| wire::ENTRY_HEADER + e.path.len())
-        .sum();
-    let mut payload = vec![0u8; size];
-    let mut at = 0;
-    for e in entries {
-        let entry = wire::Entry {
+        .map(|e| wire::Entry {
             mode: if e.dir { wire::S_IFDIR } else { wire::S_IFREG } | e.perm,
             uid: e.uid,
             path: e.path.as_bytes(),
-        };
-        at += entry
+        })
+        .collect();
+    let mut payload = vec![0u8; list.iter().map(wire::Entry::wire_len).sum()];
+    let mut at = 0;
+    for e in &list {
+        at += e
             .put(&mut payload[at..])
-            .map_err(|_| bad(&format!("tree entry {:?}", e.path)))?;
+            .map_err(|_| bad(&format!("tree entry {:?}", String::from_utf8_lossy(e.path))))?;
     }
-    let mut out = vec![0u8; wire::HEADER + size];
-    let n = wire::encode(&wire::Msg::Tree { entries: &payload }, &mut out)
+    let msg = wire::Msg::Tree { entries: &payload };
+    let mut out = vec![0u8; msg.encoded_len()];
+    wire::encode(&msg, &mut out)
         .map_err(|e| bad(&format!("tree of {} entries: {e:?}", entries.len())))?;
-    out.truncate(n);
     Ok(out)
 }
 
@@ -120,22 +119,18 @@ pub fn answer(fs: &HpcFs, request: &[u8]) -> Option<Vec<u8>> {
         Err(e) => (e.code(), Vec::new()),
     };
     data.truncate(wire::MAX_DATA);
-    let mut out = vec![0u8; wire::HEADER + 4 + data.len()];
-    let n = wire::encode(
-        &wire::Msg::Reply {
-            id,
-            errno,
-            data: &data,
-        },
-        &mut out,
-    )
-    .ok()?;
-    out.truncate(n);
+    let reply = wire::Msg::Reply {
+        id,
+        errno,
+        data: &data,
+    };
+    let mut out = vec![0u8; reply.encoded_len()];
+    wire::encode(&reply, &mut out).ok()?;
     Some(out)
 }
 
 fn answer_requests(file: &File, fs: &HpcFs) {
-    let mut buf = vec![0u8; wire::HEADER + 4 + wire::MAX_PATH + 1 + wire::MAX_DATA];
+    let mut buf = vec![0u8; wire::MAX_REQUEST];
     loop {
         let n = match (&*file).read(&mut buf) {
             Ok(0) => {
@@ -187,9 +182,8 @@ mod tests {
     }
 
     fn request(m: Msg<'_>) -> Vec<u8> {
-        let mut out = vec![0u8; wire::HEADER + 64];
-        let n = wire::encode(&m, &mut out).unwrap();
-        out.truncate(n);
+        let mut out = vec![0u8; m.encoded_len()];
+        wire::encode(&m, &mut out).unwrap();
         out
     }
 

@@ -46,6 +46,7 @@ mod tests {
     fn round(m: Msg<'_>) {
         let mut buf = [0u8; HEADER + 512];
         let n = encode(&m, &mut buf).unwrap();
+        assert_eq!(n, m.encoded_len());
         assert_eq!(payload_len(&buf[..n]), Ok(n - HEADER));
         assert_eq!(decode(&buf[..n]), Ok(m));
     }
@@ -80,6 +81,17 @@ mod tests {
             errno: 13,
             data: b"x",
         });
+        // The largest request fits MAX_REQUEST exactly.
+        let (path, data) = ([b'p'; MAX_PATH], [b'd'; MAX_DATA]);
+        let big = Msg::Write {
+            id: 1,
+            uid: 0,
+            path: &path,
+            data: &data,
+        };
+        assert_eq!(big.encoded_len(), MAX_REQUEST);
+        let mut out = [0u8; MAX_REQUEST];
+        assert_eq!(encode(&big, &mut out), Ok(MAX_REQUEST));
         let mut t = [0u8; 256];
         let n = tree(
             &[

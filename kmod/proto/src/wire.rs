@@ -13,6 +13,8 @@ pub const MAX_PAYLOAD: usize = 1 << 18;
 pub const MAX_DATA: usize = 4096;
 /// The longest path of an entry, relative to /proc/hpc.
 pub const MAX_PATH: usize = 255;
+/// The largest request the kernel sends: a write of MAX_DATA bytes to a MAX_PATH path.
+pub const MAX_REQUEST: usize = HEADER + 4 + MAX_PATH + 1 + MAX_DATA;
 /// `mode` bits of a directory entry (S_IFDIR); files carry S_IFREG.
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
@@ -60,6 +62,19 @@ pub enum Msg<'a> {
     /// The whole tree below /proc/hpc (omd → kernel), replacing the previous one: entries
     /// (see [`entries`]) sorted by path, each directory before what it holds.
     Tree { entries: &'a [u8] },
+}
+
+impl Msg<'_> {
+    /// The bytes [`encode`] writes for it (what a buffer for it must hold).
+    pub fn encoded_len(&self) -> usize {
+        HEADER
+            + match self {
+                Msg::Read { path, .. } => path.len(),
+                Msg::Write { path, data, .. } => 4 + path.len() + 1 + data.len(),
+                Msg::Reply { data, .. } => 4 + data.len(),
+                Msg::Tree { entries } => entries.len(),
+            }
+    }
 }
 
 /// Why a message was refused.
