@@ -26,7 +26,7 @@ use userfaultfd::{Event, EventBuffer, Uffd};
 use crate::error::{PageError, RestoreError};
 use crate::image::PAGE_SIZE;
 use crate::pages::PageSource;
-use crate::ranges::RangeSet;
+use crate::ranges::{Piece, RangeMap};
 use crate::sys::{self, UffdErr};
 
 /// Pages fetched around a fault (aligned window).
@@ -52,6 +52,9 @@ pub struct PagerStats {
     pub zero_pages: u64,
     /// Pages the process dropped or unmapped before they were filled.
     pub dropped_pages: u64,
+    /// Pages the process moved (`mremap`) before they were filled; they are filled at
+    /// their new place with the bytes of their old one.
+    pub moved_pages: u64,
     /// Children forked while paging was in progress.
     pub forks: u64,
     /// Time from start until every page was in place.
@@ -90,7 +93,7 @@ impl LazyPager {
     pub fn start(
         uffd: Uffd,
         ranges: &[(u64, u64)],
-        pending: RangeSet,
+        pending: RangeMap,
         source: Box<dyn PageSource>,
     ) -> std::io::Result<Self> {
         let mut boundaries: Vec<u64> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
@@ -142,7 +145,7 @@ impl Drop for LazyPager {
 
 struct Client {
     uffd: Uffd,
-    pending: RangeSet,
+    pending: RangeMap,
     alive: bool,
 }
 
@@ -167,7 +170,7 @@ enum Copy {
 impl Pager {
     fn new(
         uffd: Uffd,
-        pending: RangeSet,
+        pending: RangeMap,
         boundaries: Vec<u64>,
         source: Box<dyn PageSource>,
     ) -> Self {
@@ -264,9 +267,16 @@ impl Pager {
                     });
                 }
                 Event::Remap { from, to, len } => {
-                    self.clients[i]
+                    let (from, to, len) = (from as u64, to as u64, len as u64);
+                    let c = &mut self.clients[i];
+                    let moved: u64 = c
                         .pending
-                        .relocate(from as u64, to as u64, len as u64)
+                        .intersect(from, from + len)
+                        .iter()
+                        .map(|p| p.len())
+                        .sum();
+                    self.stats.moved_pages += moved / PAGE_SIZE;
+                    c.pending.relocate(from, to, len)
                 }
                 Event::Remove { start, end } | Event::Unmap { start, end } => {
                     let c = &mut self.clients[i];
@@ -305,13 +315,13 @@ impl Pager {
         // The faulting page's own piece first, so the process wakes as early as possible.
         let (mine, others): (Vec<_>, Vec<_>) = pieces
             .into_iter()
-            .partition(|&(s, e)| s <= page && page < e);
-        for (s, e) in mine.into_iter().chain(others) {
-            if let Copy::Gone = self.copy(i, s, e)? {
+            .partition(|p| p.start <= page && page < p.end);
+        for p in mine.into_iter().chain(others) {
+            if let Copy::Gone = self.copy(i, p)? {
                 self.clients[i].alive = false;
                 return Ok(());
             }
-            self.stats.fault_pages += (e - s) / PAGE_SIZE;
+            self.stats.fault_pages += p.len() / PAGE_SIZE;
         }
         Ok(())
     }
@@ -325,32 +335,34 @@ impl Pager {
         else {
             return Ok(());
         };
-        let Some((s, e)) = self.clients[i].pending.first() else {
+        let Some(mut p) = self.clients[i].pending.first() else {
             return Ok(());
         };
-        let e = e.min(s + FILL_CHUNK);
-        match self.copy(i, s, e)? {
-            Copy::Done => self.stats.background_pages += (e - s) / PAGE_SIZE,
+        p.end = p.end.min(p.start + FILL_CHUNK);
+        match self.copy(i, p)? {
+            Copy::Done => self.stats.background_pages += p.len() / PAGE_SIZE,
             Copy::Retry => {}
             Copy::Gone => self.clients[i].alive = false,
         }
         Ok(())
     }
 
-    /// Copies `[s, e)` from the source into client `i` and marks it filled. One
-    /// `UFFDIO_COPY` must stay inside one VMA, so the range is cut at the mapping
-    /// boundaries known from the image; where the process has split mappings since
-    /// (`mprotect`), a refused copy (`ENOENT`) is retried page by page.
-    fn copy(&mut self, i: usize, s: u64, e: u64) -> Result<Copy, PageError> {
-        let mut at = s;
-        while at < e {
+    /// Copies the piece `p` (its bytes read from the source at `p.src`, which differs
+    /// from `p.start` once the process has moved it) into client `i` and marks it
+    /// filled. One `UFFDIO_COPY` must stay inside one VMA, so the range is cut at the
+    /// mapping boundaries known from the image; where the process has split or moved
+    /// mappings since (`mprotect`, `mremap`), a refused copy (`ENOENT`) is retried page
+    /// by page.
+    fn copy(&mut self, i: usize, p: Piece) -> Result<Copy, PageError> {
+        let mut at = p.start;
+        while at < p.end {
             let cut = self
                 .boundaries
                 .get(self.boundaries.partition_point(|&b| b <= at))
                 .copied()
                 .unwrap_or(u64::MAX)
-                .min(e);
-            match self.copy_within_vma(i, at, cut)? {
+                .min(p.end);
+            match self.copy_within_vma(i, at, cut, p.src + (at - p.start))? {
                 Copy::Done => at = cut,
                 other => return Ok(other),
             }
@@ -358,9 +370,10 @@ impl Pager {
         Ok(Copy::Done)
     }
 
-    fn copy_within_vma(&mut self, i: usize, s: u64, e: u64) -> Result<Copy, PageError> {
+    /// Copies `[s, e)`, whose bytes the source holds at `src`, into client `i`.
+    fn copy_within_vma(&mut self, i: usize, s: u64, e: u64, src: u64) -> Result<Copy, PageError> {
         let n = (e - s) as usize;
-        self.source.read(s, &mut self.buf[..n])?;
+        self.source.read(src, &mut self.buf[..n])?;
         let c = &mut self.clients[i];
         let page = PAGE_SIZE as usize;
         let mut off = 0usize;

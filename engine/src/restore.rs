@@ -19,7 +19,7 @@ use crate::image::*;
 use crate::inject::Injector;
 use crate::lazy::{LazyPager, PagerStats};
 use crate::pages::{PageSource, ProcessMemory};
-use crate::ranges::RangeSet;
+use crate::ranges::RangeMap;
 use crate::sys;
 use crate::tracer::TracerThread;
 
@@ -496,7 +496,7 @@ pub(crate) fn rebuild(
             inj.call("close", libc::SYS_close, &[fd_there])
                 .map_err(step("close the userfaultfd"))?;
             let uffd = crate::lazy::handshake(ufd)?;
-            let mut pending = RangeSet::new();
+            let mut pending = RangeMap::new();
             for r in &anon_runs {
                 pending.insert(r.addr, r.end());
             }

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::build;
 use om_engine::guest::Guest;
 use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
 use om_engine::{capture_with, Options, Paging, ProcessMemory};
@@ -55,28 +57,6 @@ fn pair() -> (Arc<dyn Link>, Arc<dyn Link>) {
             rx: Mutex::new(a_rx),
         }),
     )
-}
-
-fn programs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/programs")
-}
-
-fn build(name: &str) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("relay-programs");
-    std::fs::create_dir_all(&d).unwrap();
-    let out = d.join(name);
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    let st = Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&tmp)
-        .arg(programs_dir().join(format!("{name}.c")))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::rename(&tmp, &out).unwrap();
-    out
 }
 
 #[derive(Debug, PartialEq, Eq)]
