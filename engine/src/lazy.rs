@@ -7,6 +7,11 @@
 //! userfaultfd served from the same source. When nothing is left to fill, the source is
 //! dropped and the userfaultfd closed: the process no longer depends on anything.
 //!
+//! If the source fails (the link to the original's node is lost, the image is cut
+//! short), every page still to come is poisoned (`UFFDIO_POISON`): a process that touches
+//! one dies of SIGBUS, as on a memory error, instead of reading zeros and computing on
+//! with them, and one that never does runs on. The pager then reports the source's error.
+//!
 //! Everything runs on one thread, so a fault, an event and the background pass never race:
 //! a copy that meets a pending event fails with `EAGAIN` and is retried after the event
 //! has been read.
@@ -38,6 +43,7 @@ const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
 const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
 const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
 const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+const UFFD_FEATURE_POISON: u64 = 1 << 14;
 
 /// What the pager did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,11 +63,16 @@ pub struct PagerStats {
     pub moved_pages: u64,
     /// Children forked while paging was in progress.
     pub forks: u64,
+    /// Pages the source failed to supply (it reported an error, as when the link to
+    /// the original's node is lost): each was poisoned, so that touching it raises
+    /// SIGBUS rather than reading zeros. The pager then reports the source's error.
+    pub lost_pages: u64,
     /// Time from start until every page was in place.
     pub elapsed: Duration,
 }
 
-/// Does the `UFFDIO_API` handshake with the events the pager needs.
+/// Does the `UFFDIO_API` handshake with the events the pager needs, and checks that the
+/// kernel can poison pages (Linux 6.6).
 pub(crate) fn handshake(fd: OwnedFd) -> Result<Uffd, RestoreError> {
     use std::os::fd::AsRawFd;
     let want = UFFD_FEATURE_EVENT_FORK
@@ -72,9 +83,12 @@ pub(crate) fn handshake(fd: OwnedFd) -> Result<Uffd, RestoreError> {
         what: "userfaultfd handshake (UFFDIO_API)".into(),
         source,
     })?;
-    if got & want != want {
+    // The kernel reports every feature it has; UFFDIO_POISON needs no feature asked for.
+    let need = want | UFFD_FEATURE_POISON;
+    if got & need != need {
         return Err(RestoreError::Incompatible(format!(
-            "userfaultfd lacks events: asked {want:#x}, kernel offers {got:#x}"
+            "userfaultfd lacks features for lazy paging (events, and UFFDIO_POISON of \
+             Linux 6.6): needs {need:#x}, the kernel offers {got:#x}"
         )));
     }
     Ok(sys::uffd_from_fd(fd))
@@ -122,7 +136,8 @@ impl LazyPager {
         self.go.store(true, Ordering::Release);
     }
 
-    /// Waits until every page is in place.
+    /// Waits until every page is in place; if the source failed, returns its error once
+    /// the pages it could not supply are poisoned.
     pub fn join(mut self) -> Result<PagerStats, PageError> {
         self.release();
         match self.handle.take().map(JoinHandle::join) {
@@ -156,6 +171,8 @@ struct Pager {
     source: Box<dyn PageSource>,
     buf: Vec<u8>,
     stats: PagerStats,
+    /// Why the source failed, once it has: the pages still pending are then poisoned.
+    failed: Option<PageError>,
 }
 
 /// Outcome of one copy attempt.
@@ -184,6 +201,7 @@ impl Pager {
             source,
             buf: vec![0u8; FILL_CHUNK as usize],
             stats: PagerStats::default(),
+            failed: None,
         }
     }
 
@@ -225,17 +243,20 @@ impl Pager {
                 }
             };
             for i in ready {
-                self.handle_events(i, &mut events)?;
+                self.handle_events(i, &mut events);
             }
             if go.load(Ordering::Acquire) {
-                self.background_step()?;
+                self.background_step();
             }
         }
         self.stats.elapsed = start.elapsed();
-        Ok(self.stats)
+        match self.failed {
+            None => Ok(self.stats),
+            Some(e) => Err(e),
+        }
     }
 
-    fn handle_events(&mut self, i: usize, events: &mut EventBuffer) -> Result<(), PageError> {
+    fn handle_events(&mut self, i: usize, events: &mut EventBuffer) {
         let mut todo = Vec::new();
         match self.clients[i].uffd.read_events(events) {
             Ok(it) => {
@@ -244,19 +265,19 @@ impl Pager {
                         Ok(ev) => todo.push(ev),
                         Err(_) => {
                             self.clients[i].alive = false;
-                            return Ok(());
+                            return;
                         }
                     }
                 }
             }
             Err(_) => {
                 self.clients[i].alive = false;
-                return Ok(());
+                return;
             }
         }
         for ev in todo {
             match ev {
-                Event::Pagefault { addr, .. } => self.fault(i, addr as u64)?,
+                Event::Pagefault { addr, .. } => self.fault(i, addr as u64),
                 Event::Fork { uffd } => {
                     self.stats.forks += 1;
                     let pending = self.clients[i].pending.clone();
@@ -286,12 +307,11 @@ impl Pager {
                 }
             }
         }
-        Ok(())
     }
 
     /// Serves a fault at `addr`: the faulting page and its pending neighbours in the
     /// aligned window, or a zero page if the image never held it.
-    fn fault(&mut self, i: usize, addr: u64) -> Result<(), PageError> {
+    fn fault(&mut self, i: usize, addr: u64) {
         self.stats.faults += 1;
         let page = addr & !(PAGE_SIZE - 1);
         if !self.clients[i].pending.contains(page) {
@@ -306,7 +326,7 @@ impl Pager {
                 Err(UffdErr::Errno(libc::EAGAIN)) => {}
                 Err(_) => self.clients[i].alive = false,
             }
-            return Ok(());
+            return;
         }
         let window = page & !(FAULT_CHUNK - 1);
         let pieces = self.clients[i]
@@ -317,34 +337,37 @@ impl Pager {
             .into_iter()
             .partition(|p| p.start <= page && page < p.end);
         for p in mine.into_iter().chain(others) {
-            if let Copy::Gone = self.copy(i, p)? {
+            if let Copy::Gone = self.copy(i, p) {
                 self.clients[i].alive = false;
-                return Ok(());
+                return;
             }
-            self.stats.fault_pages += p.len() / PAGE_SIZE;
+            if self.failed.is_none() {
+                self.stats.fault_pages += p.len() / PAGE_SIZE;
+            }
         }
-        Ok(())
     }
 
     /// Copies the next chunk of some client's pending pages.
-    fn background_step(&mut self) -> Result<(), PageError> {
+    fn background_step(&mut self) {
         let Some(i) = self
             .clients
             .iter()
             .position(|c| c.alive && !c.pending.is_empty())
         else {
-            return Ok(());
+            return;
         };
         let Some(mut p) = self.clients[i].pending.first() else {
-            return Ok(());
+            return;
         };
         p.end = p.end.min(p.start + FILL_CHUNK);
-        match self.copy(i, p)? {
-            Copy::Done => self.stats.background_pages += p.len() / PAGE_SIZE,
+        match self.copy(i, p) {
+            Copy::Done if self.failed.is_none() => {
+                self.stats.background_pages += p.len() / PAGE_SIZE
+            }
+            Copy::Done => {}
             Copy::Retry => {}
             Copy::Gone => self.clients[i].alive = false,
         }
-        Ok(())
     }
 
     /// Copies the piece `p` (its bytes read from the source at `p.src`, which differs
@@ -353,7 +376,7 @@ impl Pager {
     /// mapping boundaries known from the image; where the process has split or moved
     /// mappings since (`mprotect`, `mremap`), a refused copy (`ENOENT`) is retried page
     /// by page.
-    fn copy(&mut self, i: usize, p: Piece) -> Result<Copy, PageError> {
+    fn copy(&mut self, i: usize, p: Piece) -> Copy {
         let mut at = p.start;
         while at < p.end {
             let cut = self
@@ -362,18 +385,23 @@ impl Pager {
                 .copied()
                 .unwrap_or(u64::MAX)
                 .min(p.end);
-            match self.copy_within_vma(i, at, cut, p.src + (at - p.start))? {
+            match self.copy_within_vma(i, at, cut, p.src + (at - p.start)) {
                 Copy::Done => at = cut,
-                other => return Ok(other),
+                other => return other,
             }
         }
-        Ok(Copy::Done)
+        Copy::Done
     }
 
-    /// Copies `[s, e)`, whose bytes the source holds at `src`, into client `i`.
-    fn copy_within_vma(&mut self, i: usize, s: u64, e: u64, src: u64) -> Result<Copy, PageError> {
+    /// Fills `[s, e)`, whose bytes the source holds at `src`, in client `i`: with those
+    /// bytes, or, once the source has failed, with poison (see [`PagerStats::lost_pages`]).
+    fn copy_within_vma(&mut self, i: usize, s: u64, e: u64, src: u64) -> Copy {
         let n = (e - s) as usize;
-        self.source.read(src, &mut self.buf[..n])?;
+        if self.failed.is_none() {
+            if let Err(err) = self.source.read(src, &mut self.buf[..n]) {
+                self.failed = Some(err);
+            }
+        }
         let c = &mut self.clients[i];
         let page = PAGE_SIZE as usize;
         let mut off = 0usize;
@@ -381,17 +409,29 @@ impl Pager {
         while off < n {
             let len = if single { page } else { n - off };
             let at = s + off as u64;
-            match sys::uffd_copy(&c.uffd, &self.buf[off..off + len], at) {
-                Ok(done) => off += if done == 0 || done > len { len } else { done },
+            let poison = self.failed.is_some();
+            let done = if poison {
+                sys::uffd_poison(&c.uffd, at, len)
+            } else {
+                sys::uffd_copy(&c.uffd, &self.buf[off..off + len], at)
+            };
+            match done {
+                Ok(done) => {
+                    let done = if done == 0 || done > len { len } else { done };
+                    if poison {
+                        self.stats.lost_pages += (done / page) as u64;
+                    }
+                    off += done;
+                }
                 Err(UffdErr::Partial(done)) => {
                     // The kernel reports -EAGAIN in the count when nothing was copied.
                     let done = if done > len { 0 } else { done };
                     c.pending.remove(s, at + done as u64);
-                    return Ok(Copy::Retry);
+                    return Copy::Retry;
                 }
                 Err(UffdErr::Errno(libc::EAGAIN)) => {
                     c.pending.remove(s, at);
-                    return Ok(Copy::Retry);
+                    return Copy::Retry;
                 }
                 // Already present, or (for a single page) no longer registered: that page
                 // needs nothing from us.
@@ -400,17 +440,18 @@ impl Pager {
                 }
                 // Part of the range is present or crosses a mapping boundary.
                 Err(UffdErr::Errno(libc::EEXIST | libc::ENOENT)) => single = true,
-                Err(UffdErr::Errno(_)) => return Ok(Copy::Gone),
-                Err(UffdErr::Other(e)) => {
-                    return Err(PageError::Uffd {
+                Err(UffdErr::Errno(_)) => return Copy::Gone,
+                // The copy itself failed: from here on, the pages are lost.
+                Err(UffdErr::Other(source)) => {
+                    self.failed = Some(PageError::Uffd {
                         op: "UFFDIO_COPY",
                         addr: at,
-                        source: e,
+                        source,
                     })
                 }
             }
         }
         c.pending.remove(s, e);
-        Ok(Copy::Done)
+        Copy::Done
     }
 }

@@ -356,6 +356,39 @@ pub(crate) fn uffd_zeropage(
     unsafe { uffd.zeropage(dst as *mut libc::c_void, len, true) }.map_err(UffdErr::from)
 }
 
+#[repr(C)]
+struct UffdioPoison {
+    start: u64,
+    len: u64,
+    mode: u64,
+    updated: i64,
+}
+nix::ioctl_readwrite!(uffdio_poison_ioctl, 0xAA, 0x08, UffdioPoison);
+
+/// `UFFDIO_POISON` of `[dst, dst + len)` behind `uffd` (Linux 6.6): each missing page
+/// there raises SIGBUS when touched, and faulting threads are woken to meet it. Returns
+/// the bytes poisoned.
+pub(crate) fn uffd_poison(
+    uffd: &userfaultfd::Uffd,
+    dst: u64,
+    len: usize,
+) -> Result<usize, UffdErr> {
+    use std::os::fd::AsRawFd;
+    let mut arg = UffdioPoison {
+        start: dst,
+        len: len as u64,
+        mode: 0,
+        updated: 0,
+    };
+    // SAFETY: `arg` is a valid `struct uffdio_poison` the kernel reads and whose `updated`
+    // it writes; `dst` is in the other process's registered range, nothing of ours.
+    match unsafe { uffdio_poison_ioctl(uffd.as_raw_fd(), &mut arg) } {
+        Ok(_) => Ok(len),
+        Err(_) if arg.updated > 0 => Err(UffdErr::Partial(arg.updated as usize)),
+        Err(e) => Err(UffdErr::Errno(e as i32)),
+    }
+}
+
 /// Wraps a userfaultfd descriptor (already through the `UFFDIO_API` handshake).
 pub(crate) fn uffd_from_fd(fd: OwnedFd) -> userfaultfd::Uffd {
     use std::os::fd::IntoRawFd;

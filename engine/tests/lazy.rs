@@ -7,8 +7,10 @@
 mod common;
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::build;
@@ -16,7 +18,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup, dup2_stdout, Pid};
 use om_engine::error::PageError;
-use om_engine::{capture, checkpoint, restore, ImagePages, PageSource, Paging};
+use om_engine::{
+    capture, checkpoint, restore, ImagePages, PageSource, Paging, ProcessImage, Restored,
+};
 
 /// The image's pages, each read taking `per_page` per page.
 struct Slow {
@@ -27,6 +31,25 @@ struct Slow {
 impl PageSource for Slow {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
         std::thread::sleep(self.per_page * (buf.len() as u32).div_ceil(4096));
+        self.pages.read(addr, buf)
+    }
+}
+
+/// The image's pages until `cut` is set; then every read fails, as when the link to
+/// the original's node is lost.
+struct Failing {
+    pages: ImagePages,
+    cut: Arc<AtomicBool>,
+}
+
+impl PageSource for Failing {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(PageError::Io {
+                addr,
+                source: std::io::Error::other("the link to home is down"),
+            });
+        }
         self.pages.read(addr, buf)
     }
 }
@@ -69,6 +92,32 @@ fn wait_restored(pid: Pid) -> WaitStatus {
     }
 }
 
+/// Starts `bin` in `dir`, checkpoints it into `dir/ckpt` and ends it; returns the
+/// checkpoint's directory.
+fn checkpointed(bin: &Path, dir: &Path) -> PathBuf {
+    let mut child = start(bin, dir, File::create(dir.join("ignored.out")).unwrap());
+    let mut frozen = capture(child.id() as i32).unwrap();
+    let image = frozen.image().clone();
+    let ckpt = dir.join("ckpt");
+    checkpoint::write(&ckpt, &image, frozen.memory(), |_, _| {}).unwrap();
+    frozen.kill().unwrap();
+    // Its tracer, a thread of ours, has reaped it already.
+    let _ = child.wait();
+    ckpt
+}
+
+/// Restores `image` lazily from `source`, its output going to the file `out`.
+fn restored_lazily(image: &ProcessImage, source: Box<dyn PageSource>, out: &Path) -> Restored {
+    // The restored process's standard output is ours at the moment of restore (as
+    // with `omckpt restore`): for that moment, ours is the file.
+    let out = File::create(out).unwrap();
+    let saved = dup(std::io::stdout()).unwrap();
+    dup2_stdout(&out).unwrap();
+    let restored = restore(image, source, Paging::Lazy);
+    dup2_stdout(&saved).unwrap();
+    restored.unwrap()
+}
+
 #[test]
 fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
     let bin = build("reshape");
@@ -84,28 +133,13 @@ fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
     let want = std::fs::read_to_string(d.join("native.out")).unwrap();
     assert!(want.starts_with("reshaped"), "natively: {want}");
 
-    let mut child = start(&bin, d, File::create(d.join("ignored.out")).unwrap());
-    let mut frozen = capture(child.id() as i32).unwrap();
-    let image = frozen.image().clone();
-    let ckpt = d.join("ckpt");
-    checkpoint::write(&ckpt, &image, frozen.memory(), |_, _| {}).unwrap();
-    frozen.kill().unwrap();
-    // Its tracer, a thread of ours, has reaped it already.
-    let _ = child.wait();
-
+    let ckpt = checkpointed(&bin, d);
     let (image, pages) = checkpoint::read(&ckpt).unwrap();
     let source = Slow {
         pages,
         per_page: Duration::from_micros(20),
     };
-    // The restored process's standard output is ours at the moment of restore (as
-    // with `omckpt restore`): for that moment, ours is the file.
-    let out = File::create(d.join("lazy.out")).unwrap();
-    let saved = dup(std::io::stdout()).unwrap();
-    dup2_stdout(&out).unwrap();
-    let restored = restore(&image, Box::new(source), Paging::Lazy);
-    dup2_stdout(&saved).unwrap();
-    let mut restored = restored.unwrap();
+    let mut restored = restored_lazily(&image, Box::new(source), &d.join("lazy.out"));
     let pid = Pid::from_raw(restored.pid());
     kill(pid, Signal::SIGUSR1).unwrap();
     let status = wait_restored(pid);
@@ -127,4 +161,44 @@ fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
         stats.dropped_pages >= 16,
         "not dropped while pending: {stats:?}"
     );
+}
+
+/// The source fails once the process is restored: the pages it could not supply are poisoned, so the
+/// program dies of SIGBUS when it reaches one, instead of reading zeros and going on
+/// (before, the pager just ended and the kernel filled every missing page with zeros);
+/// the pager reports the source's error.
+#[test]
+fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
+    let bin = build("reshape");
+    let dir = tempfile::Builder::new()
+        .prefix("lazy-fail-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let d = dir.path();
+    let ckpt = checkpointed(&bin, d);
+    let (image, pages) = checkpoint::read(&ckpt).unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let source = Failing {
+        pages,
+        cut: cut.clone(),
+    };
+    let mut restored = restored_lazily(&image, Box::new(source), &d.join("lazy.out"));
+    cut.store(true, Ordering::SeqCst);
+    let pid = Pid::from_raw(restored.pid());
+    kill(pid, Signal::SIGUSR1).unwrap();
+    let status = wait_restored(pid);
+    let paging = restored.finish_paging();
+    let out = std::fs::read_to_string(d.join("lazy.out")).unwrap();
+    assert_eq!(
+        status,
+        WaitStatus::Signaled(pid, Signal::SIGBUS, false),
+        "output: {out:?}; pager: {paging:?}"
+    );
+    assert_eq!(out, "", "it printed before it died");
+    match paging {
+        Err(PageError::Io { source, .. }) => {
+            assert_eq!(source.to_string(), "the link to home is down")
+        }
+        other => panic!("the pager should report the source's error: {other:?}"),
+    }
 }

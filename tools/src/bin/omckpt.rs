@@ -56,7 +56,9 @@ enum Cmd {
     Restore {
         /// Directory written by `omckpt dump`.
         dir: PathBuf,
-        /// Start the process at once and page its memory in on demand from the image.
+        /// Start the process at once and page its memory in on demand from the image
+        /// (Linux 6.6 or later). Should the image become unreadable meanwhile, the pages
+        /// not yet in place are poisoned: the process dies of SIGBUS if it touches one.
         #[arg(long)]
         lazy: bool,
         /// Do not wait for the process: return once it runs (and, with --lazy, once all
