@@ -13,42 +13,12 @@ use std::time::{Duration, Instant};
 
 const OMCKPT: &str = env!("CARGO_BIN_EXE_omckpt");
 
-fn programs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/programs")
-}
-
-fn bin_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("omckpt-programs");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Compiles `name` (tests/programs/NAME.c) once; concurrent tests never see a partial file.
+/// Builds the test program `tests/programs/NAME.c` (see [`om_testprogs::build`]).
 fn build(name: &str) -> PathBuf {
-    let out = bin_dir().join(name.replace('/', "_"));
-    let src = programs_dir().join(format!("{name}.c"));
-    let fresh = |out: &Path| {
-        let (Ok(o), Ok(s), Ok(h)) = (
-            std::fs::metadata(out).and_then(|m| m.modified()),
-            std::fs::metadata(&src).and_then(|m| m.modified()),
-            std::fs::metadata(programs_dir().join("prog.h")).and_then(|m| m.modified()),
-        ) else {
-            return false;
-        };
-        o > s && o > h
-    };
-    if !fresh(&out) {
-        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-        let st = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .status()
-            .expect("gcc");
-        assert!(st.success(), "cannot compile {}", src.display());
-        std::fs::rename(&tmp, &out).unwrap();
-    }
-    out
+    om_testprogs::build(
+        name,
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("omckpt-programs"),
+    )
 }
 
 struct Rng(u64);

@@ -6,7 +6,7 @@
 use om_cluster::harness::TestCluster;
 use om_cluster::{ClusterSpec, DaemonSpec};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,29 +57,12 @@ fn cluster(name: &str) -> TestCluster {
 
 /// Test programs, compiled once into a directory every node sees (not /tmp).
 fn program(name: &str) -> String {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-programs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name.replace('/', "_"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../programs/{name}.c"));
-    // Tests run in processes of their own and may want the same program at once: each
-    // compiles to a file of its own and renames it into place, so that nobody ever runs a
-    // half-written binary.
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        name.replace('/', "_"),
-        std::process::id()
-    ));
-    let st = Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cannot compile {}", src.display());
-    std::fs::rename(&tmp, &out).unwrap();
-    out.display().to_string()
+    om_testprogs::build(
+        name,
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-programs"),
+    )
+    .display()
+    .to_string()
 }
 
 /// Starts `script` in node 1 (in a fresh directory of its private /tmp) and returns it.

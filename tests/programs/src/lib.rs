@@ -1,0 +1,58 @@
+//! Builds the C test programs that live beside this crate (`tests/programs/NAME.c`, each
+//! including `prog.h`) for the integration tests of several crates.
+//!
+//! Tests run in processes of their own, and several may ask for the same program at
+//! once. The builds therefore take turns under a file lock in the output directory, and
+//! a binary newer than its sources is kept, never replaced under a test that may be
+//! running it: a process whose executable was replaced cannot be checkpointed or
+//! migrated (its executable is a deleted file). Each build is written to a file of its
+//! own and renamed into place, so nobody ever runs a half-written binary.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// The directory of the programs' sources.
+pub fn sources() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles program `name` (a path below `tests/programs` without `.c`, e.g. `fpu` or
+/// `refuse/threads`) into `out_dir` unless an up-to-date build is there, and returns the
+/// executable's path (`/` in `name` becomes `_`). Panics, naming the program, if it
+/// cannot be built: it is meant for tests.
+pub fn build(name: &str, out_dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(out_dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
+    let lock = File::create(out_dir.join(".lock"))
+        .unwrap_or_else(|e| panic!("cannot create the build lock in {}: {e}", out_dir.display()));
+    let _turn = Flock::lock(lock, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", out_dir.display()));
+    let src = sources().join(format!("{name}.c"));
+    let out = out_dir.join(name.replace('/', "_"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_source = [src.clone(), sources().join("prog.h")]
+        .iter()
+        .filter_map(|p| modified(p))
+        .max();
+    if matches!((modified(&out), newest_source), (Some(b), Some(s)) if b > s) {
+        return out;
+    }
+    let tmp = out_dir.join(format!(
+        ".{}.{}",
+        name.replace('/', "_"),
+        std::process::id()
+    ));
+    let st = Command::new("gcc")
+        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run gcc for {}: {e}", src.display()));
+    assert!(st.success(), "cannot compile {}", src.display());
+    std::fs::rename(&tmp, &out)
+        .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", out.display()));
+    out
+}
