@@ -288,22 +288,15 @@ impl Pager {
                     });
                 }
                 Event::Remap { from, to, len } => {
-                    let (from, to, len) = (from as u64, to as u64, len as u64);
-                    let c = &mut self.clients[i];
-                    let moved: u64 = c
-                        .pending
-                        .intersect(from, from + len)
-                        .iter()
-                        .map(|p| p.len())
-                        .sum();
+                    let moved =
+                        self.clients[i]
+                            .pending
+                            .relocate(from as u64, to as u64, len as u64);
                     self.stats.moved_pages += moved / PAGE_SIZE;
-                    c.pending.relocate(from, to, len)
                 }
                 Event::Remove { start, end } | Event::Unmap { start, end } => {
-                    let c = &mut self.clients[i];
-                    let before = c.pending.total();
-                    c.pending.remove(start as u64, end as u64);
-                    self.stats.dropped_pages += (before - c.pending.total()) / PAGE_SIZE;
+                    let dropped = self.clients[i].pending.remove(start as u64, end as u64);
+                    self.stats.dropped_pages += dropped / PAGE_SIZE;
                 }
             }
         }
@@ -364,8 +357,7 @@ impl Pager {
             Copy::Done if self.failed.is_none() => {
                 self.stats.background_pages += p.len() / PAGE_SIZE
             }
-            Copy::Done => {}
-            Copy::Retry => {}
+            Copy::Done | Copy::Retry => {}
             Copy::Gone => self.clients[i].alive = false,
         }
     }

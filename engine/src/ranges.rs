@@ -114,10 +114,10 @@ impl RangeMap {
         self.map.insert(p.start, (p.end, p.src));
     }
 
-    /// Removes `[start, end)`.
-    pub fn remove(&mut self, start: u64, end: u64) {
+    /// Removes `[start, end)`; returns how much of it was in the map.
+    pub fn remove(&mut self, start: u64, end: u64) -> u64 {
         if start >= end {
-            return;
+            return 0;
         }
         let mut touched: Vec<Piece> = Vec::new();
         if let Some((&ps, &(pe, src))) = self.map.range(..start).next_back() {
@@ -134,14 +134,17 @@ impl RangeMap {
             end: e,
             src,
         }));
+        let mut removed = 0;
         for p in touched {
             self.map.remove(&p.start);
+            removed += p.clip(start, end).len();
             for keep in [p.clip(p.start, start), p.clip(end, p.end)] {
                 if !keep.is_empty() {
                     self.map.insert(keep.start, (keep.end, keep.src));
                 }
             }
         }
+        removed
     }
 
     /// Whether `addr` is covered.
@@ -182,9 +185,10 @@ impl RangeMap {
     /// Moves whatever is in `[from, from + len)` to `[to, to + len)` (an `mremap`),
     /// keeping each moved piece's source address. Any part of the destination that was
     /// in the map before is dropped first: its old contents were unmapped by the move.
-    pub fn relocate(&mut self, from: u64, to: u64, len: u64) {
+    /// Returns how much was moved.
+    pub fn relocate(&mut self, from: u64, to: u64, len: u64) -> u64 {
         let moved = self.intersect(from, from + len);
-        self.remove(from, from + len);
+        let total = self.remove(from, from + len);
         self.remove(to, to + len);
         for p in moved {
             self.put(Piece {
@@ -193,6 +197,7 @@ impl RangeMap {
                 src: p.src,
             });
         }
+        total
     }
 }
 
@@ -314,13 +319,15 @@ mod tests {
                     }
                 }
                 1 => {
-                    s.remove(a, b);
+                    let there = model[a as usize..b as usize].iter().flatten().count();
+                    assert_eq!(s.remove(a, b), there as u64, "removed from {a}..{b}");
                     model[a as usize..b as usize].fill(None);
                 }
                 _ => {
                     let len = b - a;
                     let to = next() % (N as u64 - len + 1);
-                    s.relocate(a, to, len);
+                    let there = model[a as usize..b as usize].iter().flatten().count();
+                    assert_eq!(s.relocate(a, to, len), there as u64, "moved from {a}..{b}");
                     let moved: Vec<_> = model[a as usize..b as usize].to_vec();
                     model[a as usize..b as usize].fill(None);
                     model[to as usize..(to + len) as usize].copy_from_slice(&moved);

@@ -75,6 +75,11 @@ fn start(bin: &Path, dir: &Path, out: File) -> Child {
     child
 }
 
+/// Tells `reshape`, running in `dir`, to reshape its mappings.
+fn go(dir: &Path) {
+    File::create(dir.join("go")).unwrap();
+}
+
 /// Waits (at most a minute) for the restored child `pid` to end.
 fn wait_restored(pid: Pid) -> WaitStatus {
     let start = Instant::now();
@@ -128,9 +133,10 @@ fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
     let d = dir.path();
 
     let mut native = start(&bin, d, File::create(d.join("native.out")).unwrap());
-    kill(Pid::from_raw(native.id() as i32), Signal::SIGUSR1).unwrap();
+    go(d);
     assert!(native.wait().unwrap().success());
     let want = std::fs::read_to_string(d.join("native.out")).unwrap();
+    std::fs::remove_file(d.join("go")).unwrap();
     assert!(want.starts_with("reshaped"), "natively: {want}");
 
     let ckpt = checkpointed(&bin, d);
@@ -141,7 +147,7 @@ fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
     };
     let mut restored = restored_lazily(&image, Box::new(source), &d.join("lazy.out"));
     let pid = Pid::from_raw(restored.pid());
-    kill(pid, Signal::SIGUSR1).unwrap();
+    go(d);
     let status = wait_restored(pid);
     let stats = restored.finish_paging().unwrap().unwrap();
     let got = std::fs::read_to_string(d.join("lazy.out")).unwrap();
@@ -163,10 +169,10 @@ fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
     );
 }
 
-/// The source fails once the process is restored: the pages it could not supply are poisoned, so the
-/// program dies of SIGBUS when it reaches one, instead of reading zeros and going on
-/// (before, the pager just ended and the kernel filled every missing page with zeros);
-/// the pager reports the source's error.
+/// The source fails once the process is restored: the pages it could not supply are
+/// poisoned, so the program dies of SIGBUS when it reaches one, instead of reading zeros
+/// and going on (before, the pager just ended and the kernel filled every missing page
+/// with zeros); the pager reports the source's error.
 #[test]
 fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
     let bin = build("reshape");
@@ -185,7 +191,7 @@ fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
     let mut restored = restored_lazily(&image, Box::new(source), &d.join("lazy.out"));
     cut.store(true, Ordering::SeqCst);
     let pid = Pid::from_raw(restored.pid());
-    kill(pid, Signal::SIGUSR1).unwrap();
+    go(d);
     let status = wait_restored(pid);
     let paging = restored.finish_paging();
     let out = std::fs::read_to_string(d.join("lazy.out")).unwrap();
