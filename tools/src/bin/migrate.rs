@@ -21,9 +21,9 @@ struct Args {
     #[arg(short, long)]
     wait: bool,
     /// Copy all its memory before it runs at the target (the default is lazy: it runs
-    /// there at once and its pages follow on first touch and in the background; should
-    /// the link between the nodes fail before they all arrive, it never runs on with
-    /// zeros in their place: touching a missing page kills it with SIGBUS).
+    /// there at once and its pages follow on first touch and in the background; it never
+    /// runs on with zeros in place of pages that cannot be fetched: touching one kills it
+    /// with SIGBUS).
     #[arg(long)]
     eager: bool,
     /// Print the outcome as JSON.
