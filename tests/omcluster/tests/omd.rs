@@ -252,20 +252,37 @@ fn a_busy_node_shows_its_load_elsewhere_and_it_decays() {
         record(&status(&c, 4), 2).0.then_some(())
     });
     let before = record(&status(&c, 4), 2).1.load;
-    let spin = c
+    // The loop runs until the rise has been seen (SIGTERM to `omcluster exec` is passed on
+    // to timeout(1), which passes it on to the shell); `timeout` bounds it if the test
+    // dies first.
+    let mut spin = c
         .command(2, "timeout")
-        .args(["6", "sh", "-c", "while :; do :; done"])
-        .spawn();
-    let mut spin = spin.unwrap();
+        .args(["60", "sh", "-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    // Like the sight above, the rise only has to arrive: under a loaded machine starting
+    // the loop, measuring a full second and a few hops of gossip can take several seconds.
     let peak = wait_for(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "node 2's load rises at node 4",
         || {
             let l = record(&status(&c, 4), 2).1.load;
             (l >= before + 50).then_some(l)
         },
     );
-    spin.wait().unwrap();
+    // A little longer, so that node 2 has measured whole seconds of the loop.
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spin.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let ended = spin.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&ended),
+        Some(nix::sys::signal::Signal::SIGTERM as i32),
+        "the loop ended by the SIGTERM passed on: {ended}"
+    );
     // The exported load rises at once, so the highest it got is about what node 4 shows
     // when the loop ends (the first sight above may have been of a partial second); it
     // then halves about every 3 s, plus the time news takes to travel.
@@ -325,7 +342,7 @@ fn a_dead_omd_is_shown_down_and_comes_back() {
         .output()
         .unwrap());
     for node in [1, 2] {
-        wait_for(Duration::from_secs(5), "node 3 up again", || {
+        wait_for(Duration::from_secs(10), "node 3 up again", || {
             record(&status(&c, node), 3).0.then_some(())
         });
     }
