@@ -107,8 +107,9 @@ pub enum HomeEnd {
 /// How the remote end finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteEnd {
-    /// The process ended.
-    Ended,
+    /// The process ended. `lost_pages` says why, if part of its memory never arrived:
+    /// those pages were poisoned, so a touch of one killed it with SIGBUS.
+    Ended { lost_pages: Option<String> },
     /// It went home.
     WentHome(String),
     /// Home was lost or gave up; the guest was killed.
@@ -116,6 +117,17 @@ pub enum RemoteEnd {
 }
 
 const TICK: Duration = Duration::from_millis(5);
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s += &format!(": {c}");
+        cause = c.source();
+    }
+    s
+}
 
 fn lost(e: impl std::fmt::Display) -> String {
     format!("the link to the other node failed: {e}")
@@ -361,21 +373,22 @@ fn from_home(msg: Msg, guest: &Guest, in_flight: Option<u64>) -> Next {
         Msg::ComeHome => Next::Home(in_flight),
         Msg::Gone => {
             guest.kill();
-            Next::End(RemoteEnd::Ended)
+            Next::End(RemoteEnd::Ended { lost_pages: None })
         }
         _ => Next::Go,
     }
 }
 
 /// Runs the remote end until the process ends, goes home, or home is lost.
-pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
+pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
     let give_up = |guest: &Guest, why: String| {
         guest.kill();
         let _ = link.send(&Msg::Gone);
         RemoteEnd::Lost(why)
     };
-    // The guest ended by itself: tell home how, and wait until home has ended the same way.
-    let finish = |msg: Msg| {
+    // The guest ended by itself: tell home how, wait until home has ended the same way,
+    // and say whether memory it never got was to blame.
+    let finish = |guest: &mut Guest, msg: Msg| {
         if link.send(&msg).is_ok() {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while std::time::Instant::now() < deadline {
@@ -385,7 +398,9 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
                 }
             }
         }
-        RemoteEnd::Ended
+        RemoteEnd::Ended {
+            lost_pages: guest.finish_paging().err().map(|e| error_chain(&e)),
+        }
     };
     loop {
         if commands.try_recv() == Ok(Command::ComeHome) {
@@ -394,8 +409,8 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
         wait(&guest, link);
         if let Some(end) = guest.ended() {
             return match end {
-                Ended::Exited(code) => finish(Msg::Exit(code)),
-                Ended::Killed { signal, core } => finish(Msg::Died { signal, core }),
+                Ended::Exited(code) => finish(&mut guest, Msg::Exit(code)),
+                Ended::Killed { signal, core } => finish(&mut guest, Msg::Died { signal, core }),
             };
         }
         while let Some(t) = guest.next() {
@@ -408,7 +423,7 @@ pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -
                 }
                 Action::Exit(code) => {
                     guest.kill();
-                    return finish(Msg::Exit(code));
+                    return finish(&mut guest, Msg::Exit(code));
                 }
                 Action::Home(reason) => return go_home(guest, Some(t.id), reason, link),
                 Action::Forward(call) => {

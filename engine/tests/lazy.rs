@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::build;
+use common::{build, Cuttable, CUT};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup, dup2_stdout, Pid};
@@ -31,25 +31,6 @@ struct Slow {
 impl PageSource for Slow {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
         std::thread::sleep(self.per_page * (buf.len() as u32).div_ceil(4096));
-        self.pages.read(addr, buf)
-    }
-}
-
-/// The image's pages until `cut` is set; then every read fails, as when the link to
-/// the original's node is lost.
-struct Failing {
-    pages: ImagePages,
-    cut: Arc<AtomicBool>,
-}
-
-impl PageSource for Failing {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
-        if self.cut.load(Ordering::SeqCst) {
-            return Err(PageError::Io {
-                addr,
-                source: std::io::Error::other("the link to home is down"),
-            });
-        }
         self.pages.read(addr, buf)
     }
 }
@@ -184,7 +165,7 @@ fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
     let ckpt = checkpointed(&bin, d);
     let (image, pages) = checkpoint::read(&ckpt).unwrap();
     let cut = Arc::new(AtomicBool::new(false));
-    let source = Failing {
+    let source = Cuttable {
         pages,
         cut: cut.clone(),
     };
@@ -203,7 +184,7 @@ fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
     assert_eq!(out, "", "it printed before it died");
     match paging {
         Err(PageError::Io { source, .. }) => {
-            assert_eq!(source.to_string(), "the link to home is down")
+            assert_eq!(source.to_string(), CUT)
         }
         other => panic!("the pager should report the source's error: {other:?}"),
     }

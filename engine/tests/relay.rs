@@ -8,15 +8,16 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
 
-use common::build;
+use common::{build, Cuttable, CUT};
 use om_engine::guest::Guest;
-use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
+use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg};
 use om_engine::{capture_with, Options, Paging, ProcessMemory};
 
 struct ChanLink {
@@ -78,6 +79,18 @@ fn run_args(
     migrate_after: Option<f64>,
     home_after: Option<f64>,
 ) -> (Outcome, String) {
+    run_cut(name, args, migrate_after, home_after, false)
+}
+
+/// [`run_args`]; with `cut`, the guest's page source fails from the moment it starts
+/// (after which the program is let go: `reshape` waits for a file `go`).
+fn run_cut(
+    name: &str,
+    args: &[&str],
+    migrate_after: Option<f64>,
+    home_after: Option<f64>,
+    cut: bool,
+) -> (Outcome, String) {
     let dir = tempfile::Builder::new()
         .prefix("relay-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -123,8 +136,16 @@ fn run_args(
         )
         .unwrap();
         let image = frozen.image().clone();
-        let source = ProcessMemory::open(pid).unwrap();
+        let cutter = Arc::new(AtomicBool::new(false));
+        let source = Cuttable {
+            pages: ProcessMemory::open(pid).unwrap(),
+            cut: cutter.clone(),
+        };
         let guest = Guest::start(&image, Box::new(source), Paging::Lazy, 65534, 65534).unwrap();
+        if cut {
+            cutter.store(true, Ordering::SeqCst);
+            std::fs::write(dir.path().join("go"), "").unwrap();
+        }
         let (home_link, remote_link) = pair();
         let (_htx, hrx) = channel::<Cmd>();
         let (rtx, rrx) = channel::<Cmd>();
@@ -148,7 +169,6 @@ fn run_args(
             a.join().unwrap();
         }
         how = format!("{:?} / {:?}", home, r);
-        let _ = (HomeEnd::Lost(String::new()), RemoteEnd::Ended);
     }
     let st = child.wait().unwrap();
     let stdout = reader.join().unwrap();
@@ -254,4 +274,18 @@ fn remote_death_by_signal_is_death_by_signal_at_home() {
     let (native, _) = run_args("remote", &["exit42"], None, None);
     let (moved, how) = run_args("remote", &["exit42"], Some(0.1), None);
     assert_eq!(moved, native, "{how}");
+}
+
+/// The guest's memory stops coming (its page source fails as it starts): it dies of
+/// SIGBUS at the first page it lacks, home dies the same way, and the remote end says
+/// why, so that omd can log it.
+#[test]
+fn a_guest_whose_pages_cannot_come_dies_of_sigbus_and_the_remote_end_says_why() {
+    let (moved, how) = run_cut("reshape", &[], Some(0.05), None, true);
+    assert_eq!(moved.stdout, "status 135\n", "{how}");
+    let end = how.split(" / ").nth(1).unwrap_or_default();
+    assert!(
+        end.starts_with("Ended { lost_pages: Some(") && end.contains(CUT),
+        "the remote end did not say pages were lost: {how}"
+    );
 }

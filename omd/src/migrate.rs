@@ -783,6 +783,13 @@ impl Migrations {
         self.guests.lock().expect("guests lock").remove(&id);
         match end {
             RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
+            RemoteEnd::Ended {
+                lost_pages: Some(why),
+            } => tracing::warn!(
+                from,
+                home_pid,
+                "guest ended, but part of its memory never arrived (touching it raises SIGBUS): {why}"
+            ),
             e => tracing::info!(from, home_pid, "guest left: {e:?}"),
         }
     }
