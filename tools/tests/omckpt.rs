@@ -3,6 +3,7 @@
 //! output, the exit status and the files it writes must be byte-identical to the native
 //! run, and nothing may be left running. Set OMCKPT_SEED to replay the random moments.
 
+use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -19,34 +20,6 @@ fn build(name: &str) -> PathBuf {
         name,
         &Path::new(env!("CARGO_TARGET_TMPDIR")).join("omckpt-programs"),
     )
-}
-
-struct Rng(u64);
-impl Rng {
-    fn new() -> Self {
-        let seed = std::env::var("OMCKPT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("OMCKPT_SEED={seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [lo, hi).
-    fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() % 1_000_000) as f64 / 1e6 * (hi - lo)
-    }
 }
 
 /// What one program does, as the test sees it.
@@ -258,7 +231,7 @@ fn checkpointed(spec: &Spec, delay: f64, lazy: bool) -> Option<Outcome> {
 }
 
 fn run_program(spec: Spec) {
-    let mut rng = Rng::new();
+    let mut rng = om_testprogs::seeded_rng("OMCKPT_SEED");
     let (reference, took) = native(&spec);
     assert_eq!(
         reference.status,
@@ -283,7 +256,7 @@ fn run_program(spec: Spec) {
                 "{}: could not checkpoint it while it ran",
                 spec.name
             );
-            let delay = rng.between(0.03, window.max(0.06));
+            let delay = rng.random_range(0.03..window.max(0.06));
             let mode = if lazy { "lazy" } else { "eager" };
             let Some(got) = checkpointed(&spec, delay, lazy) else {
                 continue;

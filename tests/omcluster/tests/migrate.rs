@@ -5,6 +5,8 @@
 
 use om_cluster::harness::TestCluster;
 use om_cluster::{ClusterSpec, DaemonSpec};
+use rand::rngs::SmallRng;
+use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
@@ -261,27 +263,10 @@ fn real_programs_move_between_nodes_and_back() {
 /// A random pause before a hop (20 to 150 ms), from `OMTEST_SEED` (printed, so that a
 /// failing run can be replayed) or the clock.
 fn moment() -> u64 {
-    static STATE: Mutex<u64> = Mutex::new(0);
-    let mut st = STATE.lock().unwrap();
-    if *st == 0 {
-        let seed = std::env::var("OMTEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            })
-            .max(1);
-        eprintln!("OMTEST_SEED={seed}");
-        *st = seed;
-    }
-    // xorshift64
-    *st ^= *st << 13;
-    *st ^= *st >> 7;
-    *st ^= *st << 17;
-    20 + *st % 131
+    static RNG: Mutex<Option<SmallRng>> = Mutex::new(None);
+    let mut rng = RNG.lock().unwrap();
+    rng.get_or_insert_with(|| om_testprogs::seeded_rng("OMTEST_SEED"))
+        .random_range(20..=150)
 }
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves

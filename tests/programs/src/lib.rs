@@ -7,12 +7,33 @@
 //! running it: a process whose executable was replaced cannot be checkpointed or
 //! migrated (its executable is a deleted file). Each build is written to a file of its
 //! own and renamed into place, so nobody ever runs a half-written binary.
+//!
+//! Tests that checkpoint or migrate at random moments draw them from [`seeded_rng`], which
+//! prints its seed so that a failing run can be replayed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::fcntl::{Flock, FlockArg};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+/// A random generator for a test's moments, seeded from the environment variable `var`
+/// when it holds a number (to replay a run) or else from the clock. The seed is printed
+/// to standard error as `VAR=N`, which a test harness shows when the test fails.
+pub fn seeded_rng(var: &str) -> SmallRng {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{var}={seed}");
+    SmallRng::seed_from_u64(seed)
+}
 
 /// The directory of the programs' sources.
 pub fn sources() -> PathBuf {
