@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn reads_the_frozen_time_of_omds_answer() {
         assert_eq!(
-            frozen_ms("process 7 now runs at node 2 (35 ms frozen, following on demand, 64.0 MiB)"),
+            frozen_ms("process 7 now runs at node 2 (35 ms frozen; 64.0 MiB of memory, following on demand)"),
             Some(35.0)
         );
         assert_eq!(frozen_ms("process 7 now runs at node 2"), None);

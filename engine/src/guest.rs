@@ -95,6 +95,14 @@ impl Guest {
         self.restored.pid()
     }
 
+    /// The CPU time it has used (`/proc/PID/schedstat`: time on a CPU, in nanoseconds;
+    /// a guest has one thread), or None once it is gone.
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        let s = std::fs::read_to_string(format!("/proc/{}/schedstat", self.pid())).ok()?;
+        let ns = s.split_whitespace().next()?.parse().ok()?;
+        Some(std::time::Duration::from_nanos(ns))
+    }
+
     /// Readable when a trapped call waits.
     pub fn listener(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()

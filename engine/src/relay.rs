@@ -6,7 +6,7 @@
 use std::os::fd::BorrowedFd;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,13 @@ pub enum Msg {
     Done,
     /// Home → remote: the home process is gone; end the guest.
     Gone,
+    /// Remote → home: the CPU time the guest has used on the remote node so far, in
+    /// nanoseconds (sent every [`USAGE_EVERY`] while it runs, and as it leaves).
+    Usage(u64),
 }
+
+/// How often the remote end reports the guest's CPU time.
+pub const USAGE_EVERY: Duration = Duration::from_secs(1);
 
 /// A message channel between the two ends.
 pub trait Link: Send + Sync {
@@ -172,10 +178,14 @@ impl PageSource for LinkPages {
 
 /// Runs the home end until the process ends or comes home. Runs on the deputy's tracer
 /// thread (see [`crate::Frozen::into_deputy`]).
+///
+/// `usage` is called with the CPU time the process has used at the remote node on this
+/// trip so far, each time the remote end reports it.
 pub fn run_home(
     mut ctl: DeputyCtl,
     links: &Arc<dyn Link>,
     commands: &Receiver<Command>,
+    usage: &dyn Fn(Duration),
 ) -> HomeEnd {
     let link: &dyn Link = links.as_ref();
     let mut asked_home = false;
@@ -254,6 +264,7 @@ pub fn run_home(
                 };
             }
             Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
+            Some(Msg::Usage(ns)) => usage(Duration::from_nanos(ns)),
             // Signals the remote end could no longer deliver (the process is on its way
             // home): kept for the home process.
             Some(Msg::Signals(s)) => {
@@ -305,6 +316,7 @@ fn wait(guest: &Guest, link: &dyn Link) {
 /// serves its pages until home has them all.
 fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link) -> RemoteEnd {
     let pid = guest.pid();
+    report_usage(&guest, link);
     let (mut frozen, end) = match guest.capture(in_flight) {
         Ok(x) => x,
         Err(e) => {
@@ -379,6 +391,14 @@ fn from_home(msg: Msg, guest: &Guest, in_flight: Option<u64>) -> Next {
     }
 }
 
+/// Tells home how much CPU time the guest has used here (a lost link shows at the next
+/// call or wait).
+fn report_usage(guest: &Guest, link: &dyn Link) {
+    if let Some(t) = guest.cpu_time() {
+        let _ = link.send(&Msg::Usage(t.as_nanos() as u64));
+    }
+}
+
 /// Runs the remote end until the process ends, goes home, or home is lost.
 pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
     let give_up = |guest: &Guest, why: String| {
@@ -390,8 +410,8 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
     // and say whether memory it never got was to blame.
     let finish = |guest: &mut Guest, msg: Msg| {
         if link.send(&msg).is_ok() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
                 match link.recv(Some(Duration::from_millis(100))) {
                     Ok(Some(Msg::Done)) | Ok(Some(Msg::Gone)) | Err(_) => break,
                     _ => {}
@@ -402,11 +422,16 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
             lost_pages: guest.finish_paging().err().map(|e| error_chain(&e)),
         }
     };
+    let mut reported = Instant::now();
     loop {
         if commands.try_recv() == Ok(Command::ComeHome) {
             return go_home(guest, None, ASKED.into(), link);
         }
         wait(&guest, link);
+        if reported.elapsed() >= USAGE_EVERY {
+            reported = Instant::now();
+            report_usage(&guest, link);
+        }
         if let Some(end) = guest.ended() {
             return match end {
                 Ended::Exited(code) => finish(&mut guest, Msg::Exit(code)),

@@ -160,7 +160,7 @@ fn run_cut(
         });
         let home = frozen
             .into_deputy(move |ctl| match ctl {
-                Ok(ctl) => run_home(ctl, &home_link, &hrx),
+                Ok(ctl) => run_home(ctl, &home_link, &hrx, &|_| {}),
                 Err(e) => HomeEnd::Lost(format!("no deputy: {e}")),
             })
             .unwrap();

@@ -104,6 +104,7 @@ impl Source for Simulated {
                 state: "R".into(),
                 tty: "?".into(),
                 cpu_ticks: t * 100,
+                away_ticks: 0,
                 ticks_per_second: 100,
                 rss: 1 << 20,
                 nice: 0,

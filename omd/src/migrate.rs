@@ -58,6 +58,10 @@ pub struct HomeProc {
     pub busy: bool,
     /// Locked against automatic migration (`mosrun -L`, `<root>/<pid>/lock`).
     pub lock: bool,
+    /// CPU time it used at other nodes on trips that are over.
+    pub away_cpu: Duration,
+    /// CPU time it has used at the node it runs at now, on this trip, as last reported.
+    pub trip_cpu: Duration,
     /// Its start time (clock ticks after boot), which tells it from a later process that
     /// got the same pid.
     start: u64,
@@ -201,6 +205,13 @@ impl Migrations {
     /// Where `pid` (a process of this node) runs: 0 = here.
     pub fn where_is(&self, pid: i32) -> NodeId {
         self.state(pid).map_or(0, |h| h.node)
+    }
+
+    /// Where process `pid`, started at `start` (clock ticks after boot), runs (0 = here),
+    /// and the CPU time it has used at other nodes.
+    pub fn where_and_away_cpu(&self, pid: i32, start: u64) -> (NodeId, Duration) {
+        self.state_at(pid, start)
+            .map_or((0, Duration::ZERO), |h| (h.node, h.away_cpu + h.trip_cpu))
     }
 
     /// Migration state of `pid`, if it is under migration control (it moved or tried
@@ -606,18 +617,24 @@ impl Migrations {
         }
         tracing::info!(pid, to, "process migrated");
         let _ = done.send(Ok(format!(
-            "process {pid} now runs at node {to} ({} ms frozen, {} memory, {:.1} MiB)",
+            "process {pid} now runs at node {to} ({} ms frozen; {:.1} MiB of memory, {})",
             frozen_at.elapsed().as_millis(),
+            image.page_bytes() as f64 / f64::from(1 << 20),
             if eager {
                 "copied first"
             } else {
                 "following on demand"
-            },
-            image.page_bytes() as f64 / f64::from(1 << 20)
+            }
         )));
         let link: Arc<dyn Link> = Arc::new(TcpLink(conn));
+        let me = self.clone();
+        let usage = move |t: Duration| {
+            if let Some(e) = me.home.lock().expect("home lock").get_mut(&pid) {
+                e.trip_cpu = t;
+            }
+        };
         let end = frozen.into_deputy(move |ctl| match ctl {
-            Ok(ctl) => run_home(ctl, &link, &crx),
+            Ok(ctl) => run_home(ctl, &link, &crx, &usage),
             Err(e) => HomeEnd::Lost(format!("the deputy could not start: {e}")),
         });
         let mut h = self.home.lock().expect("home lock");
@@ -628,6 +645,7 @@ impl Migrations {
                     e.node = 0;
                     e.nmigs += 1;
                     e.tx = None;
+                    e.away_cpu += std::mem::take(&mut e.trip_cpu);
                 }
             }
             Ok(HomeEnd::Ended(g)) => {

@@ -2,6 +2,7 @@
 
 use om_proto::Process;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Every process visible in this node's /proc, with where each runs. Processes that end
 /// while being read are left out.
@@ -19,6 +20,10 @@ pub fn list() -> Vec<Process> {
             let uid = p.uid().ok()?;
             let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
             let user = users.entry(uid).or_insert_with(|| user_name(uid)).clone();
+            let (node, away) = crate::migrate::registry().map_or((0, Duration::ZERO), |m| {
+                m.where_and_away_cpu(stat.pid, stat.starttime)
+            });
+            let away_ticks = (away.as_secs_f64() * tps as f64) as u64;
             Some(Process {
                 pid: stat.pid,
                 ppid: stat.ppid,
@@ -26,14 +31,15 @@ pub fn list() -> Vec<Process> {
                 user,
                 state: stat.state.to_string(),
                 tty: tty_name(stat.tty_nr()),
-                cpu_ticks: stat.utime + stat.stime,
+                cpu_ticks: stat.utime + stat.stime + away_ticks,
+                away_ticks,
                 ticks_per_second: tps,
                 rss: stat.rss * page,
                 nice: stat.nice,
                 threads: stat.num_threads,
                 comm: stat.comm,
                 cmdline,
-                node: crate::migrate::registry().map_or(0, |m| m.where_is(stat.pid)),
+                node,
             })
         })
         .collect();

@@ -334,8 +334,13 @@ pub struct Process {
     pub state: String,
     /// Controlling terminal, e.g. `pts/0`, or `?`.
     pub tty: String,
-    /// User plus system CPU time, in clock ticks.
+    /// User plus system CPU time, in clock ticks: at home and, for a process that
+    /// migrated, at the other nodes too.
     pub cpu_ticks: u64,
+    /// Of `cpu_ticks`, those used at other nodes (reported by the node it runs at about
+    /// once a second).
+    #[serde(default)]
+    pub away_ticks: u64,
     /// Clock ticks per second, to turn `cpu_ticks` into seconds.
     pub ticks_per_second: u64,
     /// Resident memory in bytes.

@@ -477,6 +477,35 @@ fn the_hpc_tree_shows_locks_and_moves_processes() {
         "no guest at node 3"
     );
 
+    // It spins at node 2; its home counts the CPU time it uses there (reported about
+    // once a second): at least what the guest had used a moment before, and no more
+    // than it has used since.
+    let guest_ticks = || -> u64 {
+        let stat = sh(&c, 2, &format!("cat /proc/{g}/stat"));
+        let after_comm = stat.rsplit_once(')').expect("a stat line").1;
+        let f: Vec<&str> = after_comm.split_whitespace().collect();
+        // utime and stime are fields 14 and 15, the 12th and 13th after the name.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    // (stat's two fields are each rounded down: a tick or two of slack below.)
+    let mut before = 0;
+    wait_until("the guest has spun for 0.2 s", || {
+        before = guest_ticks();
+        before >= 20
+    });
+    let mut away = 0;
+    wait_until("home counts the CPU time used at node 2", || {
+        let (cpu, a) = mps_ticks(&c, &pid);
+        assert!(cpu >= a, "TIME {cpu} ticks < {a} used away");
+        away = a;
+        a + 2 >= before
+    });
+    let since = guest_ticks();
+    assert!(
+        away <= since + 2,
+        "home counts {away} ticks, more than the guest used ({since})"
+    );
+
     // And home again.
     assert!(c
         .sh(1, &format!("echo home > /run/hpc/{pid}/goto"))
@@ -484,6 +513,12 @@ fn the_hpc_tree_shows_locks_and_moves_processes() {
         .success());
     wait_until("it is home", || cat(1, &file("where")) == "0");
     assert_eq!(cat(1, &file("nmigs")), "2");
+    // Home keeps counting what it used away (and reported as it left).
+    let (cpu, a) = mps_ticks(&c, &pid);
+    assert!(
+        a + 2 >= since && cpu >= a,
+        "home forgot the time away: TIME {cpu}, away {a}, guest used at least {since}"
+    );
     wait_until("node 2 has no guest", || {
         sh(&c, 2, "ls /run/hpc/remote").trim().is_empty()
     });
@@ -501,6 +536,16 @@ fn the_hpc_tree_shows_locks_and_moves_processes() {
     wait_until("an ended process leaves the tree", || {
         !sh(&c, 1, "ls /run/hpc").lines().any(|l| l == pid)
     });
+}
+
+/// Process `pid`'s CPU time and the part of it used at other nodes, in clock ticks, as
+/// `mps --json` at node 1 shows them.
+fn mps_ticks(c: &TestCluster, pid: &str) -> (u64, u64) {
+    let out = sh(c, 1, &format!("{} --json {pid}", tool("mps")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let p = &v["processes"][0];
+    let ticks = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("no {k} in {out}"));
+    (ticks("cpu_ticks"), ticks("away_ticks"))
 }
 
 /// Kills (SIGKILL) the omd of `node`.

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 /// List this node's processes with the node each one runs on (0 = here, at home).
 ///
-/// The list comes from omd, which also knows where migrated processes run.
+/// The list comes from omd, which also knows where migrated processes run. TIME is the
+/// CPU time a process has used at home and, if it migrated, at the other nodes (the node
+/// it runs at reports it about once a second); `--json` gives the part used away as
+/// `away_ticks`.
 #[derive(Parser)]
 #[command(
     version,

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 /// Show this node's busiest processes, refreshed every DELAY seconds, with the node each
 /// one runs on (0 = here, at home) and this node's load, speed and memory on top.
 ///
-/// CPU percentages are measured between two samples DELAY apart. Stop with Ctrl-C, or
-/// give -n.
+/// CPU percentages are measured between two samples DELAY apart; for a migrated process
+/// they count the CPU time it uses at the node it runs at, reported about once a second.
+/// Stop with Ctrl-C, or give -n.
 #[derive(Parser)]
 #[command(
     version,
