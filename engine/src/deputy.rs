@@ -16,7 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{InjectError, RestoreError};
-use crate::image::{ProcessImage, PAGE_SIZE};
+use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::PageSource;
 use crate::restore::{find_gap, rebuild, Mode, Paging};
@@ -65,6 +65,8 @@ pub struct DeputyCtl {
     region_len: u64,
     parked: bool,
     pending: Vec<i32>,
+    /// The private mappings the process had when it left (not yet released).
+    releasable: Vec<(u64, u64)>,
 }
 
 struct Mem<'a>(&'a Injector);
@@ -78,13 +80,38 @@ impl Scratch for Mem<'_> {
     }
 }
 
-fn gone_of(e: &InjectError) -> Option<Gone> {
+pub(crate) fn gone_of(e: &InjectError) -> Option<Gone> {
     match e {
         InjectError::Exited(c) => Some(Gone::Exited(*c)),
         InjectError::Killed(s) => Some(Gone::Killed(*s as i32)),
         InjectError::Ptrace(_, nix::errno::Errno::ESRCH) => Some(Gone::Killed(libc::SIGKILL)),
         _ => None,
     }
+}
+
+/// What [`DeputyCtl::release_memory`] may drop of `image`'s memory at home: its private
+/// mappings, except the pages of its command line and environment, which the kernel
+/// reads from there for `/proc/PID/cmdline` and `environ` (asked of home, and shown by
+/// ps and mps).
+fn releasable(image: &ProcessImage) -> Vec<(u64, u64)> {
+    let mm = &image.mm;
+    let keep_start = mm.arg_start.min(mm.env_start) / PAGE_SIZE * PAGE_SIZE;
+    let keep_end = mm.arg_end.max(mm.env_end).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let mut out = Vec::new();
+    for v in &image.vmas {
+        if v.shared || matches!(v.backing, Backing::Vdso { .. }) {
+            continue;
+        }
+        for (s, e) in [
+            (v.start, v.end.min(keep_start)),
+            (v.start.max(keep_end), v.end),
+        ] {
+            if s < e {
+                out.push((s, e));
+            }
+        }
+    }
+    out
 }
 
 impl DeputyCtl {
@@ -116,6 +143,7 @@ impl DeputyCtl {
             region_len: 0,
             parked: false,
             pending: Vec::new(),
+            releasable: releasable(image),
         };
         d.map_region(1 << 20, None)?;
         // Take every queued signal without delivering it: those in the image go to the
@@ -314,6 +342,28 @@ impl DeputyCtl {
             Reply { ret, outs },
             std::mem::take(&mut self.pending),
         ))
+    }
+
+    /// Drops the home copy of the process's memory: every private mapping it had when it
+    /// left (`MADV_DONTNEED`), once the remote node holds all of it. The home process
+    /// runs calls only in the deputy's own area, and coming home rebuilds its memory from
+    /// the remote, so nothing reads the old copy again. Returns how many resident bytes
+    /// that freed. A mapping the kernel will not drop (locked memory) stays.
+    pub fn release_memory(&mut self) -> Result<u64, InjectError> {
+        let pid = self.pid.as_raw();
+        let resident = || {
+            procfs::process::Process::new(pid)
+                .and_then(|p| p.statm())
+                .map_or(0, |s| s.resident * PAGE_SIZE)
+        };
+        let before = resident();
+        self.unpark()?;
+        for (start, end) in std::mem::take(&mut self.releasable) {
+            let advice = libc::MADV_DONTNEED as u64;
+            self.inject(libc::SYS_madvise, &[start, end - start, advice, 0, 0, 0])?;
+        }
+        self.park()?;
+        Ok(before.saturating_sub(resident()))
     }
 
     /// Ends the home process with `exit_group(code)`, as the remote one did.

@@ -190,6 +190,12 @@ impl Guest {
         let _ = waitid(Id::PIDFd(self.pidfd.as_fd()), WaitPidFlag::WEXITED);
     }
 
+    /// Whether paging is over: all its memory is here, or what could not come never will
+    /// (see [`Restored::paging_done`]). Does not wait.
+    pub fn paging_done(&self) -> bool {
+        self.restored.paging_done()
+    }
+
     /// Waits until all its memory has arrived (lazy paging done).
     pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, crate::PageError> {
         self.restored.finish_paging()

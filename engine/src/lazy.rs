@@ -131,6 +131,12 @@ impl LazyPager {
         })
     }
 
+    /// Whether the pager has ended (every page in place, or the source failed), without
+    /// waiting.
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Starts the background pass.
     pub fn release(&self) {
         self.go.store(true, Ordering::Release);

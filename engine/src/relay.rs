@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
-use crate::deputy::{DeputyCtl, Event, Gone, Outcome};
+use crate::deputy::{gone_of, DeputyCtl, Event, Gone, Outcome};
 use crate::error::PageError;
 use crate::guest::{Ended, Guest};
 use crate::image::ProcessImage;
@@ -75,6 +75,18 @@ pub enum Msg {
     /// Remote → home: the CPU time the guest has used on the remote node so far, in
     /// nanoseconds (sent every [`USAGE_EVERY`] while it runs, and as it leaves).
     Usage(u64),
+    /// Remote → home: paging is over, every page is at the remote node; home may drop
+    /// its copy.
+    AllHere,
+}
+
+/// What the home end reports while the process is away (see [`run_home`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The CPU time the process has used at the remote node on this trip so far.
+    CpuAway(Duration),
+    /// The home copy of its memory was dropped, freeing this many resident bytes.
+    MemoryReleased(u64),
 }
 
 /// How often the remote end reports the guest's CPU time.
@@ -179,13 +191,14 @@ impl PageSource for LinkPages {
 /// Runs the home end until the process ends or comes home. Runs on the deputy's tracer
 /// thread (see [`crate::Frozen::into_deputy`]).
 ///
-/// `usage` is called with the CPU time the process has used at the remote node on this
-/// trip so far, each time the remote end reports it.
+/// `progress` hears the CPU time the process has used at the remote node (each time the
+/// remote end reports it), and that the home copy of its memory was dropped (once the
+/// remote end has all of it).
 pub fn run_home(
     mut ctl: DeputyCtl,
     links: &Arc<dyn Link>,
     commands: &Receiver<Command>,
-    usage: &dyn Fn(Duration),
+    progress: &dyn Fn(Progress),
 ) -> HomeEnd {
     let link: &dyn Link = links.as_ref();
     let mut asked_home = false;
@@ -264,7 +277,17 @@ pub fn run_home(
                 };
             }
             Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
-            Some(Msg::Usage(ns)) => usage(Duration::from_nanos(ns)),
+            Some(Msg::Usage(ns)) => progress(Progress::CpuAway(Duration::from_nanos(ns))),
+            Some(Msg::AllHere) => match ctl.release_memory() {
+                Ok(freed) => progress(Progress::MemoryReleased(freed)),
+                Err(e) => match gone_of(&e) {
+                    Some(g) => {
+                        let _ = link.send(&Msg::Gone);
+                        return HomeEnd::Ended(g);
+                    }
+                    None => return fail(&mut ctl, format!("the deputy failed: {e}")),
+                },
+            },
             // Signals the remote end could no longer deliver (the process is on its way
             // home): kept for the home process.
             Some(Msg::Signals(s)) => {
@@ -423,6 +446,7 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
         }
     };
     let mut reported = Instant::now();
+    let mut all_here = false;
     loop {
         if commands.try_recv() == Ok(Command::ComeHome) {
             return go_home(guest, None, ASKED.into(), link);
@@ -431,6 +455,10 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
         if reported.elapsed() >= USAGE_EVERY {
             reported = Instant::now();
             report_usage(&guest, link);
+        }
+        if !all_here && guest.paging_done() {
+            all_here = true;
+            let _ = link.send(&Msg::AllHere);
         }
         if let Some(end) = guest.ended() {
             return match end {

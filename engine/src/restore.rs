@@ -45,6 +45,12 @@ impl Restored {
         self.pid
     }
 
+    /// Whether paging is over (always for eager restore): every page is in place, or the
+    /// source failed and the rest were poisoned. Does not wait.
+    pub fn paging_done(&self) -> bool {
+        self.pager.as_ref().is_none_or(LazyPager::is_finished)
+    }
+
     /// Waits until every page is in place (at once for eager restore), after which the
     /// page source has been dropped and the process depends on nothing else.
     pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, PageError> {

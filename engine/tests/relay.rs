@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -79,18 +79,57 @@ fn run_args(
     migrate_after: Option<f64>,
     home_after: Option<f64>,
 ) -> (Outcome, String) {
-    run_cut(name, args, migrate_after, home_after, false)
+    let plan = Plan {
+        migrate_after,
+        home_after,
+        ..Plan::default()
+    };
+    run_plan(name, args, plan)
 }
 
-/// [`run_args`]; with `cut`, the guest's page source fails from the moment it starts
-/// (after which the program is let go: `reshape` waits for a file `go`).
-fn run_cut(
-    name: &str,
-    args: &[&str],
+/// How a run goes.
+#[derive(Default, Clone, Copy)]
+struct Plan {
+    /// Migrate it (to a guest on this machine) after this many seconds.
     migrate_after: Option<f64>,
+    /// Ask it home this many seconds after it migrated.
     home_after: Option<f64>,
+    /// The guest's page source fails from the moment it starts; then the file `go` is
+    /// made (`reshape` waits for it).
     cut: bool,
-) -> (Outcome, String) {
+    /// For `reshape`: wait until the home process's memory is released, then make `go`
+    /// (natively: at once).
+    release: Option<AfterRelease>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum AfterRelease {
+    /// The program goes on at the remote end.
+    StayAway,
+    /// It is brought home first, so that it checks its memory at home.
+    ComeHome,
+}
+
+/// Resident bytes of process `pid`.
+fn resident(pid: i32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|r| r.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// Runs `name` with `args` natively, or as `plan` says; returns what it did and how the
+/// migration ended.
+fn run_plan(name: &str, args: &[&str], plan: Plan) -> (Outcome, String) {
+    let Plan {
+        migrate_after,
+        home_after,
+        cut,
+        release,
+    } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -125,6 +164,9 @@ fn run_cut(
         }
         std::thread::sleep(Duration::from_millis(1));
     };
+    if release.is_some() && migrate_after.is_none() {
+        std::fs::write(dir.path().join("go"), "").unwrap();
+    }
     if let Some(t) = migrate_after {
         std::thread::sleep(Duration::from_secs_f64(t));
         let frozen = capture_with(
@@ -136,6 +178,7 @@ fn run_cut(
         )
         .unwrap();
         let image = frozen.image().clone();
+        let rss_before = resident(pid);
         let cutter = Arc::new(AtomicBool::new(false));
         let source = Cuttable {
             pages: ProcessMemory::open(pid).unwrap(),
@@ -153,9 +196,40 @@ fn run_cut(
         // The request to come home is sent while both ends run (into_deputy returns only
         // when the home end is done).
         let asker = home_after.map(|h| {
+            let rtx = rtx.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs_f64(h));
                 let _ = rtx.send(Cmd::ComeHome);
+            })
+        });
+        // Waits until the home copy of its memory is gone (the home process keeps little
+        // more than the deputy's area), then lets it go on, away or at home.
+        let watcher = release.map(|after| {
+            let go = dir.path().join("go");
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while resident(pid) > 16 << 20 {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "home still holds {} of {rss_before} bytes after 20 s",
+                        resident(pid)
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let rss_after = resident(pid);
+                if after == AfterRelease::ComeHome {
+                    let _ = rtx.send(Cmd::ComeHome);
+                    // Home once nothing traces it any more.
+                    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .unwrap_or_default()
+                        .contains("TracerPid:\t0\n")
+                    {
+                        assert!(start.elapsed() < Duration::from_secs(40), "not home");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                std::fs::write(go, "").unwrap();
+                (rss_before, rss_after)
             })
         });
         let home = frozen
@@ -169,6 +243,10 @@ fn run_cut(
             a.join().unwrap();
         }
         how = format!("{:?} / {:?}", home, r);
+        if let Some(w) = watcher {
+            let (before, after) = w.join().unwrap();
+            how += &format!(" / home resident {before} -> {after} bytes");
+        }
     }
     let st = child.wait().unwrap();
     let stdout = reader.join().unwrap();
@@ -281,11 +359,50 @@ fn remote_death_by_signal_is_death_by_signal_at_home() {
 /// why, so that omd can log it.
 #[test]
 fn a_guest_whose_pages_cannot_come_dies_of_sigbus_and_the_remote_end_says_why() {
-    let (moved, how) = run_cut("reshape", &[], Some(0.05), None, true);
+    let plan = Plan {
+        migrate_after: Some(0.05),
+        cut: true,
+        ..Plan::default()
+    };
+    let (moved, how) = run_plan("reshape", &[], plan);
     assert_eq!(moved.stdout, "status 135\n", "{how}");
     let end = how.split(" / ").nth(1).unwrap_or_default();
     assert!(
         end.starts_with("Ended { lost_pages: Some(") && end.contains(CUT),
         "the remote end did not say pages were lost: {how}"
     );
+}
+
+/// Once every page is at the remote node, home drops its copy of the process's memory
+/// (64 MiB of ballast and more, down to under 16 MiB). The program then checks all of it,
+/// away or after coming home (rebuilt from the remote's memory), and must print what it
+/// prints natively.
+#[test]
+fn home_memory_is_released_once_all_of_it_is_away() {
+    let native = Plan {
+        release: Some(AfterRelease::StayAway),
+        ..Plan::default()
+    };
+    let (native, _) = run_plan("reshape", &[], native);
+    assert_eq!(native.code, Some(0), "{}", native.stdout);
+    for after in [AfterRelease::StayAway, AfterRelease::ComeHome] {
+        let plan = Plan {
+            migrate_after: Some(0.3),
+            release: Some(after),
+            ..Plan::default()
+        };
+        let (moved, how) = run_plan("reshape", &[], plan);
+        assert_eq!(moved, native, "{how}");
+        eprintln!("{how}");
+        let before: u64 = how
+            .rsplit("home resident ")
+            .next()
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        assert!(before > 64 << 20, "the ballast was not resident: {how}");
+        if after == AfterRelease::ComeHome {
+            assert!(how.starts_with("CameHome"), "{how}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use om_engine::guest::Guest;
 use om_engine::pages::read_for_peer;
-use om_engine::relay::{run_home, run_remote, Command, HomeEnd, Link, Msg, RemoteEnd};
+use om_engine::relay::{run_home, run_remote, Command, HomeEnd, Link, Msg, Progress, RemoteEnd};
 use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
 use om_proto::Setting;
@@ -628,13 +628,20 @@ impl Migrations {
         )));
         let link: Arc<dyn Link> = Arc::new(TcpLink(conn));
         let me = self.clone();
-        let usage = move |t: Duration| {
-            if let Some(e) = me.home.lock().expect("home lock").get_mut(&pid) {
-                e.trip_cpu = t;
+        let progress = move |p: Progress| match p {
+            Progress::CpuAway(t) => {
+                if let Some(e) = me.home.lock().expect("home lock").get_mut(&pid) {
+                    e.trip_cpu = t;
+                }
             }
+            Progress::MemoryReleased(bytes) => tracing::info!(
+                pid,
+                "all its memory is at node {to}: {:.1} MiB released here",
+                bytes as f64 / f64::from(1 << 20)
+            ),
         };
         let end = frozen.into_deputy(move |ctl| match ctl {
-            Ok(ctl) => run_home(ctl, &link, &crx, &usage),
+            Ok(ctl) => run_home(ctl, &link, &crx, &progress),
             Err(e) => HomeEnd::Lost(format!("the deputy could not start: {e}")),
         });
         let mut h = self.home.lock().expect("home lock");
