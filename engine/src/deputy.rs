@@ -95,23 +95,24 @@ pub(crate) fn gone_of(e: &InjectError) -> Option<Gone> {
 /// ps and mps).
 fn releasable(image: &ProcessImage) -> Vec<(u64, u64)> {
     let mm = &image.mm;
-    let keep_start = mm.arg_start.min(mm.env_start) / PAGE_SIZE * PAGE_SIZE;
-    let keep_end = mm.arg_end.max(mm.env_end).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    let mut out = Vec::new();
-    for v in &image.vmas {
-        if v.shared || matches!(v.backing, Backing::Vdso { .. }) {
-            continue;
-        }
-        for (s, e) in [
-            (v.start, v.end.min(keep_start)),
-            (v.start.max(keep_end), v.end),
-        ] {
-            if s < e {
-                out.push((s, e));
-            }
-        }
-    }
-    out
+    let keep = (
+        mm.arg_start.min(mm.env_start) / PAGE_SIZE * PAGE_SIZE,
+        mm.arg_end.max(mm.env_end).div_ceil(PAGE_SIZE) * PAGE_SIZE,
+    );
+    let private = image
+        .vmas
+        .iter()
+        .filter(|v| !v.shared && !matches!(v.backing, Backing::Vdso { .. }))
+        .map(|v| (v.start, v.end));
+    outside(private, keep)
+}
+
+/// The parts of `ranges` outside `[keep.0, keep.1)`.
+fn outside(ranges: impl Iterator<Item = (u64, u64)>, keep: (u64, u64)) -> Vec<(u64, u64)> {
+    ranges
+        .flat_map(|(start, end)| [(start, end.min(keep.0)), (start.max(keep.1), end)])
+        .filter(|(s, e)| s < e)
+        .collect()
 }
 
 impl DeputyCtl {
@@ -510,5 +511,32 @@ impl DeputyCtl {
             step: "detach".into(),
             source: InjectError::Ptrace("PTRACE_DETACH", e),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outside;
+
+    #[test]
+    fn only_the_kept_range_is_cut_out() {
+        let ranges = [(0x1000, 0x3000), (0x5000, 0x9000), (0xa000, 0xb000)];
+        // Within one range: it is split around the kept pages.
+        assert_eq!(
+            outside(ranges.into_iter(), (0x6000, 0x7000)),
+            [
+                (0x1000, 0x3000),
+                (0x5000, 0x6000),
+                (0x7000, 0x9000),
+                (0xa000, 0xb000)
+            ]
+        );
+        // Over a whole range and the ends of two others.
+        assert_eq!(
+            outside(ranges.into_iter(), (0x2000, 0xa800)),
+            [(0x1000, 0x2000), (0xa800, 0xb000)]
+        );
+        // Nothing to keep (no layout known).
+        assert_eq!(outside(ranges.into_iter(), (0, 0)), ranges);
     }
 }

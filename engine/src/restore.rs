@@ -115,10 +115,12 @@ pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
         });
     }
     for f in &image.files {
-        let meta = std::fs::metadata(&f.path).map_err(|e| RestoreError::FileGone {
-            fd: f.fd,
-            path: f.path.clone(),
-            why: e.to_string(),
+        let meta = std::fs::metadata(&*own_path(&f.path, image.pid)).map_err(|e| {
+            RestoreError::FileGone {
+                fd: f.fd,
+                path: f.path.clone(),
+                why: e.to_string(),
+            }
         })?;
         if meta.is_file() && meta.len() < f.pos {
             return Err(RestoreError::FileGone {
@@ -133,6 +135,26 @@ pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
         }
     }
     Ok(())
+}
+
+/// The path by which the restored process reopens a descriptor the original, pid `pid`,
+/// had open on `path`. One of the original's own files under `/proc` (its `environ`, say,
+/// opened as `/proc/self/environ`) becomes the same file of the process that opens it:
+/// `/proc/self/...`, or `/proc/thread-self/...` for its thread's. The restored process
+/// opens it itself, and its command line and environment read the same as the original's.
+fn own_path(path: &str, pid: i32) -> std::borrow::Cow<'_, str> {
+    let own = format!("/proc/{pid}");
+    let Some(rest) = path.strip_prefix(&own) else {
+        return path.into();
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return path.into();
+    }
+    let thread = format!("/task/{pid}");
+    match rest.strip_prefix(&thread) {
+        Some(r) if r.is_empty() || r.starts_with('/') => format!("/proc/thread-self{r}").into(),
+        _ => format!("/proc/self{rest}").into(),
+    }
 }
 
 /// Restores `image` as a new child process of the caller, taking memory from `source`.
@@ -728,7 +750,7 @@ pub(crate) fn rebuild(
     for f in image.files.iter().filter(|_| mode == Mode::Fresh) {
         let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
         let got = inj
-            .open(&f.path, flags)
+            .open(&own_path(&f.path, image.pid), flags)
             .map_err(step(format!("reopen descriptor {} ({})", f.fd, f.path)))?;
         if got != f.fd as u64 {
             inj.call(
@@ -960,7 +982,20 @@ fn fill(
 
 #[cfg(test)]
 mod tests {
-    use super::find_gap;
+    use super::{find_gap, own_path};
+
+    #[test]
+    fn the_originals_own_proc_files_become_the_restored_ones() {
+        assert_eq!(own_path("/proc/4242/environ", 4242), "/proc/self/environ");
+        assert_eq!(own_path("/proc/4242", 4242), "/proc/self");
+        assert_eq!(
+            own_path("/proc/4242/task/4242/stat", 4242),
+            "/proc/thread-self/stat"
+        );
+        assert_eq!(own_path("/proc/42420/environ", 4242), "/proc/42420/environ");
+        assert_eq!(own_path("/proc/1/environ", 4242), "/proc/1/environ");
+        assert_eq!(own_path("/home/4242/x", 4242), "/home/4242/x");
+    }
 
     #[test]
     fn gap_skips_occupied_ranges_with_margin() {

@@ -26,7 +26,8 @@ use om_engine::{capture, checkpoint, restore, Paging};
 /// left running unharmed.
 ///
 /// The restored process gets a NEW pid. Its standard input, output and error are those of
-/// `omckpt restore`; other files are reopened by path with the same flags and offset.
+/// `omckpt restore`; other files are reopened by path with the same flags and offset (its
+/// own /proc/PID/... files as the new process's).
 #[derive(Parser)]
 #[command(
     version,
