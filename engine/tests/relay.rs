@@ -17,7 +17,7 @@ mod common;
 
 use common::{build, Cuttable, CUT};
 use om_engine::guest::Guest;
-use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg};
+use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
 use om_engine::{capture_with, Options, Paging, ProcessMemory};
 
 struct ChanLink {
@@ -84,7 +84,20 @@ fn run_args(
         home_after,
         ..Plan::default()
     };
-    run_plan(name, args, plan)
+    let r = run_plan(name, args, plan);
+    (r.outcome, r.how)
+}
+
+/// What a [`run_plan`] run gave.
+struct Run {
+    outcome: Outcome,
+    /// How both ends finished, for messages (empty when it did not migrate).
+    how: String,
+    /// How the remote end finished.
+    remote: Option<RemoteEnd>,
+    /// With [`Plan::release`]: the home process's resident bytes as it left, and once
+    /// its memory was released.
+    resident: Option<(u64, u64)>,
 }
 
 /// How a run goes.
@@ -121,9 +134,8 @@ fn resident(pid: i32) -> u64 {
         * 4096
 }
 
-/// Runs `name` with `args` natively, or as `plan` says; returns what it did and how the
-/// migration ended.
-fn run_plan(name: &str, args: &[&str], plan: Plan) -> (Outcome, String) {
+/// Runs `name` with `args` natively, or as `plan` says.
+fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
     let Plan {
         migrate_after,
         home_after,
@@ -155,7 +167,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> (Outcome, String) {
         out.read_to_string(&mut s).unwrap();
         s
     });
-    let mut how = String::new();
+    let (mut how, mut remote_end, mut rss) = (String::new(), None, None);
     let pid = loop {
         let c = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
             .unwrap_or_default();
@@ -243,10 +255,8 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> (Outcome, String) {
             a.join().unwrap();
         }
         how = format!("{:?} / {:?}", home, r);
-        if let Some(w) = watcher {
-            let (before, after) = w.join().unwrap();
-            how += &format!(" / home resident {before} -> {after} bytes");
-        }
+        remote_end = Some(r);
+        rss = watcher.map(|w| w.join().unwrap());
     }
     let st = child.wait().unwrap();
     let stdout = reader.join().unwrap();
@@ -271,15 +281,17 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> (Outcome, String) {
             }
         }
     }
-    (
-        Outcome {
+    Run {
+        outcome: Outcome {
             stdout,
             code: st.code(),
             signal: st.signal(),
             files,
         },
         how,
-    )
+        remote: remote_end,
+        resident: rss,
+    }
 }
 
 fn same(name: &str) {
@@ -364,11 +376,11 @@ fn a_guest_whose_pages_cannot_come_dies_of_sigbus_and_the_remote_end_says_why() 
         cut: true,
         ..Plan::default()
     };
-    let (moved, how) = run_plan("reshape", &[], plan);
-    assert_eq!(moved.stdout, "status 135\n", "{how}");
-    let end = how.split(" / ").nth(1).unwrap_or_default();
+    let run = run_plan("reshape", &[], plan);
+    let how = &run.how;
+    assert_eq!(run.outcome.stdout, "status 135\n", "{how}");
     assert!(
-        end.starts_with("Ended { lost_pages: Some(") && end.contains(CUT),
+        matches!(&run.remote, Some(RemoteEnd::Ended { lost_pages: Some(why) }) if why.contains(CUT)),
         "the remote end did not say pages were lost: {how}"
     );
 }
@@ -383,7 +395,7 @@ fn home_memory_is_released_once_all_of_it_is_away() {
         release: Some(AfterRelease::StayAway),
         ..Plan::default()
     };
-    let (native, _) = run_plan("reshape", &[], native);
+    let native = run_plan("reshape", &[], native).outcome;
     assert_eq!(native.code, Some(0), "{}", native.stdout);
     for after in [AfterRelease::StayAway, AfterRelease::ComeHome] {
         let plan = Plan {
@@ -391,15 +403,11 @@ fn home_memory_is_released_once_all_of_it_is_away() {
             release: Some(after),
             ..Plan::default()
         };
-        let (moved, how) = run_plan("reshape", &[], plan);
-        assert_eq!(moved, native, "{how}");
-        eprintln!("{how}");
-        let before: u64 = how
-            .rsplit("home resident ")
-            .next()
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_default();
+        let run = run_plan("reshape", &[], plan);
+        let how = &run.how;
+        assert_eq!(run.outcome, native, "{how}");
+        let (before, released) = run.resident.expect("the release was watched");
+        eprintln!("{how} / home resident {before} -> {released} bytes");
         assert!(before > 64 << 20, "the ballast was not resident: {how}");
         if after == AfterRelease::ComeHome {
             assert!(how.starts_with("CameHome"), "{how}");

@@ -3,7 +3,7 @@
 
 use crate::{cluster, ClusterSpec, ClusterState, Error};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
 
 /// A running cluster owned by a test. Dropping it removes the cluster.
 pub struct TestCluster {
@@ -62,6 +62,17 @@ impl Drop for TestCluster {
             eprintln!("omcluster harness: teardown of {} failed: {e}", self.name());
         }
     }
+}
+
+/// Sends SIGTERM to `child`, a command started with [`TestCluster::command`] (`omcluster
+/// exec` passes the signal on to the program), and waits for it to end.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM to a child of the test");
+    child.wait().expect("wait for a child of the test")
 }
 
 /// A binary of the workspace, built beside `omcluster` (`omcluster_bin`): its path, or a

@@ -173,12 +173,7 @@ fn measure_share(c: &TestCluster, node: u16, secs: f64) -> f64 {
     let (t0, u0) = (Instant::now(), cg.cpu_usage_ns(c.name(), node).unwrap());
     std::thread::sleep(Duration::from_secs_f64(secs));
     let (t1, u1) = (Instant::now(), cg.cpu_usage_ns(c.name(), node).unwrap());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(spin.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = spin.wait().unwrap();
+    let status = om_cluster::harness::terminate(&mut spin);
     assert_eq!(
         status.signal(),
         Some(15),

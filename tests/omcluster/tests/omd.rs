@@ -272,12 +272,7 @@ fn a_busy_node_shows_its_load_elsewhere_and_it_decays() {
     );
     // A little longer, so that node 2 has measured whole seconds of the loop.
     std::thread::sleep(Duration::from_secs(2));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(spin.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let ended = spin.wait().unwrap();
+    let ended = om_cluster::harness::terminate(&mut spin);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&ended),
         Some(nix::sys::signal::Signal::SIGTERM as i32),
