@@ -309,6 +309,30 @@ impl DeputyCtl {
         Ok(after.rax as i64)
     }
 
+    /// Takes the signals queued for the stopped deputy (without delivering them) into
+    /// `pending`. Two queue peeks when there are none.
+    fn take_queued(&mut self) -> Result<(), InjectError> {
+        let queued = |shared| sys::peek_siginfo(self.pid, shared).map(|q| !q.is_empty());
+        let mem = |e| InjectError::Mem(0, e);
+        if !(queued(false).map_err(mem)? || queued(true).map_err(mem)?) {
+            return Ok(());
+        }
+        // Blocked while they are taken, so that none is delivered on the way in.
+        sys::set_sigmask(self.pid, u64::MAX).map_err(mem)?;
+        let set = self.inj.put(0, &u64::MAX.to_ne_bytes())?;
+        let zero = self.inj.put(16, &[0u8; 16])?;
+        for _ in 0..256 {
+            let r = self
+                .inj
+                .raw(libc::SYS_rt_sigtimedwait, &[set, 0, zero, 8])?;
+            if r <= 0 {
+                break;
+            }
+            self.pending.push(r as i32);
+        }
+        sys::set_sigmask(self.pid, 0).map_err(mem)
+    }
+
     /// Executes a forwarded call.
     pub fn call(&mut self, call: &Call) -> Result<Outcome, InjectError> {
         match self.call_inner(call) {
@@ -334,11 +358,11 @@ impl DeputyCtl {
         let outs = call
             .collect(ret, &args, &mut Mem(&self.inj))
             .map_err(|e| InjectError::Mem(base, e))?;
-        let ret = if ret == -516 {
-            -libc::EINTR as i64
-        } else {
-            ret
-        };
+        // A signal the call itself queued (kill or tgkill of the process's own pid, a
+        // killpg of its own group) is still pending: the trap after the call is reported
+        // before it. Natively it is delivered before the call returns, so it goes with
+        // the reply rather than after it.
+        self.take_queued()?;
         Ok(Outcome::Done(
             Reply { ret, outs },
             std::mem::take(&mut self.pending),

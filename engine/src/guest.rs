@@ -165,6 +165,26 @@ impl Guest {
         }
     }
 
+    /// Whether a signal queued for the guest will act on it when the call it waits in
+    /// returns: one that is not blocked and whose action is not to ignore it (a handler,
+    /// stop, or death). The kernel does not queue signals a process ignores, except
+    /// those whose default is to ignore them (SIGCHLD, SIGURG, SIGWINCH, SIGCONT), which
+    /// interrupt nothing unless caught.
+    pub fn signal_will_act(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .map(|s| signal_acts(&s))
+            .unwrap_or(false)
+    }
+
+    /// Writes the output bytes of `reply` into the guest (a call's updated in-out
+    /// arguments when it is restarted rather than answered).
+    pub fn write_outs(&self, reply: &Reply) -> std::io::Result<()> {
+        for (addr, bytes) in &reply.outs {
+            self.mem.write_at(*addr, bytes)?;
+        }
+        Ok(())
+    }
+
     /// Delivers signal `sig` to the guest.
     pub fn signal(&self, sig: i32) -> std::io::Result<()> {
         let s = Signal::try_from(sig).map_err(std::io::Error::from)?;
@@ -236,6 +256,25 @@ impl Guest {
     }
 }
 
+/// Signals whose default action is to ignore them.
+const DEFAULT_IGNORED: [i32; 4] = [libc::SIGCHLD, libc::SIGURG, libc::SIGWINCH, libc::SIGCONT];
+
+/// From the text of `/proc/PID/status`: whether a pending signal will act (see
+/// [`Guest::signal_will_act`]).
+pub(crate) fn signal_acts(status: &str) -> bool {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    let pending = (field("SigPnd:") | field("ShdPnd:")) & !field("SigBlk:");
+    let quiet = DEFAULT_IGNORED.iter().fold(0, |m, &s| m | bit(s)) & !field("SigCgt:");
+    pending & !quiet & !field("SigIgn:") != 0
+}
+
 /// The kernel's "restart this call, whatever the handlers say" code.
 const ERESTARTNOINTR: i32 = 513;
 
@@ -256,4 +295,36 @@ fn take_trapped(listener: BorrowedFd<'_>) -> Option<Trapped> {
 /// killed) releases the listener and pidfd.
 pub struct GuestEnd {
     _guest: Guest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signal_acts;
+
+    fn status(pnd: u64, shd: u64, blk: u64, ign: u64, cgt: u64) -> String {
+        format!(
+            "Name:\tx\nSigQ:\t0/1\nSigPnd:\t{pnd:016x}\nShdPnd:\t{shd:016x}\nSigBlk:\t{blk:016x}\nSigIgn:\t{ign:016x}\nSigCgt:\t{cgt:016x}\n"
+        )
+    }
+    const fn bit(sig: i32) -> u64 {
+        1 << (sig - 1)
+    }
+
+    #[test]
+    fn which_pending_signals_act() {
+        // Nothing pending.
+        assert!(!signal_acts(&status(0, 0, 0, 0, 0)));
+        // SIGINT with its default action (death), in either queue.
+        assert!(signal_acts(&status(bit(2), 0, 0, 0, 0)));
+        assert!(signal_acts(&status(0, bit(2), 0, 0, 0)));
+        // Blocked: it waits.
+        assert!(!signal_acts(&status(0, bit(2), bit(2), 0, 0)));
+        // SIGWINCH: ignored by default, acts only when caught.
+        assert!(!signal_acts(&status(0, bit(28), 0, 0, 0)));
+        assert!(signal_acts(&status(0, bit(28), 0, 0, bit(28))));
+        // SIGTSTP by default stops the process: it acts.
+        assert!(signal_acts(&status(0, bit(20), 0, 0, 0)));
+        // Explicitly ignored.
+        assert!(!signal_acts(&status(0, bit(15), 0, bit(15), 0)));
+    }
 }

@@ -312,6 +312,50 @@ pub fn run_home(
     }
 }
 
+/// Restart codes a call interrupted at home returns (ERESTARTSYS, ERESTARTNOINTR,
+/// ERESTARTNOHAND, ERESTART_RESTARTBLOCK). They are the kernel's own and must never
+/// reach the process: the guest's kernel resolves them only while a signal acts.
+const RESTARTS: [i64; 4] = [-512, -513, -514, -516];
+
+/// A forwarded call interrupted at home (its reply a restart code) by a signal that,
+/// here, does not act on the guest (blocked, or ignored as SIGWINCH is by default) is
+/// made again, as the kernel restarts a call no handler interrupts: with its in-out
+/// arguments as the interrupted call left them (select's remaining time), and a
+/// `poll`'s timeout reduced by the time already spent. Returns what to do instead of
+/// answering, or None to answer: a signal acts, and the guest's kernel resolves the
+/// code with its own handlers (EINTR, or a restart under SA_RESTART) before the process
+/// sees the result, as natively.
+fn restart(
+    guest: &Guest,
+    t: &crate::guest::Trapped,
+    args: &mut [u64; 6],
+    reply: &Reply,
+    signals: &[i32],
+    sent: Instant,
+) -> Option<Action> {
+    // Some calls (epoll_wait) fail with EINTR themselves when a signal interrupts them.
+    let interrupted = RESTARTS.contains(&reply.ret)
+        || (reply.ret == -(libc::EINTR as i64) && !signals.is_empty());
+    if !interrupted || guest.signal_will_act() {
+        return None;
+    }
+    if guest.write_outs(reply).is_err() {
+        return Some(Action::Errno(libc::EFAULT));
+    }
+    // Timeouts in milliseconds, passed by value: what is left of them.
+    let timeout = match t.nr as i64 {
+        libc::SYS_poll => Some(2),
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait => Some(3),
+        _ => None,
+    };
+    if let Some(i) = timeout.filter(|&i| (args[i] as i32) > 0) {
+        let spent = sent.elapsed().as_millis() as i64;
+        args[i] = (args[i] as i32 as i64 - spent).max(0) as u64;
+    }
+    let again = crate::guest::Trapped { args: *args, ..*t };
+    Some(guest.plan(&again))
+}
+
 fn deliver(guest: &Guest, signals: &[i32]) {
     for s in signals {
         let _ = guest.signal(*s);
@@ -483,6 +527,8 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                     if let Err(e) = link.send(&Msg::Call { id: t.id, call }) {
                         return give_up(&guest, lost(e));
                     }
+                    let mut sent = Instant::now();
+                    let mut args = t.args;
                     // Wait for the answer; signals and requests may come first.
                     loop {
                         match link.recv(Some(Duration::from_millis(200))) {
@@ -497,6 +543,26 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                             }
                             Ok(Some(Msg::Reply { id, reply, signals })) if id == t.id => {
                                 deliver(&guest, &signals);
+                                if let Some(again) =
+                                    restart(&guest, &t, &mut args, &reply, &signals, sent)
+                                {
+                                    match again {
+                                        Action::Forward(call) => {
+                                            sent = Instant::now();
+                                            if let Err(e) = link.send(&Msg::Call { id, call }) {
+                                                return give_up(&guest, lost(e));
+                                            }
+                                            continue;
+                                        }
+                                        Action::Errno(e) => {
+                                            let _ = guest.fail(id, e);
+                                        }
+                                        _ => {
+                                            let _ = guest.answer(id, &reply);
+                                        }
+                                    }
+                                    break;
+                                }
                                 let _ = guest.answer(id, &reply);
                                 break;
                             }

@@ -471,3 +471,17 @@ pub(crate) fn notif_send(fd: RawFd, id: u64, val: i64, error: i32, flags: u32) -
     unsafe { notif_send_ioctl(fd, &mut r) }.map_err(io::Error::from)?;
     Ok(())
 }
+
+/// Makes system call `nr` with `args` in this process. Tests only: they measure how many
+/// bytes the kernel writes into a buffer, to check the system-call table's struct sizes.
+#[cfg(test)]
+pub(crate) fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
+    // SAFETY: tests call this only with pointer arguments into buffers they own that are
+    // larger than anything the call writes (4 KiB), or with descriptors they own.
+    let r = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    if r < 0 {
+        -(io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
+    } else {
+        r
+    }
+}

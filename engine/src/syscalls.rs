@@ -573,9 +573,48 @@ use Arg::*;
 use Bound::*;
 use Len::*;
 
-const STAT: u32 = 144;
-const RUSAGE: u32 = 144;
-const TIMESPEC2: u32 = 32;
+/// Sizes of the structs forwarded calls carry, as the kernel lays them out on x86-64,
+/// taken from the `libc` crate's definitions (the test `struct_sizes_are_what_the_kernel_writes`
+/// checks each against what the kernel really writes).
+mod size {
+    const fn of<T>() -> u32 {
+        std::mem::size_of::<T>() as u32
+    }
+    pub const STAT: u32 = of::<libc::stat>();
+    pub const RUSAGE: u32 = of::<libc::rusage>();
+    pub const TIMESPEC2: u32 = 2 * of::<libc::timespec>();
+    pub const TIMEVAL2: u32 = 2 * of::<libc::timeval>();
+    pub const ITIMERSPEC: u32 = of::<libc::itimerspec>();
+    pub const UTIMBUF: u32 = of::<libc::utimbuf>();
+    pub const UTSNAME: u32 = of::<libc::utsname>();
+    pub const SYSINFO: u32 = of::<libc::sysinfo>();
+    pub const TMS: u32 = of::<libc::tms>();
+    pub const RLIMIT: u32 = of::<libc::rlimit>();
+    pub const SIGINFO: u32 = of::<libc::siginfo_t>();
+    pub const STATFS: u32 = of::<libc::statfs>();
+    pub const STATX: u32 = of::<libc::statx>();
+    pub const EPOLL_EVENT: u32 = of::<libc::epoll_event>();
+    pub const POLLFD: u32 = of::<libc::pollfd>();
+    pub const FDS2: u32 = 2 * of::<libc::c_int>();
+    pub const INT: u32 = of::<libc::c_int>();
+    pub const SOCKLEN: u32 = of::<libc::socklen_t>();
+    pub const ID: u32 = of::<libc::uid_t>();
+    pub const OFF: u32 = of::<libc::off_t>();
+    pub const FLOCK: u32 = of::<libc::flock>();
+    /// `struct f_owner_ex { int type; pid_t pid; }` (not in the `libc` crate).
+    pub const F_OWNER_EX: u32 = 2 * of::<libc::c_int>();
+    pub const WINSIZE: u32 = of::<libc::winsize>();
+    /// The kernel's `struct termios` (TCGETS, TCSETS): `termios2` without the two speeds
+    /// at its end. glibc's `struct termios` (60 bytes) is larger: copying that much back
+    /// overwrites the caller's stack.
+    pub const KTERMIOS: u32 = std::mem::offset_of!(libc::termios2, c_ispeed) as u32;
+    /// `fd_set`'s timeout in select (a `timeval`) and ppoll/pselect6 (a `timespec`).
+    pub const TIMEVAL: u32 = of::<libc::timeval>();
+    pub const TIMESPEC: u32 = of::<libc::timespec>();
+    /// `u64` hints of F_GET_RW_HINT and friends.
+    pub const U64: u32 = of::<u64>();
+}
+use size::*;
 
 /// Calls that run in the remote kernel.
 const NATIVE: &[&str] = &[
@@ -649,7 +688,7 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("stat", &[Str, Out(Fixed(STAT), Whole)]),
     ("fstat", &[Val, Out(Fixed(STAT), Whole)]),
     ("lstat", &[Str, Out(Fixed(STAT), Whole)]),
-    ("poll", &[InOut(Items(1, 8)), Val, Val]),
+    ("poll", &[InOut(Items(1, POLLFD)), Val, Val]),
     ("lseek", &[Val, Val, Val]),
     ("pread64", &[Val, Out(Of(2), RetBytes), Val, Val]),
     ("pwrite64", &[Val, In(Of(2)), Val, Val]),
@@ -660,8 +699,8 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("preadv2", &[Val, IovOut(2), Val, Val, Val, Val]),
     ("pwritev2", &[Val, IovIn(2), Val, Val, Val, Val]),
     ("access", &[Str, Val]),
-    ("pipe", &[Out(Fixed(8), Whole)]),
-    ("pipe2", &[Out(Fixed(8), Whole), Val]),
+    ("pipe", &[Out(Fixed(FDS2), Whole)]),
+    ("pipe2", &[Out(Fixed(FDS2), Whole), Val]),
     (
         "select",
         &[
@@ -669,7 +708,7 @@ const FORWARD: &[(&str, &[Arg])] = &[
             InOut(FdSet(0)),
             InOut(FdSet(0)),
             InOut(FdSet(0)),
-            InOut(Fixed(16)),
+            InOut(Fixed(TIMEVAL)),
         ],
     ),
     (
@@ -679,13 +718,19 @@ const FORWARD: &[(&str, &[Arg])] = &[
             InOut(FdSet(0)),
             InOut(FdSet(0)),
             InOut(FdSet(0)),
-            InOut(Fixed(16)),
+            InOut(Fixed(TIMESPEC)),
             Null,
         ],
     ),
     (
         "ppoll",
-        &[InOut(Items(1, 8)), Val, InOut(Fixed(16)), Null, Val],
+        &[
+            InOut(Items(1, POLLFD)),
+            Val,
+            InOut(Fixed(TIMESPEC)),
+            Null,
+            Val,
+        ],
     ),
     ("dup", &[Val]),
     ("dup2", &[Val, Val]),
@@ -711,78 +756,81 @@ const FORWARD: &[(&str, &[Arg])] = &[
     (
         "getresuid",
         &[
-            Out(Fixed(4), Whole),
-            Out(Fixed(4), Whole),
-            Out(Fixed(4), Whole),
+            Out(Fixed(ID), Whole),
+            Out(Fixed(ID), Whole),
+            Out(Fixed(ID), Whole),
         ],
     ),
     (
         "getresgid",
         &[
-            Out(Fixed(4), Whole),
-            Out(Fixed(4), Whole),
-            Out(Fixed(4), Whole),
+            Out(Fixed(ID), Whole),
+            Out(Fixed(ID), Whole),
+            Out(Fixed(ID), Whole),
         ],
     ),
     ("setfsuid", &[Val]),
     ("setfsgid", &[Val]),
-    ("getgroups", &[Val, Out(Items(0, 4), RetItems(4))]),
-    ("setgroups", &[Val, In(Items(0, 4))]),
+    ("getgroups", &[Val, Out(Items(0, ID), RetItems(ID))]),
+    ("setgroups", &[Val, In(Items(0, ID))]),
     ("umask", &[Val]),
-    ("uname", &[Out(Fixed(390), Whole)]),
-    ("sysinfo", &[Out(Fixed(112), Whole)]),
-    ("times", &[Out(Fixed(32), Whole)]),
+    ("uname", &[Out(Fixed(UTSNAME), Whole)]),
+    ("sysinfo", &[Out(Fixed(SYSINFO), Whole)]),
+    ("times", &[Out(Fixed(TMS), Whole)]),
     ("getrusage", &[Val, Out(Fixed(RUSAGE), Whole)]),
-    ("getrlimit", &[Val, Out(Fixed(16), Whole)]),
-    ("setrlimit", &[Val, In(Fixed(16))]),
+    ("getrlimit", &[Val, Out(Fixed(RLIMIT), Whole)]),
+    ("setrlimit", &[Val, In(Fixed(RLIMIT))]),
     (
         "prlimit64",
-        &[Val, Val, In(Fixed(16)), Out(Fixed(16), Whole)],
+        &[Val, Val, In(Fixed(RLIMIT)), Out(Fixed(RLIMIT), Whole)],
     ),
     ("getpriority", &[Val, Val]),
     ("setpriority", &[Val, Val, Val]),
     ("kill", &[Val, Val]),
     ("tkill", &[Val, Val]),
     ("tgkill", &[Val, Val, Val]),
-    ("rt_sigqueueinfo", &[Val, Val, In(Fixed(128))]),
-    ("rt_tgsigqueueinfo", &[Val, Val, Val, In(Fixed(128))]),
+    ("rt_sigqueueinfo", &[Val, Val, In(Fixed(SIGINFO))]),
+    ("rt_tgsigqueueinfo", &[Val, Val, Val, In(Fixed(SIGINFO))]),
     (
         "wait4",
-        &[Val, Out(Fixed(4), Whole), Val, Out(Fixed(RUSAGE), Whole)],
+        &[Val, Out(Fixed(INT), Whole), Val, Out(Fixed(RUSAGE), Whole)],
     ),
     (
         "waitid",
         &[
             Val,
             Val,
-            Out(Fixed(128), Whole),
+            Out(Fixed(SIGINFO), Whole),
             Val,
             Out(Fixed(RUSAGE), Whole),
         ],
     ),
     ("socket", &[Val, Val, Val]),
-    ("socketpair", &[Val, Val, Val, Out(Fixed(8), Whole)]),
+    ("socketpair", &[Val, Val, Val, Out(Fixed(FDS2), Whole)]),
     ("connect", &[Val, In(Of(2)), Val]),
     ("bind", &[Val, In(Of(2)), Val]),
     ("listen", &[Val, Val]),
-    ("accept", &[Val, Out(PtrU32(2), Whole), InOut(Fixed(4))]),
+    (
+        "accept",
+        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(SOCKLEN))],
+    ),
     (
         "accept4",
-        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(4)), Val],
+        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(SOCKLEN)), Val],
     ),
     ("shutdown", &[Val, Val]),
     (
         "getsockname",
-        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(4))],
+        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(SOCKLEN))],
     ),
     (
         "getpeername",
-        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(4))],
+        &[Val, Out(PtrU32(2), Whole), InOut(Fixed(SOCKLEN))],
     ),
     ("setsockopt", &[Val, Val, Val, In(Of(4)), Val]),
     (
         "getsockopt",
-        &[Val, Val, Val, Out(PtrU32(4), Whole), InOut(Fixed(4))],
+        &[Val, Val, Val, Out(PtrU32(4), Whole), InOut(Fixed(SOCKLEN))],
     ),
     ("sendto", &[Val, In(Of(2)), Val, Val, In(Of(5)), Val]),
     (
@@ -793,7 +841,7 @@ const FORWARD: &[(&str, &[Arg])] = &[
             Val,
             Val,
             Out(PtrU32(5), Whole),
-            InOut(Fixed(4)),
+            InOut(Fixed(SOCKLEN)),
         ],
     ),
     ("fcntl", &[Val, Val, Val]),
@@ -825,11 +873,11 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("chown", &[Str, Val, Val]),
     ("fchown", &[Val, Val, Val]),
     ("lchown", &[Str, Val, Val]),
-    ("utime", &[Str, In(Fixed(16))]),
-    ("utimes", &[Str, In(Fixed(32))]),
+    ("utime", &[Str, In(Fixed(UTIMBUF))]),
+    ("utimes", &[Str, In(Fixed(TIMEVAL2))]),
     ("mknod", &[Str, Val, Val]),
-    ("statfs", &[Str, Out(Fixed(120), Whole)]),
-    ("fstatfs", &[Val, Out(Fixed(120), Whole)]),
+    ("statfs", &[Str, Out(Fixed(STATFS), Whole)]),
+    ("fstatfs", &[Val, Out(Fixed(STATFS), Whole)]),
     ("getxattr", &[Str, Str, Out(Of(3), RetBytes), Val]),
     ("lgetxattr", &[Str, Str, Out(Of(3), RetBytes), Val]),
     ("fgetxattr", &[Val, Str, Out(Of(3), RetBytes), Val]),
@@ -844,23 +892,35 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("fremovexattr", &[Val, Str]),
     ("epoll_create", &[Val]),
     ("epoll_create1", &[Val]),
-    ("epoll_ctl", &[Val, Val, Val, In(Fixed(12))]),
+    ("epoll_ctl", &[Val, Val, Val, In(Fixed(EPOLL_EVENT))]),
     (
         "epoll_wait",
-        &[Val, Out(Items(2, 12), RetItems(12)), Val, Val],
+        &[
+            Val,
+            Out(Items(2, EPOLL_EVENT), RetItems(EPOLL_EVENT)),
+            Val,
+            Val,
+        ],
     ),
     (
         "epoll_pwait",
-        &[Val, Out(Items(2, 12), RetItems(12)), Val, Val, Null, Val],
+        &[
+            Val,
+            Out(Items(2, EPOLL_EVENT), RetItems(EPOLL_EVENT)),
+            Val,
+            Val,
+            Null,
+            Val,
+        ],
     ),
     ("openat", &[Val, Str, Val, Val]),
     ("openat2", &[Val, Str, In(Of(3)), Val]),
     ("mkdirat", &[Val, Str, Val]),
     ("mknodat", &[Val, Str, Val, Val]),
     ("fchownat", &[Val, Str, Val, Val, Val]),
-    ("futimesat", &[Val, Str, In(Fixed(32))]),
+    ("futimesat", &[Val, Str, In(Fixed(TIMEVAL2))]),
     ("newfstatat", &[Val, Str, Out(Fixed(STAT), Whole), Val]),
-    ("statx", &[Val, Str, Val, Val, Out(Fixed(256), Whole)]),
+    ("statx", &[Val, Str, Val, Val, Out(Fixed(STATX), Whole)]),
     ("unlinkat", &[Val, Str, Val]),
     ("renameat", &[Val, Str, Val, Str]),
     ("renameat2", &[Val, Str, Val, Str, Val]),
@@ -873,15 +933,15 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("faccessat2", &[Val, Str, Val, Val]),
     ("utimensat", &[Val, Str, In(Fixed(TIMESPEC2)), Val]),
     ("close_range", &[Val, Val, Val]),
-    ("sendfile", &[Val, Val, InOut(Fixed(8)), Val]),
+    ("sendfile", &[Val, Val, InOut(Fixed(OFF)), Val]),
     (
         "splice",
-        &[Val, InOut(Fixed(8)), Val, InOut(Fixed(8)), Val, Val],
+        &[Val, InOut(Fixed(OFF)), Val, InOut(Fixed(OFF)), Val, Val],
     ),
     ("tee", &[Val, Val, Val, Val]),
     (
         "copy_file_range",
-        &[Val, InOut(Fixed(8)), Val, InOut(Fixed(8)), Val, Val],
+        &[Val, InOut(Fixed(OFF)), Val, InOut(Fixed(OFF)), Val, Val],
     ),
     ("sync_file_range", &[Val, Val, Val, Val]),
     ("memfd_create", &[Str, Val]),
@@ -890,9 +950,14 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("timerfd_create", &[Val, Val]),
     (
         "timerfd_settime",
-        &[Val, Val, In(Fixed(TIMESPEC2)), Out(Fixed(TIMESPEC2), Whole)],
+        &[
+            Val,
+            Val,
+            In(Fixed(ITIMERSPEC)),
+            Out(Fixed(ITIMERSPEC), Whole),
+        ],
     ),
-    ("timerfd_gettime", &[Val, Out(Fixed(TIMESPEC2), Whole)]),
+    ("timerfd_gettime", &[Val, Out(Fixed(ITIMERSPEC), Whole)]),
     ("inotify_init", &[]),
     ("inotify_init1", &[Val]),
     ("inotify_add_watch", &[Val, Str, Val]),
@@ -1053,16 +1118,13 @@ const MAX_STR: usize = 4096;
 /// ioctl requests forwarded, with their argument; anything else brings the process home.
 fn ioctl_arg(req: u64) -> Option<Arg> {
     Some(match req & 0xffff_ffff {
-        0x5401 => Out(Fixed(60), Whole),                   // TCGETS
-        0x5402..=0x5404 => In(Fixed(60)),                  // TCSETS, TCSETSW, TCSETSF
-        0x5413 => Out(Fixed(8), Whole),                    // TIOCGWINSZ
-        0x5414 => In(Fixed(8)),                            // TIOCSWINSZ
-        0x541b => Out(Fixed(4), Whole),                    // FIONREAD
-        0x540f => Out(Fixed(4), Whole),                    // TIOCGPGRP
-        0x5410 => In(Fixed(4)),                            // TIOCSPGRP
-        0x5421 | 0x5452 => In(Fixed(4)),                   // FIONBIO, FIOASYNC
-        0x5450 | 0x5451 | 0x5409 | 0x540a | 0x540b => Val, // FIONCLEX, FIOCLEX, TCSBRK, TCXONC, TCFLSH
-        0x5429 => Out(Fixed(4), Whole),                    // TIOCGSID
+        libc::TCGETS => Out(Fixed(KTERMIOS), Whole),
+        libc::TCSETS | libc::TCSETSW | libc::TCSETSF => In(Fixed(KTERMIOS)),
+        libc::TIOCGWINSZ => Out(Fixed(WINSIZE), Whole),
+        libc::TIOCSWINSZ => In(Fixed(WINSIZE)),
+        libc::FIONREAD | libc::TIOCGPGRP | libc::TIOCGSID => Out(Fixed(INT), Whole),
+        libc::TIOCSPGRP | libc::FIONBIO | libc::FIOASYNC => In(Fixed(INT)),
+        libc::FIONCLEX | libc::FIOCLEX | libc::TCSBRK | libc::TCXONC | libc::TCFLSH => Val,
         _ => return None,
     })
 }
@@ -1070,10 +1132,10 @@ fn ioctl_arg(req: u64) -> Option<Arg> {
 /// fcntl commands whose third argument is a pointer.
 fn fcntl_arg(cmd: u64) -> Arg {
     match cmd {
-        5..=7 | 36..=38 => InOut(Fixed(32)), // F_GETLK/SETLK/SETLKW, F_OFD_*
-        16 => Out(Fixed(8), Whole),          // F_GETOWN_EX
-        15 => In(Fixed(8)),                  // F_SETOWN_EX
-        1035..=1038 => InOut(Fixed(8)),      // F_{GET,SET}_{FILE_,}RW_HINT
+        5..=7 | 36..=38 => InOut(Fixed(FLOCK)), // F_GETLK/SETLK/SETLKW, F_OFD_*
+        16 => Out(Fixed(F_OWNER_EX), Whole),    // F_GETOWN_EX
+        15 => In(Fixed(F_OWNER_EX)),            // F_SETOWN_EX
+        1035..=1038 => InOut(Fixed(U64)),       // F_{GET,SET}_{FILE_,}RW_HINT
         _ => Val,
     }
 }
@@ -1410,6 +1472,123 @@ mod tests {
             assert_eq!(e.class, c, "{n}");
         }
         assert_eq!(entry(10_000).class, Class::Refuse);
+    }
+
+    /// How many bytes call `nr(args)` writes into the 4 KiB buffer that argument `at`
+    /// points to (`args[at]` is replaced by the buffer): the call is made twice, into
+    /// buffers filled with two different bytes, and the last byte changed in either run
+    /// marks the end of what the kernel wrote.
+    fn written_by(nr: i64, mut args: [u64; 6], at: usize) -> usize {
+        let mut end = 0;
+        for fill in [0xaau8, 0x55] {
+            let mut buf = vec![fill; 4096];
+            args[at] = buf.as_mut_ptr() as u64;
+            let r = crate::sys::raw_syscall(nr, args);
+            assert!(r >= 0, "{} failed: {r}", name(nr as u64));
+            if let Some(i) = buf.iter().rposition(|&b| b != fill) {
+                end = end.max(i + 1);
+            }
+            if nr == libc::SYS_pipe2 {
+                for fd in buf[..8].chunks(4) {
+                    let fd = i32::from_ne_bytes(fd.try_into().unwrap());
+                    crate::sys::raw_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+                }
+            }
+        }
+        end
+    }
+
+    /// The size the table gives the output buffer of `nr(args)` at argument `at`.
+    fn table_len(nr: i64, mut args: [u64; 6], at: usize) -> u64 {
+        let mut dummy = [0u8; 4096];
+        args[at] = dummy.as_mut_ptr() as u64;
+        let me = crate::pages::ProcessMemory::open(std::process::id() as i32).unwrap();
+        let Action::Forward(call) = plan(nr as u64, args, &me) else {
+            panic!("{} is not forwarded", name(nr as u64));
+        };
+        let slot = call.slots.iter().find(|s| s.arg as usize == at).unwrap();
+        match slot.kind {
+            SlotKind::Out { len, .. } => len,
+            SlotKind::InOut(ref b) => b.len() as u64,
+            ref k => panic!("{}: argument {at} is {k:?}", name(nr as u64)),
+        }
+    }
+
+    #[test]
+    fn struct_sizes_are_what_the_kernel_writes() {
+        use std::os::fd::AsRawFd;
+        let file = tempfile::tempfile().unwrap();
+        let fd = file.as_raw_fd() as u64;
+        // The controlling side of a pty answers the terminal ioctls.
+        let pty = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/ptmx")
+            .unwrap();
+        let tty = pty.as_raw_fd() as u64;
+        let root = c"/".as_ptr() as u64;
+        let at = libc::AT_FDCWD as u64;
+        let tfd = crate::sys::raw_syscall(libc::SYS_timerfd_create, [1, 0, 0, 0, 0, 0]);
+        assert!(tfd >= 0);
+        let cases: &[(&str, i64, [u64; 6], usize)] = &[
+            ("fstat", libc::SYS_fstat, [fd, 0, 0, 0, 0, 0], 1),
+            (
+                "newfstatat",
+                libc::SYS_newfstatat,
+                [at, root, 0, 0, 0, 0],
+                2,
+            ),
+            ("statfs", libc::SYS_statfs, [root, 0, 0, 0, 0, 0], 1),
+            ("fstatfs", libc::SYS_fstatfs, [fd, 0, 0, 0, 0, 0], 1),
+            ("statx", libc::SYS_statx, [at, root, 0, 0xfff, 0, 0], 4),
+            ("sysinfo", libc::SYS_sysinfo, [0; 6], 0),
+            ("times", libc::SYS_times, [0; 6], 0),
+            ("uname", libc::SYS_uname, [0; 6], 0),
+            ("getrusage", libc::SYS_getrusage, [0; 6], 1),
+            ("getrlimit", libc::SYS_getrlimit, [7, 0, 0, 0, 0, 0], 1),
+            (
+                "pipe2",
+                libc::SYS_pipe2,
+                [0, libc::O_CLOEXEC as u64, 0, 0, 0, 0],
+                0,
+            ),
+            (
+                "timerfd_gettime",
+                libc::SYS_timerfd_gettime,
+                [tfd as u64, 0, 0, 0, 0, 0],
+                1,
+            ),
+            (
+                "TCGETS",
+                libc::SYS_ioctl,
+                [tty, libc::TCGETS, 0, 0, 0, 0],
+                2,
+            ),
+            (
+                "TIOCGWINSZ",
+                libc::SYS_ioctl,
+                [tty, libc::TIOCGWINSZ, 0, 0, 0, 0],
+                2,
+            ),
+            (
+                "FIONREAD",
+                libc::SYS_ioctl,
+                [tty, libc::FIONREAD, 0, 0, 0, 0],
+                2,
+            ),
+            ("F_GETOWN_EX", libc::SYS_fcntl, [fd, 16, 0, 0, 0, 0], 2),
+        ];
+        for (what, nr, args, at) in cases {
+            let wrote = written_by(*nr, *args, *at);
+            let said = table_len(*nr, *args, *at);
+            assert_eq!(
+                said, wrote as u64,
+                "{what}: the kernel writes {wrote} bytes"
+            );
+        }
+        // The kernel's termios is 36 bytes, not glibc's 60 (the bug that crashed bc).
+        assert_eq!(size::KTERMIOS, 36);
+        crate::sys::raw_syscall(libc::SYS_close, [tfd as u64, 0, 0, 0, 0, 0]);
     }
 
     /// A process's memory and a deputy's scratch, as byte maps.

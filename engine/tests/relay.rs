@@ -113,6 +113,8 @@ struct Plan {
     /// For `reshape`: wait until the home process's memory is released, then make `go`
     /// (natively: at once).
     release: Option<AfterRelease>,
+    /// For `interrupt`: send it signals while it waits in calls, and feed its fifo.
+    interrupt: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -141,6 +143,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         home_after,
         cut,
         release,
+        interrupt,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
@@ -176,6 +179,10 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         }
         std::thread::sleep(Duration::from_millis(1));
     };
+    let interrupter = interrupt.then(|| {
+        let dir = dir.path().to_path_buf();
+        std::thread::spawn(move || interrupt_steps(pid, &dir))
+    });
     if release.is_some() && migrate_after.is_none() {
         std::fs::write(dir.path().join("go"), "").unwrap();
     }
@@ -258,6 +265,9 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         remote_end = Some(r);
         rss = watcher.map(|w| w.join().unwrap());
     }
+    if let Some(i) = interrupter {
+        i.join().unwrap();
+    }
     let st = child.wait().unwrap();
     let stdout = reader.join().unwrap();
     let mut files = BTreeMap::new();
@@ -292,6 +302,58 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         remote: remote_end,
         resident: rss,
     }
+}
+
+/// The call process `pid` waits in (`/proc/PID/syscall`'s number), if any.
+fn waits_in(pid: i32) -> Option<i64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Waits until process `pid` waits in call `nr` (at home: natively, or its deputy).
+fn wait_in(pid: i32, nr: i64) {
+    let start = Instant::now();
+    while waits_in(pid) != Some(nr) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never waited in {nr}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The runner's half of `interrupt.c` (see there): each signal is sent to the home pid
+/// while the program waits in the call it is meant to interrupt.
+fn interrupt_steps(pid: i32, dir: &std::path::Path) {
+    use nix::sys::signal::{kill, Signal};
+    use std::io::Write;
+    let fifo = dir.join("in");
+    let start = Instant::now();
+    while !fifo.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let p = nix::unistd::Pid::from_raw(pid);
+    let settle = Duration::from_millis(100);
+    for (sig, text) in [
+        (Signal::SIGWINCH, "one\n"),
+        (Signal::SIGUSR1, "two\n"),
+        (Signal::SIGUSR2, "three\n"),
+    ] {
+        wait_in(pid, libc::SYS_read);
+        kill(p, sig).unwrap();
+        std::thread::sleep(settle);
+        w.write_all(text.as_bytes()).unwrap();
+        // Until the line is read and the program has moved on from that read.
+        std::thread::sleep(settle);
+    }
+    wait_in(pid, libc::SYS_poll);
+    std::thread::sleep(settle);
+    kill(p, Signal::SIGWINCH).unwrap();
+    wait_in(pid, libc::SYS_ppoll);
+    std::thread::sleep(settle);
+    kill(p, Signal::SIGUSR2).unwrap();
 }
 
 fn same(name: &str) {
@@ -413,4 +475,38 @@ fn home_memory_is_released_once_all_of_it_is_away() {
             assert!(how.starts_with("CameHome"), "{how}");
         }
     }
+}
+
+/// A process that signals itself while away gets the signal before the call returns, as
+/// natively: its handler has run, and kill(getpid(), SIGTERM) ends it there and then.
+#[test]
+fn signals_to_oneself_arrive_before_the_call_returns() {
+    let (native, _) = run("selfsig", None, None);
+    assert_eq!(native.stdout, "usr1 40 usr2 20\nstatus 143\n");
+    let (moved, how) = run("selfsig", Some(0.05), None);
+    assert_eq!(moved, native, "{how}");
+    assert!(how.starts_with("Ended(Killed(15))"), "{how}");
+}
+
+/// Calls blocked at home that a signal interrupts end as natively: not at all for a
+/// signal the process ignores (no errno 512), restarted under SA_RESTART, EINTR after the
+/// handler ran otherwise, and a poll keeps the time it had left.
+#[test]
+fn interrupted_forwarded_calls_end_as_natively() {
+    let plan = |migrate_after| Plan {
+        migrate_after,
+        interrupt: true,
+        ..Plan::default()
+    };
+    let native = run_plan("interrupt", &[], plan(None)).outcome;
+    assert_eq!(
+        native.stdout,
+        "winch: read one\nusr1: read two\nusr1 handled 1\n\
+         usr2: read failed, errno 4 (Interrupted system call)\nusr2: read three\n\
+         usr2 handled 1\npoll returned 0, waited its time 1\n\
+         poll interrupted after the handler ran\nstatus 0\n"
+    );
+    let run = run_plan("interrupt", &[], plan(Some(0.05)));
+    assert_eq!(run.outcome, native, "{}", run.how);
+    assert!(run.how.starts_with("Ended(Exited(0))"), "{}", run.how);
 }
