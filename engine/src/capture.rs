@@ -34,6 +34,12 @@ impl Frozen {
         &self.image
     }
 
+    /// The captured state, to correct what the process's own maps cannot tell (see
+    /// [`crate::guest::Guest::capture`]).
+    pub(crate) fn image_mut(&mut self) -> &mut ProcessImage {
+        &mut self.image
+    }
+
     /// The pid of the frozen process.
     pub fn pid(&self) -> i32 {
         self.pid
@@ -144,6 +150,9 @@ impl Drop for Frozen {
 impl PageSource for Frozen {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
         self.memory.read(addr, buf)
+    }
+    fn reads_any_address(&self) -> bool {
+        true
     }
 }
 

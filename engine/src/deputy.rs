@@ -19,7 +19,7 @@ use crate::error::{InjectError, RestoreError};
 use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::PageSource;
-use crate::restore::{find_gap, rebuild, Mode, Paging};
+use crate::restore::{find_gap, foreign_files, rebuild, Mode, Paging};
 use crate::sys;
 use crate::syscalls::{Call, Reply, Scratch};
 
@@ -513,6 +513,7 @@ impl DeputyCtl {
                     source,
                 })?;
         }
+        let foreign = foreign_files(image, source.reads_any_address())?;
         let _ = rebuild(
             self.pid,
             self.region,
@@ -521,6 +522,7 @@ impl DeputyCtl {
             source,
             Paging::Eager,
             Mode::Home,
+            &foreign,
         )?;
         let mut signals = std::mem::take(&mut self.pending);
         if let Ok(mut l) = late.lock() {

@@ -169,6 +169,15 @@ pub enum RestoreError {
         /// What differs.
         why: String,
     },
+    /// A mapped file is not at this node, and the image carries only the pages the
+    /// process changed (a checkpoint; a migration takes the rest from the source).
+    #[error("mapped file {path} is not found here ({why})")]
+    FileNotFound {
+        /// Path.
+        path: String,
+        /// What the lookup said.
+        why: String,
+    },
     /// An open file cannot be reopened.
     #[error("cannot reopen descriptor {fd} ({path}): {why}")]
     FileGone {

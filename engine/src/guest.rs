@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::capture::{capture_with, Frozen, Options};
 use crate::error::{CaptureError, RestoreError};
-use crate::image::ProcessImage;
+use crate::image::{Backing, PageRun, ProcessImage, Vma, PAGE_SIZE};
 use crate::lazy::PagerStats;
 use crate::pages::{PageSource, ProcessMemory};
 use crate::restore::{restore_guest_here, Paging, Restored};
@@ -52,6 +52,9 @@ pub struct Guest {
     /// Its memory, for the arguments and results of calls. A page it has not touched here
     /// yet may still be at home: the reads and writes wait for the pager to bring it.
     mem: ProcessMemory,
+    /// The file mappings it left home with whose files this node lacks (or has with
+    /// other contents): anonymous memory here, file mappings again once it leaves.
+    stand_ins: Vec<Vma>,
 }
 
 impl GuestMem for ProcessMemory {
@@ -72,7 +75,13 @@ impl Guest {
         uid: u32,
         gid: u32,
     ) -> Result<Guest, RestoreError> {
-        let (restored, listener) = restore_guest_here(image, source, paging, uid, gid)?;
+        let (restored, listener, foreign) = restore_guest_here(image, source, paging, uid, gid)?;
+        let stand_ins = image
+            .vmas
+            .iter()
+            .filter(|v| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path)))
+            .cloned()
+            .collect();
         let pid = Pid::from_raw(restored.pid());
         let pidfd = sys::pidfd_open(pid).map_err(|source| RestoreError::Sys {
             what: "pidfd_open of the guest".into(),
@@ -87,6 +96,7 @@ impl Guest {
             listener,
             pidfd,
             mem,
+            stand_ins,
         })
     }
 
@@ -245,15 +255,68 @@ impl Guest {
                 let _ = sys::notif_send(fd, t.id, 0, -ERESTARTNOINTR, 0);
             }
         });
-        let frozen = capture_with(
+        let mut frozen = capture_with(
             self.pid(),
             Options {
                 keep_files: true,
                 while_stopping: Some(hook),
             },
         )?;
+        give_files_back(frozen.image_mut(), &self.stand_ins);
         Ok((frozen, GuestEnd { _guest: self }))
     }
+}
+
+/// Makes the anonymous stand-ins of file mappings in a captured guest's `image` file
+/// mappings again, as they were when the process arrived (`stand_ins`), so that the next
+/// node maps its own copy of the file where it has the same one, and `/proc/PID/maps`
+/// at home shows the file again. The kernel may have merged a stand-in with the
+/// anonymous memory beside it (a library's data with the heap after it): such areas,
+/// and the page runs across them, are split at the stand-ins' bounds. Their pages are
+/// all in the image (every page of a stand-in was filled here), so the next node has
+/// their exact bytes whatever it maps.
+pub(crate) fn give_files_back(image: &mut ProcessImage, stand_ins: &[Vma]) {
+    if stand_ins.is_empty() {
+        return;
+    }
+    let mut cuts: Vec<u64> = stand_ins.iter().flat_map(|s| [s.start, s.end]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut vmas = Vec::with_capacity(image.vmas.len());
+    for v in image.vmas.drain(..) {
+        if v.backing != Backing::Anon {
+            vmas.push(v);
+            continue;
+        }
+        let mut at = v.start;
+        for &c in cuts.iter().filter(|&&c| v.start < c && c < v.end).chain([&v.end]) {
+            let mut piece = v.clone();
+            piece.start = at;
+            piece.end = c;
+            if let Some(s) = stand_ins.iter().find(|s| s.start <= at && c <= s.end) {
+                piece.backing = s.backing.clone();
+                piece.name = s.name.clone();
+                piece.offset = s.offset + (at - s.start);
+                piece.shared = false;
+                piece.grows_down = false;
+            }
+            vmas.push(piece);
+            at = c;
+        }
+    }
+    image.vmas = vmas;
+    let mut runs = Vec::with_capacity(image.pages.len());
+    for r in image.pages.drain(..) {
+        let mut at = r.addr;
+        for &c in cuts.iter().filter(|&&c| r.addr < c && c < r.end()).chain([&r.end()]) {
+            runs.push(PageRun {
+                addr: at,
+                pages: (c - at) / PAGE_SIZE,
+            });
+            at = c;
+        }
+    }
+    image.pages = runs;
 }
 
 /// Signals whose default action is to ignore them.
@@ -299,7 +362,85 @@ pub struct GuestEnd {
 
 #[cfg(test)]
 mod tests {
-    use super::signal_acts;
+    use super::{give_files_back, signal_acts};
+    use crate::image::{Backing, FileId, PageRun, ProcessImage, Vma};
+
+    fn vma(start: u64, end: u64, prot: i32, backing: Backing, name: &str) -> Vma {
+        Vma {
+            start,
+            end,
+            prot,
+            shared: false,
+            offset: 0,
+            name: name.into(),
+            backing,
+            grows_down: false,
+            advice: vec![],
+        }
+    }
+
+    #[test]
+    fn stand_ins_become_file_mappings_again_even_when_merged() {
+        let lib = Backing::File(FileId {
+            path: "/tmp/u/libx.so".into(),
+            size: 0x5000,
+            hash: "h".into(),
+        });
+        // At arrival: code r-x at 0x10000, data rw- at 0x13000 (file offset 0x3000).
+        let mut data = vma(0x13000, 0x15000, 3, lib.clone(), "/tmp/u/libx.so");
+        data.offset = 0x3000;
+        let mut relro = vma(0x12000, 0x13000, 1, lib.clone(), "/tmp/u/libx.so");
+        relro.offset = 0x2000;
+        let stand_ins = vec![
+            vma(0x10000, 0x11000, 1, lib.clone(), "/tmp/u/libx.so"),
+            vma(0x11000, 0x12000, 1, lib.clone(), "/tmp/u/libx.so"),
+            relro,
+            data,
+        ];
+        // Captured here: the two read-only areas merged, then the third, then the data
+        // merged with the anonymous bss after it.
+        let json = r#"{"version":1,"pid":1,"comm":"x","exe":"/x","cwd":"/","regs":{"r15":0,"r14":0,"r13":0,"r12":0,"rbp":0,"rbx":0,"r11":0,"r10":0,"r9":0,"r8":0,"rax":0,"rcx":0,"rdx":0,"rsi":0,"rdi":0,"orig_rax":0,"rip":0,"cs":0,"eflags":0,"rsp":0,"ss":0,"fs_base":0,"gs_base":0,"ds":0,"es":0,"fs":0,"gs":0},"xstate":[],"xcr0":0,"vmas":[],"pages":[],"sigmask":0,"pending":[],"sigactions":[],"altstack":{"sp":0,"flags":0,"size":0},"itimers":[],"robust_list":[0,0],"rseq":null,"clear_child_tid":0,"rlimits":[],"umask":0,"personality":0,"auxv":[],"mm":{"start_code":0,"end_code":0,"start_data":0,"end_data":0,"start_brk":0,"brk":0,"start_stack":0,"arg_start":0,"arg_end":0,"env_start":0,"env_end":0},"files":[],"creds":{"uid":[0,0,0],"gid":[0,0,0],"groups":[]}}"#;
+        let mut image: ProcessImage = serde_json::from_str(json).unwrap();
+        image.vmas = vec![
+            vma(0x10000, 0x12000, 1, Backing::Anon, ""),
+            vma(0x12000, 0x13000, 1, Backing::Anon, ""),
+            vma(0x13000, 0x18000, 3, Backing::Anon, ""),
+            vma(0x20000, 0x21000, 3, Backing::Anon, "[heap]"),
+        ];
+        image.pages = vec![
+            PageRun { addr: 0x10000, pages: 3 },
+            PageRun { addr: 0x14000, pages: 3 },
+        ];
+        give_files_back(&mut image, &stand_ins);
+        let got: Vec<(u64, u64, bool, u64)> = image
+            .vmas
+            .iter()
+            .map(|v| (v.start, v.end, v.backing == lib, v.offset))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0x10000, 0x11000, true, 0),
+                (0x11000, 0x12000, true, 0),
+                (0x12000, 0x13000, true, 0x2000),
+                (0x13000, 0x15000, true, 0x3000),
+                (0x15000, 0x18000, false, 0),
+                (0x20000, 0x21000, false, 0),
+            ]
+        );
+        assert_eq!(image.vmas[3].name, "/tmp/u/libx.so");
+        assert_eq!(image.vmas[4].name, "");
+        assert_eq!(
+            image.pages,
+            [
+                PageRun { addr: 0x10000, pages: 1 },
+                PageRun { addr: 0x11000, pages: 1 },
+                PageRun { addr: 0x12000, pages: 1 },
+                PageRun { addr: 0x14000, pages: 1 },
+                PageRun { addr: 0x15000, pages: 2 },
+            ]
+        );
+    }
 
     fn status(pnd: u64, shd: u64, blk: u64, ign: u64, cgt: u64) -> String {
         format!(

@@ -20,6 +20,13 @@ use crate::image::{PageRun, PAGE_SIZE};
 pub trait PageSource: Send {
     /// Fills `buf` with the original's memory at `addr`.
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError>;
+
+    /// Whether it reads any address of the original's memory (a live or frozen process,
+    /// here or at another node), not only the pages the image lists (a checkpoint file).
+    /// Only such a source can supply the pages of a mapped file this node lacks.
+    fn reads_any_address(&self) -> bool {
+        false
+    }
 }
 
 /// Most bytes one page request from another node may ask for.
@@ -104,6 +111,9 @@ impl PageSource for ProcessMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
         self.read_at(addr, buf)
             .map_err(|source| PageError::Io { addr, source })
+    }
+    fn reads_any_address(&self) -> bool {
+        true
     }
 }
 

@@ -186,6 +186,9 @@ impl PageSource for LinkPages {
             }
         }
     }
+    fn reads_any_address(&self) -> bool {
+        true
+    }
 }
 
 /// Runs the home end until the process ends or comes home. Runs on the deputy's tracer
@@ -272,7 +275,7 @@ pub fn run_home(
                             nix::sys::signal::Signal::SIGKILL,
                         );
                         let _ = link.send(&Msg::Done);
-                        HomeEnd::Lost(format!("coming home failed: {e}"))
+                        HomeEnd::Lost(format!("coming home failed: {}", error_chain(&e)))
                     }
                 };
             }

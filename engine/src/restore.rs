@@ -4,7 +4,7 @@
 //! userfaultfd), restore signal state, files, limits and identity, then set the registers
 //! and let it run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
@@ -74,45 +74,78 @@ const TASK_END: u64 = 0x7fff_ffff_f000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
 
-/// Checks what can be checked before anything is created: CPU state format, mapped
-/// files identical, descriptors reopenable.
-pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
+/// The mapped files of `image` that this node lacks, or holds with other contents: the
+/// restored process cannot map them from here. With a source that reads any address of
+/// the original ([`PageSource::reads_any_address`]: a migration), such a mapping becomes
+/// anonymous memory filled from the original's own view of the file; otherwise (a
+/// checkpoint, which carries only the pages the process changed) it is refused, saying
+/// whether the file is not found or has changed.
+pub fn foreign_files(
+    image: &ProcessImage,
+    any_address: bool,
+) -> Result<HashSet<String>, RestoreError> {
+    let mut foreign = HashSet::new();
+    let mut seen = HashSet::new();
+    for v in &image.vmas {
+        let Backing::File(id) = &v.backing else {
+            continue;
+        };
+        if !seen.insert(id.path.as_str()) {
+            continue;
+        }
+        let why = match file_id(std::path::Path::new(&id.path)) {
+            Err(e) if !any_address => {
+                return Err(RestoreError::FileNotFound {
+                    path: id.path.clone(),
+                    why: e.to_string(),
+                })
+            }
+            Err(_) => Some(String::new()),
+            Ok(here) if here.size != id.size => {
+                Some(format!("size {} instead of {}", here.size, id.size))
+            }
+            Ok(here) if here.hash != id.hash => Some("different contents".into()),
+            Ok(_) => None,
+        };
+        match why {
+            None => {}
+            Some(_) if any_address => {
+                foreign.insert(id.path.clone());
+            }
+            Some(why) => {
+                return Err(RestoreError::FileChanged {
+                    path: id.path.clone(),
+                    why,
+                })
+            }
+        }
+    }
+    Ok(foreign)
+}
+
+/// Checks what can be checked before anything is created: the image's version, its
+/// mapped files (see [`foreign_files`], whose answer it returns), the executable and the
+/// descriptors to reopen.
+pub fn check_restorable(
+    image: &ProcessImage,
+    any_address: bool,
+) -> Result<HashSet<String>, RestoreError> {
     if image.version != IMAGE_VERSION {
         return Err(RestoreError::Incompatible(format!(
             "image version {} (this engine reads version {IMAGE_VERSION})",
             image.version
         )));
     }
-    let mut seen = HashMap::new();
-    for v in &image.vmas {
-        if let Backing::File(id) = &v.backing {
-            if seen.insert(id.path.clone(), ()).is_some() {
-                continue;
-            }
-            let here =
-                file_id(std::path::Path::new(&id.path)).map_err(|e| RestoreError::FileChanged {
-                    path: id.path.clone(),
-                    why: e.to_string(),
-                })?;
-            if here.size != id.size {
-                return Err(RestoreError::FileChanged {
-                    path: id.path.clone(),
-                    why: format!("size {} instead of {}", here.size, id.size),
-                });
-            }
-            if here.hash != id.hash {
-                return Err(RestoreError::FileChanged {
-                    path: id.path.clone(),
-                    why: "different contents".into(),
-                });
-            }
+    let foreign = foreign_files(image, any_address)?;
+    // A migrated process needs no executable here: its code is memory like any other,
+    // and /proc/self/exe is asked of home.
+    if let Err(e) = std::fs::metadata(&image.exe) {
+        if !any_address {
+            return Err(RestoreError::FileNotFound {
+                path: image.exe.clone(),
+                why: format!("the executable: {e}"),
+            });
         }
-    }
-    if std::fs::metadata(&image.exe).is_err() {
-        return Err(RestoreError::FileChanged {
-            path: image.exe.clone(),
-            why: "the executable is missing".into(),
-        });
     }
     for f in &image.files {
         let meta = std::fs::metadata(&*own_path(&f.path, image.pid)).map_err(|e| {
@@ -134,7 +167,7 @@ pub fn check_restorable(image: &ProcessImage) -> Result<(), RestoreError> {
             });
         }
     }
-    Ok(())
+    Ok(foreign)
 }
 
 /// The path by which the restored process reopens a descriptor the original, pid `pid`,
@@ -176,13 +209,13 @@ pub(crate) fn restore_guest_here(
     paging: Paging,
     uid: u32,
     gid: u32,
-) -> Result<(Restored, OwnedFd), RestoreError> {
-    check_restorable(image)?;
+) -> Result<(Restored, OwnedFd, HashSet<String>), RestoreError> {
+    let foreign = check_restorable(image, source.reads_any_address())?;
     let (pid, pager, listener) =
-        restore_on_tracer(image, source, paging, Mode::Guest { uid, gid })?;
+        restore_on_tracer(image, source, paging, Mode::Guest { uid, gid }, &foreign)?;
     let listener =
         listener.ok_or_else(|| RestoreError::Incompatible("the guest has no listener".into()))?;
-    Ok((Restored { pid, pager }, listener))
+    Ok((Restored { pid, pager }, listener, foreign))
 }
 
 fn restore_as(
@@ -191,14 +224,14 @@ fn restore_as(
     paging: Paging,
     mode: Mode,
 ) -> Result<(Restored, Option<OwnedFd>), RestoreError> {
-    check_restorable(image)?;
+    let foreign = check_restorable(image, source.reads_any_address())?;
     let tracer = TracerThread::spawn("om-restore").map_err(|source| RestoreError::Sys {
         what: "starting the tracer thread".into(),
         source,
     })?;
     let image = image.clone();
     let (pid, pager, listener) = tracer
-        .run(move || restore_on_tracer(&image, source, paging, mode))
+        .run(move || restore_on_tracer(&image, source, paging, mode, &foreign))
         .map_err(|source| RestoreError::Sys {
             what: "tracer thread".into(),
             source,
@@ -290,6 +323,7 @@ fn restore_on_tracer(
     source: Box<dyn PageSource>,
     paging: Paging,
     mode: Mode,
+    foreign: &HashSet<String>,
 ) -> Result<(i32, Option<LazyPager>, Option<OwnedFd>), RestoreError> {
     // A scratch area free in both the target layout and ours (the stub starts as our copy).
     let mut occupied: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
@@ -324,7 +358,7 @@ fn restore_on_tracer(
             })
         }
     }
-    let built = rebuild(stub, scratch, SCRATCH_LEN, image, source, paging, mode);
+    let built = rebuild(stub, scratch, SCRATCH_LEN, image, source, paging, mode, foreign);
     // This thread may live on (a guest's supervisor): give it back every CPU.
     let _ = sched_setaffinity(Pid::from_raw(0), &all_cpus);
     let (pager, listener) = built?;
@@ -338,9 +372,25 @@ fn restore_on_tracer(
     Ok((stub.as_raw(), pager, listener))
 }
 
+/// The part of file mapping `v` (of a file of `size` bytes) that the file backs: its
+/// pages past the file's last page fault with SIGBUS natively, and the original's copy
+/// cannot be read there either.
+fn file_backed_run(v: &Vma, size: u64) -> Option<PageRun> {
+    let file_end = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let len = v.len().min(file_end.saturating_sub(v.offset));
+    (len > 0).then_some(PageRun {
+        addr: v.start,
+        pages: len / PAGE_SIZE,
+    })
+}
+
 /// Turns the stopped tracee `stub` into the process of `image`. A `syscall` instruction
 /// is at `scratch`, whose first page is code and the rest room for arguments; the whole
 /// area is unmapped at the end. Leaves the tracee stopped with the image's registers.
+///
+/// Mappings of the `foreign` files (see [`foreign_files`]) become anonymous memory whose
+/// every page comes from `source`, like the process's own anonymous memory.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn rebuild(
     stub: Pid,
     scratch: u64,
@@ -349,7 +399,11 @@ pub(crate) fn rebuild(
     mut source: Box<dyn PageSource>,
     paging: Paging,
     mode: Mode,
+    foreign: &HashSet<String>,
 ) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
+    let is_foreign = |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
+    // Memory that is anonymous here: the process's own, and the stand-ins for foreign files.
+    let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
     // Signals wait until the end (timers restored below fire meanwhile).
     sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking signals"))?;
 
@@ -435,19 +489,7 @@ pub(crate) fn rebuild(
         let len = v.len();
         match &v.backing {
             Backing::Vdso { .. } => continue,
-            Backing::Anon => {
-                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                if v.grows_down {
-                    flags |= libc::MAP_GROWSDOWN;
-                }
-                inj.call(
-                    "mmap",
-                    libc::SYS_mmap,
-                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
-                )
-                .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
-            }
-            Backing::File(id) => {
+            Backing::File(id) if !foreign.contains(&id.path) => {
                 let fd = match file_fds.get(&id.path) {
                     Some(fd) => *fd,
                     None => {
@@ -477,6 +519,18 @@ pub(crate) fn rebuild(
                 )
                 .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
             }
+            _ => {
+                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                if v.grows_down {
+                    flags |= libc::MAP_GROWSDOWN;
+                }
+                inj.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
+                )
+                .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
+            }
         }
         for a in &v.advice {
             // Advice is best effort: a kernel without it still runs the process correctly.
@@ -499,9 +553,11 @@ pub(crate) fn rebuild(
             .vmas
             .iter()
             .find(|v| v.start <= r.addr && r.end() <= v.end);
-        match vma.map(|v| &v.backing) {
-            Some(Backing::Anon) => anon_runs.push(*r),
-            Some(Backing::File(_)) => file_runs.push(*r),
+        match vma.map(|v| (&v.backing, is_foreign(v))) {
+            // A foreign file's mapping comes whole, below.
+            Some((Backing::File(_), true)) => {}
+            Some((Backing::Anon, _)) => anon_runs.push(*r),
+            Some((Backing::File(_), false)) => file_runs.push(*r),
             _ => {
                 return Err(RestoreError::Incompatible(format!(
                     "page run at {:#x} lies outside the image's mappings",
@@ -510,6 +566,12 @@ pub(crate) fn rebuild(
             }
         }
     }
+    for v in image.vmas.iter().filter(|v| is_foreign(v) && v.prot != 0) {
+        if let Backing::File(id) = &v.backing {
+            anon_runs.extend(file_backed_run(v, id.size));
+        }
+    }
+    anon_runs.sort_unstable_by_key(|r| r.addr);
     fill(&mem, source.as_mut(), &file_runs)?;
     let mut pager = None;
     match paging {
@@ -528,11 +590,7 @@ pub(crate) fn rebuild(
             for r in &anon_runs {
                 pending.insert(r.addr, r.end());
             }
-            let anon: Vec<&Vma> = image
-                .vmas
-                .iter()
-                .filter(|v| v.backing == Backing::Anon)
-                .collect();
+            let anon: Vec<&Vma> = image.vmas.iter().filter(|v| anon_here(v)).collect();
             for v in &anon {
                 uffd.register(v.start as *mut libc::c_void, v.len() as usize)
                     .map_err(|e| RestoreError::Sys {
@@ -627,7 +685,11 @@ pub(crate) fn rebuild(
         .map_err(step("set the name"))?;
     // At home the process still maps its own executable, and the kernel refuses to
     // change the executable of such a process (EBUSY): keep it (-1) and set the rest.
-    let exe_fd = if home {
+    // A guest whose executable this node lacks, or holds with other contents, keeps the
+    // stub's (its /proc/self/exe is read at home anyway).
+    let keep_exe =
+        home || foreign.contains(&image.exe) || std::fs::metadata(&image.exe).is_err();
+    let exe_fd = if keep_exe {
         u64::from(u32::MAX)
     } else {
         inj.open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
@@ -668,6 +730,8 @@ pub(crate) fn rebuild(
     // malloc falls back to mmap when brk fails.
     if !home {
         r.map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+    }
+    if !keep_exe {
         inj.call("close", libc::SYS_close, &[exe_fd])
             .map_err(step("close the executable"))?;
     }

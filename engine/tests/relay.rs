@@ -115,6 +115,18 @@ struct Plan {
     release: Option<AfterRelease>,
     /// For `interrupt`: send it signals while it waits in calls, and feed its fifo.
     interrupt: bool,
+    /// Run a copy of the program, and once it is captured, take that copy away from
+    /// the node the guest starts on (as on a node without the home node's files).
+    exe: Option<Exe>,
+}
+
+/// What becomes of the program's file after the capture.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Exe {
+    /// It is deleted.
+    Gone,
+    /// Other bytes are written at its path (a different build of the same program).
+    Changed,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -144,11 +156,20 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         cut,
         release,
         interrupt,
+        exe,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
+    let program = match exe {
+        None => build(name),
+        Some(_) => {
+            let copy = dir.path().join(format!("{name}.bin"));
+            std::fs::copy(build(name), &copy).unwrap();
+            copy
+        }
+    };
     // The guest runs as nobody; the files it writes are written at home by the deputy.
     // A shell is the program's parent (the test is its tracer) and reports its status.
     let mut child = Command::new("sh")
@@ -156,7 +177,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         .arg("\"$@\"; echo \"status $?\"")
         .arg("sh")
         .arg(build("launch"))
-        .arg(build(name))
+        .arg(&program)
         .args(args)
         .current_dir(dir.path())
         .env("OMTEST", "hello")
@@ -197,6 +218,18 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         )
         .unwrap();
         let image = frozen.image().clone();
+        match exe {
+            None => {}
+            Some(Exe::Gone) => std::fs::remove_file(&program).unwrap(),
+            // A new file: the home process keeps mapping the old one.
+            Some(Exe::Changed) => {
+                let mut other = std::fs::read(&program).unwrap();
+                let n = other.len();
+                other[n - 100..].fill(0x5a);
+                std::fs::remove_file(&program).unwrap();
+                std::fs::write(&program, other).unwrap();
+            }
+        }
         let rss_before = resident(pid);
         let cutter = Arc::new(AtomicBool::new(false));
         let source = Cuttable {
@@ -270,6 +303,9 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
     }
     let st = child.wait().unwrap();
     let stdout = reader.join().unwrap();
+    if exe.is_some() {
+        let _ = std::fs::remove_file(&program);
+    }
     let mut files = BTreeMap::new();
     let mut dirs = vec![dir.path().to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -509,4 +545,30 @@ fn interrupted_forwarded_calls_end_as_natively() {
     let run = run_plan("interrupt", &[], plan(Some(0.05)));
     assert_eq!(run.outcome, native, "{}", run.how);
     assert!(run.how.starts_with("Ended(Exited(0))"), "{}", run.how);
+}
+
+/// A program whose executable the guest's node lacks, or holds with other bytes, runs
+/// there from the home process's own copy of its file mappings (paged from home), there
+/// and back, and prints what it prints natively.
+#[test]
+fn a_program_whose_file_is_only_at_home_moves() {
+    for name in ["checksum", "mappings"] {
+        let native = run_plan(name, &[], Plan::default()).outcome;
+        assert_eq!(native.code, Some(0), "{}", native.stdout);
+        for exe in [Exe::Gone, Exe::Changed] {
+            for home_after in [None, Some(0.1)] {
+                let plan = Plan {
+                    migrate_after: Some(0.05),
+                    home_after,
+                    exe: Some(exe),
+                    ..Plan::default()
+                };
+                let run = run_plan(name, &[], plan);
+                let how = &run.how;
+                assert_eq!(run.outcome, native, "{name}, file {exe:?}: {how}");
+                let ended = if home_after.is_some() { "CameHome" } else { "Ended(Exited(0))" };
+                assert!(how.starts_with(ended), "{name}, file {exe:?}: {how}");
+            }
+        }
+    }
 }

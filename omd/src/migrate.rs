@@ -157,6 +157,9 @@ impl PageSource for RemotePages {
             _ => Err(io(std::io::Error::other("the home node did not send them"))),
         }
     }
+    fn reads_any_address(&self) -> bool {
+        true
+    }
 }
 
 /// The CPU flags of this machine (`/proc/cpuinfo`), read once.

@@ -34,4 +34,7 @@ impl<S: PageSource> PageSource for Cuttable<S> {
         }
         self.pages.read(addr, buf)
     }
+    fn reads_any_address(&self) -> bool {
+        self.pages.reads_any_address()
+    }
 }
