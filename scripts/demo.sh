@@ -13,8 +13,8 @@ scripts/install.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "omcluster up: 4 nodes with 1, 0.5, 0.5 and 0.25 of a CPU, each running omd"
-omcluster up --name demo --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M 2>/dev/null ||
-    { omcluster down --name demo >/dev/null; omcluster up --name demo --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M; }
+omcluster up --name demo --private-fs --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M 2>/dev/null ||
+    { omcluster down --name demo >/dev/null; omcluster up --name demo --private-fs --nodes 4 --cpu 1,0.5,0.5,0.25 --mem 1G,1G,512M,512M; }
 
 say "every node has its own name, address and /etc/openmosix.map"
 for n in 1 2 3 4; do

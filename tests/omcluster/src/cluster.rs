@@ -85,6 +85,10 @@ fn build(spec: &ClusterSpec, bin: &Path, cgroups: &Cgroups) -> Result<ClusterSta
             let p = upper.join(file);
             fs::write(&p, text).map_err(|e| io(&format!("write {}", p.display()), e))?;
         }
+        let fs_file = dir.join(node::FS_FILE);
+        let fs_json = serde_json::to_string(&spec.fs).map_err(|e| Error::State(e.to_string()))?;
+        fs::write(&fs_file, fs_json)
+            .map_err(|e| io(&format!("write {}", fs_file.display()), e))?;
         let out = Command::new(bin)
             .args([node::INIT_ARG, name, &i.to_string()])
             .stdin(Stdio::null())

@@ -53,6 +53,17 @@ enum Cmd {
         /// An extra argument for every omd (repeat for more), e.g. --omd-arg=--down-after=3.
         #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
         omd_arg: Vec<String>,
+        /// Give every node files of its own, as separate machines have: an overlay of
+        /// its own on /home, /root, /var/tmp, /opt, /usr/local, /srv and the current
+        /// directory. What is there when the cluster comes up every node sees; what a
+        /// node writes there only that node sees. (/tmp, /run and /etc are always
+        /// private; everything else, /usr included, is the host's and shared.)
+        #[arg(long)]
+        private_fs: bool,
+        /// With --private-fs: keep DIR shared by all nodes, like an NFS home (repeat
+        /// for more).
+        #[arg(long, value_name = "DIR", requires = "private_fs")]
+        share: Vec<std::path::PathBuf>,
     },
     /// Run a command inside a node (its namespaces and its cgroup). Exits with the
     /// command's status.
@@ -118,8 +129,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             no_omd,
             omd_arg,
+            private_fs,
+            share,
         } => {
             let mut spec = ClusterSpec::new(&name.name, nodes, cpu.as_deref(), mem.as_deref())?;
+            if private_fs {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                let share = share
+                    .iter()
+                    .map(|d| {
+                        std::fs::canonicalize(d)
+                            .with_context(|| format!("--share {}", d.display()))
+                    })
+                    .collect::<Result<_>>()?;
+                spec.fs = om_cluster::spec::FsSpec::private(Some(&cwd), share);
+            }
             if !no_omd {
                 let bin = om_cluster::sibling_bin("omd", "OMD_BIN").context(
                     "omd was not found ($OMD_BIN, next to omcluster, or on the PATH); \

@@ -3,7 +3,8 @@
 //! A node is started in two steps, both by the `omcluster` binary (hidden subcommands):
 //! 1. `__node-init CLUSTER N` joins the node's cgroups and network namespace, makes new
 //!    mount, UTS and IPC namespaces (private /tmp and /run, an overlay /etc holding the
-//!    node's openmosix.map, hostname and hosts; host name `nodeN`), then a new pid
+//!    node's openmosix.map, hostname and hosts; host name `nodeN`; with a private file
+//!    system, an overlay of its own on each place users keep files), then a new pid
 //!    namespace, starts step 2 in it, reports its pid and exits.
 //! 2. `__node-pid1 CLUSTER N` is pid 1 of the node: it mounts the node's /proc and reaps
 //!    orphans until it is killed. When it dies the kernel kills everything in the node,
@@ -22,6 +23,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub const INIT_ARG: &str = "__node-init";
+/// The node's [`crate::spec::FsSpec`], as JSON in its directory.
+pub const FS_FILE: &str = "fs.json";
 pub const PID1_ARG: &str = "__node-pid1";
 
 fn fail(node: u16, what: &str, e: impl std::fmt::Display) -> Error {
@@ -67,6 +70,7 @@ pub fn init(cluster: &str, node: u16) -> Result<(), Error> {
         Some(overlay.as_str()),
     )
     .map_err(|e| fail(node, "mount the node's /etc overlay", e))?;
+    private_fs(node, &dir)?;
     let tmpfs = |target: &str, mode: &str| {
         mount(
             Some("tmpfs"),
@@ -102,6 +106,58 @@ pub fn init(cluster: &str, node: u16) -> Result<(), Error> {
         return Err(fail(node, "the node's init did not start", status));
     }
     println!("{}", child.id());
+    Ok(())
+}
+
+fn bind(node: u16, from: &Path, to: &Path) -> Result<(), Error> {
+    mount(
+        Some(from),
+        to,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| fail(node, &format!("bind {} on {}", from.display(), to.display()), e))
+}
+
+/// Gives the node its own view of the private directories of its [`crate::spec::FsSpec`]
+/// (an overlay each, its upper layer in the node's directory `dir`), keeping the shared
+/// ones shared: each is bound aside first, then back over its private view.
+fn private_fs(node: u16, dir: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(dir.join(FS_FILE)).unwrap_or_default();
+    let spec: crate::spec::FsSpec = serde_json::from_str(&text).unwrap_or_default();
+    if spec.private.is_empty() {
+        return Ok(());
+    }
+    let shared: Vec<_> = spec.shared.iter().filter(|d| d.is_dir()).collect();
+    let aside = |i: usize| dir.join(format!("shared.{i}"));
+    for (i, d) in shared.iter().enumerate() {
+        std::fs::create_dir_all(aside(i)).map_err(|e| fail(node, "create a mount point", e))?;
+        bind(node, d, &aside(i))?;
+    }
+    for (i, d) in spec.private.iter().filter(|d| d.is_dir()).enumerate() {
+        let (upper, work) = (dir.join(format!("fs.{i}.upper")), dir.join(format!("fs.{i}.work")));
+        for p in [&upper, &work] {
+            std::fs::create_dir_all(p).map_err(|e| fail(node, "create an overlay layer", e))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            d.display(),
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            d.as_path(),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| fail(node, &format!("mount the node's own {}", d.display()), e))?;
+    }
+    for (i, d) in shared.iter().enumerate() {
+        bind(node, &aside(i), d)?;
+    }
     Ok(())
 }
 

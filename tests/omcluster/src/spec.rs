@@ -36,6 +36,39 @@ pub struct DaemonSpec {
     pub args: Vec<String>,
 }
 
+/// Where users keep programs and data: with [`FsSpec::private`], each node gets its own
+/// writable view of these (those that exist on the host).
+pub const PRIVATE_PLACES: [&str; 6] = ["/home", "/root", "/var/tmp", "/opt", "/usr/local", "/srv"];
+
+/// Which directories the nodes share. By default a node has its own /tmp, /run and /etc
+/// and shares everything else with the host (and so with every other node).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FsSpec {
+    /// Directories each node sees through an overlay of its own: what was there when
+    /// the node started is seen by all, what a node writes only by that node (as on
+    /// separate machines installed alike).
+    pub private: Vec<std::path::PathBuf>,
+    /// Directories kept shared by every node (like an NFS home), even inside a private
+    /// one.
+    pub shared: Vec<std::path::PathBuf>,
+}
+
+impl FsSpec {
+    /// Nodes with files of their own: [`PRIVATE_PLACES`] and `workdir` (the checkout a
+    /// cluster is brought up from) unless it is `/` or already in one of them; `shared`
+    /// stay shared.
+    pub fn private(workdir: Option<&std::path::Path>, shared: Vec<std::path::PathBuf>) -> Self {
+        let mut private: Vec<std::path::PathBuf> =
+            PRIVATE_PLACES.iter().map(std::path::PathBuf::from).collect();
+        if let Some(w) = workdir {
+            if w != std::path::Path::new("/") && !private.iter().any(|p| w.starts_with(p)) {
+                private.push(w.to_path_buf());
+            }
+        }
+        Self { private, shared }
+    }
+}
+
 /// A whole cluster: its name and its nodes (node i+1 is `nodes[i]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
@@ -43,6 +76,8 @@ pub struct ClusterSpec {
     pub nodes: Vec<NodeSpec>,
     /// Start this omd in every node, with a generated cluster key.
     pub daemon: Option<DaemonSpec>,
+    /// Which files the nodes share.
+    pub fs: FsSpec,
 }
 
 impl ClusterSpec {
@@ -67,6 +102,7 @@ impl ClusterSpec {
             name: name.to_string(),
             nodes,
             daemon: None,
+            fs: FsSpec::default(),
         })
     }
 }
