@@ -51,6 +51,12 @@ pub enum Outcome {
     Gone(Gone),
 }
 
+/// The signals that stop a process by default and may be caught.
+const STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// SIGTTIN and SIGTTOU, as a mask: the only signals a forwarded call may block at home.
+const TTY_SIGNALS: u64 = (1 << (libc::SIGTTIN - 1)) | (1 << (libc::SIGTTOU - 1));
+
 /// Restart codes the kernel leaves in `rax` when a signal interrupts a call.
 const RESTARTS: [i64; 4] = [-512, -513, -514, -516];
 const SYS_PAUSE: i64 = libc::SYS_pause;
@@ -64,6 +70,8 @@ pub struct DeputyCtl {
     region: u64,
     region_len: u64,
     parked: bool,
+    /// In a group-stop, as its guest is (listening: see [`DeputyCtl::stop`]).
+    stopped: bool,
     pending: Vec<i32>,
     /// The private mappings the process had when it left (not yet released).
     releasable: Vec<(u64, u64)>,
@@ -143,6 +151,7 @@ impl DeputyCtl {
             region: 0,
             region_len: 0,
             parked: false,
+            stopped: false,
             pending: Vec::new(),
             releasable: releasable(image),
         };
@@ -167,6 +176,20 @@ impl DeputyCtl {
         let off = d.inj.put(64, &[0u8; 32])?;
         for which in 0..3u64 {
             d.inj.raw(libc::SYS_setitimer, &[which, off, 0])?;
+        }
+        // The home process stops when its guest stops (see `stop`) by the same signal,
+        // with its default action: a handler (readline's SIGTSTP) runs at the remote
+        // node, never here. An ignored one stays ignored: the terminal asks whether
+        // SIGTTIN and SIGTTOU are ignored before it sends them.
+        let dfl = d.inj.put(0, &[0u8; 32])?;
+        for sig in STOPS {
+            let handled = image
+                .sigactions
+                .iter()
+                .any(|a| a.signo == sig && a.handler > 1);
+            if handled {
+                d.inj.raw(libc::SYS_rt_sigaction, &[sig as u64, dfl, 0, 8])?;
+            }
         }
         sys::set_sigmask(p, 0).map_err(|e| InjectError::Mem(0, e))?;
         Ok(d)
@@ -223,11 +246,69 @@ impl DeputyCtl {
         Ok(())
     }
 
+    /// Stops the home process by signal `sig` (SIGTSTP, SIGSTOP, ...), because its guest
+    /// stopped so: it enters a group-stop, which its parent sees (the shell prints
+    /// "Stopped", `jobs` lists it), and stays in it, listening, until SIGCONT (`fg`,
+    /// `bg`) wakes it; [`DeputyCtl::poll`] then takes the SIGCONT for the guest. Called
+    /// while parked. A stop the kernel discards (a process group without a parent in the
+    /// session, for SIGTSTP) leaves it parked.
+    pub fn stop(&mut self, sig: i32) -> Result<(), InjectError> {
+        if self.stopped || !self.parked {
+            return Ok(());
+        }
+        let s = Signal::try_from(sig).map_err(|e| InjectError::Ptrace("kill", e))?;
+        nix::sys::signal::kill(self.pid, s).map_err(|e| InjectError::Ptrace("kill", e))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut passed = false;
+        loop {
+            let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+            let cont = |sig: Option<Signal>| {
+                ptrace::cont(self.pid, sig).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))
+            };
+            match waitpid(self.pid, Some(flags)) {
+                Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(WaitStatus::StillAlive) => return Ok(()),
+                // Its own stop signal: let it act.
+                Ok(WaitStatus::Stopped(_, got)) if got == s && !passed => {
+                    passed = true;
+                    cont(Some(got))?;
+                }
+                Ok(WaitStatus::Stopped(_, got)) => {
+                    self.pending.push(got as i32);
+                    cont(None)?;
+                }
+                Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP && passed => {
+                    sys::ptrace_listen(self.pid).map_err(|e| InjectError::Mem(0, e))?;
+                    self.stopped = true;
+                    return Ok(());
+                }
+                Ok(WaitStatus::PtraceEvent(..)) => cont(None)?,
+                Ok(WaitStatus::Exited(_, c)) => return Err(InjectError::Exited(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Err(InjectError::Killed(s)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
+            }
+        }
+    }
+
     /// Signals that arrived while parked (without waiting), or the end of the process.
     pub fn poll(&mut self) -> Event {
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => break,
+                // Woken from its group-stop (SIGCONT, or a signal for the guest): on it
+                // goes, and the signal is taken below.
+                Ok(WaitStatus::PtraceEvent(..)) if self.stopped => {
+                    self.stopped = false;
+                    self.parked = false;
+                    if let Err(e) = self.park() {
+                        if let Some(g) = gone_of(&e) {
+                            return Event::Gone(g);
+                        }
+                    }
+                }
                 Ok(WaitStatus::Stopped(_, sig)) => {
                     self.pending.push(sig as i32);
                     self.parked = false;
@@ -354,7 +435,18 @@ impl DeputyCtl {
         let args = call
             .place(base, &mut Mem(&self.inj))
             .map_err(|e| InjectError::Mem(base, e))?;
-        let ret = self.inject(call.nr as i64, &args)?;
+        // The terminal checks the caller's mask for SIGTTIN and SIGTTOU: the guest's.
+        let quiet = call.tty_quiet & TTY_SIGNALS;
+        let pid = self.pid;
+        let mask = |m| sys::set_sigmask(pid, m).map_err(|e| InjectError::Mem(0, e));
+        if quiet != 0 {
+            mask(quiet)?;
+        }
+        let ret = self.inject(call.nr as i64, &args);
+        if quiet != 0 {
+            mask(0)?;
+        }
+        let ret = ret?;
         let outs = call
             .collect(ret, &args, &mut Mem(&self.inj))
             .map_err(|e| InjectError::Mem(base, e))?;

@@ -55,6 +55,10 @@ pub struct Guest {
     /// The file mappings it left home with whose files this node lacks (or has with
     /// other contents): anonymous memory here, file mappings again once it leaves.
     stand_ins: Vec<Vma>,
+    /// The terminal stop signal last delivered as SIGSTOP (see [`Guest::signal`]).
+    stopped_by: Option<i32>,
+    /// When a signal was last delivered (it may stop the guest any moment now).
+    signalled: Option<std::time::Instant>,
 }
 
 impl GuestMem for ProcessMemory {
@@ -97,6 +101,8 @@ impl Guest {
             pidfd,
             mem,
             stand_ins,
+            stopped_by: None,
+            signalled: None,
         })
     }
 
@@ -131,7 +137,14 @@ impl Guest {
 
     /// What to do with a trapped call (reads the bytes it passes).
     pub fn plan(&self, t: &Trapped) -> crate::syscalls::Action {
-        crate::syscalls::plan(t.nr, t.args, &self.mem)
+        let mut action = crate::syscalls::plan(t.nr, t.args, &self.mem);
+        if let crate::syscalls::Action::Forward(call) = &mut action {
+            if crate::syscalls::may_reach_tty(t.nr) {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
+                call.tty_quiet = status.map(|s| tty_quiet(&s)).unwrap_or(0);
+            }
+        }
+        action
     }
 
     /// Answers a forwarded call: writes its output bytes into the guest, then its result.
@@ -196,9 +209,47 @@ impl Guest {
     }
 
     /// Delivers signal `sig` to the guest.
-    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+    ///
+    /// A terminal stop signal (SIGTSTP, SIGTTIN, SIGTTOU) that would stop it (its default
+    /// action, not blocked) is delivered as SIGSTOP, which stops it the same way: here the
+    /// guest's process group has no parent in its session, and the kernel would discard
+    /// the signal. [`Guest::job_change`] reports the stop by the signal that was sent.
+    pub fn signal(&mut self, sig: i32) -> std::io::Result<()> {
+        let mut sig = sig;
+        if [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+            if stops_by_default(&status, sig) {
+                self.stopped_by = Some(sig);
+                sig = libc::SIGSTOP;
+            }
+        }
         let s = Signal::try_from(sig).map_err(std::io::Error::from)?;
+        self.signalled = Some(std::time::Instant::now());
         kill(Pid::from_raw(self.pid()), s).map_err(std::io::Error::from)
+    }
+
+    /// Whether a signal was delivered within the last second: a stop it causes is
+    /// looked for often (see [`Guest::job_change`]).
+    pub fn recently_signalled(&self) -> bool {
+        self.signalled
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+    }
+
+    /// Whether the guest stopped or continued since last asked (`waitid` with WSTOPPED
+    /// and WCONTINUED): the signal that stopped it, or 0 for continued. Does not wait.
+    pub fn job_change(&mut self) -> Option<i32> {
+        let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WCONTINUED | WaitPidFlag::WNOHANG;
+        match waitid(Id::PIDFd(self.pidfd.as_fd()), flags) {
+            Ok(WaitStatus::Stopped(_, s)) => {
+                let by = match self.stopped_by.take() {
+                    Some(tty) if s == Signal::SIGSTOP => tty,
+                    _ => s as i32,
+                };
+                Some(by)
+            }
+            Ok(WaitStatus::Continued(_)) => Some(0),
+            _ => None,
+        }
     }
 
     /// How the guest ended, if it has.
@@ -325,17 +376,35 @@ const DEFAULT_IGNORED: [i32; 4] = [libc::SIGCHLD, libc::SIGURG, libc::SIGWINCH, 
 /// From the text of `/proc/PID/status`: whether a pending signal will act (see
 /// [`Guest::signal_will_act`]).
 pub(crate) fn signal_acts(status: &str) -> bool {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| status_mask(status, name);
     let bit = |sig: i32| 1u64 << (sig - 1);
     let pending = (field("SigPnd:") | field("ShdPnd:")) & !field("SigBlk:");
     let quiet = DEFAULT_IGNORED.iter().fold(0, |m, &s| m | bit(s)) & !field("SigCgt:");
     pending & !quiet & !field("SigIgn:") != 0
+}
+
+/// From the text of `/proc/PID/status`: whether signal `sig` would stop the process
+/// (neither caught, ignored nor blocked).
+pub(crate) fn stops_by_default(status: &str, sig: i32) -> bool {
+    let bit = 1u64 << (sig - 1);
+    ["SigBlk:", "SigIgn:", "SigCgt:"]
+        .iter()
+        .all(|name| status_mask(status, name) & bit == 0)
+}
+
+/// From the text of `/proc/PID/status`: of SIGTTIN and SIGTTOU, those blocked or
+/// ignored (as a signal mask).
+pub(crate) fn tty_quiet(status: &str) -> u64 {
+    let ttys = (1u64 << (libc::SIGTTIN - 1)) | (1u64 << (libc::SIGTTOU - 1));
+    (status_mask(status, "SigBlk:") | status_mask(status, "SigIgn:")) & ttys
+}
+
+fn status_mask(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
 }
 
 /// The kernel's "restart this call, whatever the handlers say" code.
@@ -467,5 +536,24 @@ mod tests {
         assert!(signal_acts(&status(0, bit(20), 0, 0, 0)));
         // Explicitly ignored.
         assert!(!signal_acts(&status(0, bit(15), 0, bit(15), 0)));
+    }
+
+    #[test]
+    fn a_terminal_stop_stops_only_with_its_default_action() {
+        use super::stops_by_default;
+        let tstp = libc::SIGTSTP;
+        assert!(stops_by_default(&status(0, 0, 0, 0, 0), tstp));
+        assert!(!stops_by_default(&status(0, 0, bit(tstp), 0, 0), tstp), "blocked");
+        assert!(!stops_by_default(&status(0, 0, 0, bit(tstp), 0), tstp), "ignored");
+        assert!(!stops_by_default(&status(0, 0, 0, 0, bit(tstp)), tstp), "caught");
+    }
+
+    #[test]
+    fn terminal_signals_blocked_or_ignored_are_told_home() {
+        use super::tty_quiet;
+        let (ttin, ttou) = (bit(libc::SIGTTIN), bit(libc::SIGTTOU));
+        assert_eq!(tty_quiet(&status(0, 0, 0, 0, 0)), 0);
+        assert_eq!(tty_quiet(&status(0, 0, ttou | bit(2), 0, 0)), ttou);
+        assert_eq!(tty_quiet(&status(0, 0, 0, ttin, ttou)), ttin);
     }
 }

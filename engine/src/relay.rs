@@ -78,6 +78,9 @@ pub enum Msg {
     /// Remote → home: paging is over, every page is at the remote node; home may drop
     /// its copy.
     AllHere,
+    /// Remote → home: the guest stopped, by this signal (SIGTSTP, SIGSTOP, ...): home
+    /// stops the same way, so that its parent sees it stop.
+    Stopped(i32),
 }
 
 /// What the home end reports while the process is away (see [`run_home`]).
@@ -281,6 +284,17 @@ pub fn run_home(
             }
             Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
             Some(Msg::Usage(ns)) => progress(Progress::CpuAway(Duration::from_nanos(ns))),
+            Some(Msg::Stopped(sig)) => {
+                if let Err(e) = ctl.stop(sig) {
+                    match gone_of(&e) {
+                        Some(g) => {
+                            let _ = link.send(&Msg::Gone);
+                            return HomeEnd::Ended(g);
+                        }
+                        None => return fail(&mut ctl, format!("the deputy cannot stop: {e}")),
+                    }
+                }
+            }
             Some(Msg::AllHere) => match ctl.release_memory() {
                 Ok(freed) => progress(Progress::MemoryReleased(freed)),
                 Err(e) => match gone_of(&e) {
@@ -359,10 +373,21 @@ fn restart(
     Some(guest.plan(&again))
 }
 
-fn deliver(guest: &Guest, signals: &[i32]) {
+fn deliver(guest: &mut Guest, signals: &[i32]) {
     for s in signals {
         let _ = guest.signal(*s);
     }
+}
+
+/// Tells home that the guest stopped (a stop signal acted on it), so that home stops
+/// too. Its continuing needs no word: it is home's SIGCONT that continued it.
+fn report_stop(guest: &mut Guest, link: &dyn Link) -> std::io::Result<()> {
+    while let Some(sig) = guest.job_change() {
+        if sig != 0 {
+            link.send(&Msg::Stopped(sig))?;
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the guest traps a call, ends, or the link has a message.
@@ -372,10 +397,12 @@ fn wait(guest: &Guest, link: &dyn Link) {
         PollFd::new(guest.listener(), PollFlags::POLLIN),
         PollFd::new(guest.pidfd(), PollFlags::POLLIN),
     ];
+    // A stop shows in no descriptor: soon after a signal, look for one often.
+    let slow = if guest.recently_signalled() { 5 } else { 200u16 };
     let t = match lfd {
         Some(fd) => {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            200u16
+            slow
         }
         None => 1,
     };
@@ -446,7 +473,7 @@ enum Next {
 
 /// Handles a message home may send at any time: signals, a request to come home, or the
 /// end of the home process. `in_flight` is the call the guest is waiting on, if any.
-fn from_home(msg: Msg, guest: &Guest, in_flight: Option<u64>) -> Next {
+fn from_home(msg: Msg, guest: &mut Guest, in_flight: Option<u64>) -> Next {
     match msg {
         Msg::Signals(s) => {
             deliver(guest, &s);
@@ -503,6 +530,9 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
             reported = Instant::now();
             report_usage(&guest, link);
         }
+        if let Err(e) = report_stop(&mut guest, link) {
+            return give_up(&guest, lost(e));
+        }
         if !all_here && guest.paging_done() {
             all_here = true;
             let _ = link.send(&Msg::AllHere);
@@ -545,7 +575,7 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                                 }
                             }
                             Ok(Some(Msg::Reply { id, reply, signals })) if id == t.id => {
-                                deliver(&guest, &signals);
+                                deliver(&mut guest, &signals);
                                 if let Some(again) =
                                     restart(&guest, &t, &mut args, &reply, &signals, sent)
                                 {
@@ -569,7 +599,7 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                                 let _ = guest.answer(id, &reply);
                                 break;
                             }
-                            Ok(Some(m)) => match from_home(m, &guest, Some(t.id)) {
+                            Ok(Some(m)) => match from_home(m, &mut guest, Some(t.id)) {
                                 Next::Go => {}
                                 Next::Home(f) => return go_home(guest, f, ASKED.into(), link),
                                 Next::End(e) => return e,
@@ -583,7 +613,7 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
             match link.recv(Some(Duration::ZERO)) {
                 Err(e) => return give_up(&guest, lost(e)),
                 Ok(None) => break,
-                Ok(Some(m)) => match from_home(m, &guest, None) {
+                Ok(Some(m)) => match from_home(m, &mut guest, None) {
                     Next::Go => {}
                     Next::Home(f) => return go_home(guest, f, ASKED.into(), link),
                     Next::End(e) => return e,

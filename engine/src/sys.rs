@@ -485,3 +485,19 @@ pub(crate) fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
         r
     }
 }
+
+/// `PTRACE_LISTEN`: the seized tracee, in a group-stop, stays stopped (as its parent
+/// sees it) but is woken, and reports again, when SIGCONT or another signal arrives.
+pub(crate) fn ptrace_listen(pid: Pid) -> io::Result<()> {
+    // SAFETY: PTRACE_LISTEN takes no addresses (both are 0); it only changes the tracee's
+    // state, and the kernel refuses it unless the tracee is in a group-stop.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_LISTEN,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    check(ret).map(|_| ())
+}

@@ -1049,6 +1049,11 @@ pub struct Call {
     pub args: [u64; 6],
     /// One slot per non-NULL pointer argument.
     pub slots: Vec<Slot>,
+    /// Of SIGTTIN and SIGTTOU, those the process blocks or ignores (a signal mask), for
+    /// calls that may reach a terminal: the terminal asks that of the caller before it
+    /// stops a background job, so home must block them too while the call runs.
+    #[serde(default)]
+    pub tty_quiet: u64,
 }
 
 /// One pointer argument of a forwarded call.
@@ -1138,6 +1143,19 @@ fn fcntl_arg(cmd: u64) -> Arg {
         1035..=1038 => InOut(Fixed(U64)),       // F_{GET,SET}_{FILE_,}RW_HINT
         _ => Val,
     }
+}
+
+/// Whether call `nr` may read, write or control a terminal (the calls in which the
+/// terminal stops background jobs with SIGTTIN and SIGTTOU).
+pub fn may_reach_tty(nr: u64) -> bool {
+    [
+        libc::SYS_read,
+        libc::SYS_readv,
+        libc::SYS_write,
+        libc::SYS_writev,
+        libc::SYS_ioctl,
+    ]
+    .contains(&(nr as i64))
 }
 
 /// Calls whose buffer may be shortened to [`MAX_BUFFER`].
@@ -1296,7 +1314,12 @@ pub fn plan(nr: u64, mut args: [u64; 6], mem: &dyn GuestMem) -> Action {
         };
         slots.push(Slot { arg: i as u8, kind });
     }
-    Action::Forward(Call { nr, args, slots })
+    Action::Forward(Call {
+        nr,
+        args,
+        slots,
+        tty_quiet: 0,
+    })
 }
 
 /// Memory at the executing end where a call's buffers are placed.
