@@ -188,7 +188,8 @@ impl DeputyCtl {
                 .iter()
                 .any(|a| a.signo == sig && a.handler > 1);
             if handled {
-                d.inj.raw(libc::SYS_rt_sigaction, &[sig as u64, dfl, 0, 8])?;
+                d.inj
+                    .raw(libc::SYS_rt_sigaction, &[sig as u64, dfl, 0, 8])?;
             }
         }
         sys::set_sigmask(p, 0).map_err(|e| InjectError::Mem(0, e))?;
@@ -279,7 +280,9 @@ impl DeputyCtl {
                     self.pending.push(got as i32);
                     cont(None)?;
                 }
-                Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP && passed => {
+                Ok(WaitStatus::PtraceEvent(_, _, ev))
+                    if ev == libc::PTRACE_EVENT_STOP && passed =>
+                {
                     sys::ptrace_listen(self.pid).map_err(|e| InjectError::Mem(0, e))?;
                     self.stopped = true;
                     return Ok(());

@@ -340,7 +340,11 @@ pub(crate) fn give_files_back(image: &mut ProcessImage, stand_ins: &[Vma]) {
             continue;
         }
         let mut at = v.start;
-        for &c in cuts.iter().filter(|&&c| v.start < c && c < v.end).chain([&v.end]) {
+        for &c in cuts
+            .iter()
+            .filter(|&&c| v.start < c && c < v.end)
+            .chain([&v.end])
+        {
             let mut piece = v.clone();
             piece.start = at;
             piece.end = c;
@@ -359,7 +363,11 @@ pub(crate) fn give_files_back(image: &mut ProcessImage, stand_ins: &[Vma]) {
     let mut runs = Vec::with_capacity(image.pages.len());
     for r in image.pages.drain(..) {
         let mut at = r.addr;
-        for &c in cuts.iter().filter(|&&c| r.addr < c && c < r.end()).chain([&r.end()]) {
+        for &c in cuts
+            .iter()
+            .filter(|&&c| r.addr < c && c < r.end())
+            .chain([&r.end()])
+        {
             runs.push(PageRun {
                 addr: at,
                 pages: (c - at) / PAGE_SIZE,
@@ -477,8 +485,14 @@ mod tests {
             vma(0x20000, 0x21000, 3, Backing::Anon, "[heap]"),
         ];
         image.pages = vec![
-            PageRun { addr: 0x10000, pages: 3 },
-            PageRun { addr: 0x14000, pages: 3 },
+            PageRun {
+                addr: 0x10000,
+                pages: 3,
+            },
+            PageRun {
+                addr: 0x14000,
+                pages: 3,
+            },
         ];
         give_files_back(&mut image, &stand_ins);
         let got: Vec<(u64, u64, bool, u64)> = image
@@ -502,11 +516,26 @@ mod tests {
         assert_eq!(
             image.pages,
             [
-                PageRun { addr: 0x10000, pages: 1 },
-                PageRun { addr: 0x11000, pages: 1 },
-                PageRun { addr: 0x12000, pages: 1 },
-                PageRun { addr: 0x14000, pages: 1 },
-                PageRun { addr: 0x15000, pages: 2 },
+                PageRun {
+                    addr: 0x10000,
+                    pages: 1
+                },
+                PageRun {
+                    addr: 0x11000,
+                    pages: 1
+                },
+                PageRun {
+                    addr: 0x12000,
+                    pages: 1
+                },
+                PageRun {
+                    addr: 0x14000,
+                    pages: 1
+                },
+                PageRun {
+                    addr: 0x15000,
+                    pages: 2
+                },
             ]
         );
     }
@@ -543,9 +572,18 @@ mod tests {
         use super::stops_by_default;
         let tstp = libc::SIGTSTP;
         assert!(stops_by_default(&status(0, 0, 0, 0, 0), tstp));
-        assert!(!stops_by_default(&status(0, 0, bit(tstp), 0, 0), tstp), "blocked");
-        assert!(!stops_by_default(&status(0, 0, 0, bit(tstp), 0), tstp), "ignored");
-        assert!(!stops_by_default(&status(0, 0, 0, 0, bit(tstp)), tstp), "caught");
+        assert!(
+            !stops_by_default(&status(0, 0, bit(tstp), 0, 0), tstp),
+            "blocked"
+        );
+        assert!(
+            !stops_by_default(&status(0, 0, 0, bit(tstp), 0), tstp),
+            "ignored"
+        );
+        assert!(
+            !stops_by_default(&status(0, 0, 0, 0, bit(tstp)), tstp),
+            "caught"
+        );
     }
 
     #[test]

@@ -398,7 +398,11 @@ fn wait(guest: &Guest, link: &dyn Link) {
         PollFd::new(guest.pidfd(), PollFlags::POLLIN),
     ];
     // A stop shows in no descriptor: soon after a signal, look for one often.
-    let slow = if guest.recently_signalled() { 5 } else { 200u16 };
+    let slow = if guest.recently_signalled() {
+        5
+    } else {
+        200u16
+    };
     let t = match lfd {
         Some(fd) => {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));

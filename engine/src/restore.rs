@@ -358,7 +358,16 @@ fn restore_on_tracer(
             })
         }
     }
-    let built = rebuild(stub, scratch, SCRATCH_LEN, image, source, paging, mode, foreign);
+    let built = rebuild(
+        stub,
+        scratch,
+        SCRATCH_LEN,
+        image,
+        source,
+        paging,
+        mode,
+        foreign,
+    );
     // This thread may live on (a guest's supervisor): give it back every CPU.
     let _ = sched_setaffinity(Pid::from_raw(0), &all_cpus);
     let (pager, listener) = built?;
@@ -401,7 +410,8 @@ pub(crate) fn rebuild(
     mode: Mode,
     foreign: &HashSet<String>,
 ) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
-    let is_foreign = |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
+    let is_foreign =
+        |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
     // Memory that is anonymous here: the process's own, and the stand-ins for foreign files.
     let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
     // Signals wait until the end (timers restored below fire meanwhile).
@@ -687,8 +697,7 @@ pub(crate) fn rebuild(
     // change the executable of such a process (EBUSY): keep it (-1) and set the rest.
     // A guest whose executable this node lacks, or holds with other contents, keeps the
     // stub's (its /proc/self/exe is read at home anyway).
-    let keep_exe =
-        home || foreign.contains(&image.exe) || std::fs::metadata(&image.exe).is_err();
+    let keep_exe = home || foreign.contains(&image.exe) || std::fs::metadata(&image.exe).is_err();
     let exe_fd = if keep_exe {
         u64::from(u32::MAX)
     } else {

@@ -566,7 +566,11 @@ fn a_program_whose_file_is_only_at_home_moves() {
                 let run = run_plan(name, &[], plan);
                 let how = &run.how;
                 assert_eq!(run.outcome, native, "{name}, file {exe:?}: {how}");
-                let ended = if home_after.is_some() { "CameHome" } else { "Ended(Exited(0))" };
+                let ended = if home_after.is_some() {
+                    "CameHome"
+                } else {
+                    "Ended(Exited(0))"
+                };
                 assert!(how.starts_with(ended), "{name}, file {exe:?}: {how}");
             }
         }

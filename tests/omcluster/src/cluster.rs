@@ -87,8 +87,7 @@ fn build(spec: &ClusterSpec, bin: &Path, cgroups: &Cgroups) -> Result<ClusterSta
         }
         let fs_file = dir.join(node::FS_FILE);
         let fs_json = serde_json::to_string(&spec.fs).map_err(|e| Error::State(e.to_string()))?;
-        fs::write(&fs_file, fs_json)
-            .map_err(|e| io(&format!("write {}", fs_file.display()), e))?;
+        fs::write(&fs_file, fs_json).map_err(|e| io(&format!("write {}", fs_file.display()), e))?;
         let out = Command::new(bin)
             .args([node::INIT_ARG, name, &i.to_string()])
             .stdin(Stdio::null())

@@ -33,6 +33,25 @@ impl TestCluster {
         &self.state.name
     }
 
+    /// A copy of the executable `path` in `node`'s own /tmp that any user can run: a
+    /// checkout may lie where only root may enter (a clone in /root, mode 0700), and
+    /// tests also run tools as an ordinary user. Returns the copy's path in the node.
+    pub fn for_everyone(&self, node: u16, path: &str) -> String {
+        let name = std::path::Path::new(path)
+            .file_name()
+            .expect("a file")
+            .to_string_lossy();
+        let copy = format!("/tmp/om-for-everyone/{name}");
+        let o = self.sh(
+            node,
+            &format!(
+                "mkdir -p -m 755 /tmp/om-for-everyone && cp {path} {copy} && chmod 755 {copy}"
+            ),
+        );
+        assert!(o.status.success(), "copying {path} into node {node}: {o:?}");
+        copy
+    }
+
     /// A command that runs `program` inside `node` (via `omcluster exec`).
     pub fn command(&self, node: u16, program: &str) -> Command {
         let mut c = Command::new(&self.bin);

@@ -138,8 +138,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let share = share
                     .iter()
                     .map(|d| {
-                        std::fs::canonicalize(d)
-                            .with_context(|| format!("--share {}", d.display()))
+                        std::fs::canonicalize(d).with_context(|| format!("--share {}", d.display()))
                     })
                     .collect::<Result<_>>()?;
                 spec.fs = om_cluster::spec::FsSpec::private(Some(&cwd), share);

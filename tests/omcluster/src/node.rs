@@ -117,7 +117,13 @@ fn bind(node: u16, from: &Path, to: &Path) -> Result<(), Error> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| fail(node, &format!("bind {} on {}", from.display(), to.display()), e))
+    .map_err(|e| {
+        fail(
+            node,
+            &format!("bind {} on {}", from.display(), to.display()),
+            e,
+        )
+    })
 }
 
 /// Gives the node its own view of the private directories of its [`crate::spec::FsSpec`]
@@ -136,7 +142,10 @@ fn private_fs(node: u16, dir: &Path) -> Result<(), Error> {
         bind(node, d, &aside(i))?;
     }
     for (i, d) in spec.private.iter().filter(|d| d.is_dir()).enumerate() {
-        let (upper, work) = (dir.join(format!("fs.{i}.upper")), dir.join(format!("fs.{i}.work")));
+        let (upper, work) = (
+            dir.join(format!("fs.{i}.upper")),
+            dir.join(format!("fs.{i}.work")),
+        );
         for p in [&upper, &work] {
             std::fs::create_dir_all(p).map_err(|e| fail(node, "create an overlay layer", e))?;
         }

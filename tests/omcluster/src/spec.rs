@@ -58,8 +58,10 @@ impl FsSpec {
     /// cluster is brought up from) unless it is `/` or already in one of them; `shared`
     /// stay shared.
     pub fn private(workdir: Option<&std::path::Path>, shared: Vec<std::path::PathBuf>) -> Self {
-        let mut private: Vec<std::path::PathBuf> =
-            PRIVATE_PLACES.iter().map(std::path::PathBuf::from).collect();
+        let mut private: Vec<std::path::PathBuf> = PRIVATE_PLACES
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect();
         if let Some(w) = workdir {
             if w != std::path::Path::new("/") && !private.iter().any(|p| w.starts_with(p)) {
                 private.push(w.to_path_buf());

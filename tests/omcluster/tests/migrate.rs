@@ -89,7 +89,10 @@ fn at_home_only(c: &TestCluster, path: &str) -> String {
     assert!(o.status.success(), "copying {path} into node 1: {o:?}");
     for node in [2u16, 3] {
         let there = sh(c, node, &format!("ls {copy} 2>&1"));
-        assert!(there.contains("No such file"), "{copy} at node {node}: {there}");
+        assert!(
+            there.contains("No such file"),
+            "{copy} at node {node}: {there}"
+        );
     }
     copy
 }
@@ -371,7 +374,14 @@ fn a_library_that_differs_at_another_node_is_taken_from_home() {
     // Run at node 3 itself, its library prints another banner and other numbers.
     let at3 = sh(&c, 3, &format!("{lib}/uselib | head -1"));
     assert!(at3.contains("VARIANT"), "{at3}");
-    compare_cmd(&c, "uselib", &format!("{lib}/uselib"), "cat out", "uselib", &["3", "home", "2"]);
+    compare_cmd(
+        &c,
+        "uselib",
+        &format!("{lib}/uselib"),
+        "cat out",
+        "uselib",
+        &["3", "home", "2"],
+    );
 }
 
 /// Runs `remote MODE ARGS` with mosrun -2 in node 1; `after` runs (in node 1) once it
@@ -421,6 +431,17 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
     // A remote SIGSEGV kills the home process by SIGSEGV (shell status 128 + 11).
     let o = remote(&c, "segv", "segv", "true");
     assert!(o.contains("where 2") && o.contains("status 139"), "{o}");
+
+    // A program that ends before it can move leaves no message behind.
+    let (o, e) = finish(start(
+        &c,
+        "/tmp/short",
+        &format!(
+            "for i in $(seq 20); do {} -2 true; done; echo done",
+            tool("mosrun")
+        ),
+    ));
+    assert_eq!((o.as_str(), e.as_str()), ("done\n", ""), "short programs");
 
     // kill -9 at home ends it everywhere.
     let o = remote(&c, "kill9", "usr1", "sleep 0.3; kill -9 $P");

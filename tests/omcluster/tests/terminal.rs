@@ -92,8 +92,21 @@ fn an_interactive_program_away_from_home_behaves_as_at_home() {
     let c = TestCluster::up_with(&spec, BIN).unwrap();
     let _t = Tmux;
     tmux(&["kill-server"]);
-    let shell = format!("{BIN} exec --name {} 1 -- bash --norc --noprofile -i", c.name());
-    tmux(&["new-session", "-d", "-s", "t", "-x", "100", "-y", "40", &shell]);
+    let shell = format!(
+        "{BIN} exec --name {} 1 -- bash --norc --noprofile -i",
+        c.name()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "40",
+        &shell,
+    ]);
     // Node 2 must be known at node 1 before mosrun can send bc there.
     let start = Instant::now();
     while !c

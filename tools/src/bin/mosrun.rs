@@ -167,7 +167,22 @@ fn mover(spec: &str) -> Result<ExitCode> {
         wait: true,
         eager: false,
     }) {
-        eprintln!("mosrun: process {pid} stays at home: {e}");
+        // A program that ended before it could move needs no word (and the shell would
+        // print it into whatever runs next).
+        if !ended(pid) {
+            eprintln!("mosrun: process {pid} stays at home: {e}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` has ended (gone, or a zombie its parent has not reaped yet).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
 }
