@@ -370,6 +370,7 @@ fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureErr
     let mut vmas = Vec::new();
     let mut pages = Vec::new();
     let mut vdso_text = None;
+    let mut shared_mem = SharedMem::default();
     for m in maps.iter() {
         let (start, end) = m.address;
         let shared = m.perms.contains(MMPermissions::SHARED);
@@ -393,41 +394,59 @@ fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureErr
             MMapPath::Vsys(key) => return Err(refused(pid, Refusal::SysvShm(start, *key))),
             MMapPath::Heap | MMapPath::Stack | MMapPath::Anonymous => {
                 if shared {
-                    return Err(refused(pid, Refusal::SharedAnon(start)));
+                    shared_mem.check(pid, m)?;
+                    Backing::Shared
+                } else {
+                    Backing::Anon
                 }
-                Backing::Anon
             }
             MMapPath::Path(path) => {
                 let ps = path.to_string_lossy().into_owned();
+                let deleted = ps.ends_with(" (deleted)");
                 if flags.intersects(VmFlags::IO | VmFlags::PF) || ps.starts_with("/dev/") {
                     if ps.starts_with("/dev/zero") && shared {
-                        return Err(refused(pid, Refusal::SharedAnon(start)));
+                        shared_mem.check(pid, m)?;
+                        Backing::Shared
+                    } else {
+                        return Err(refused(pid, Refusal::DeviceMapping(ps)));
                     }
-                    return Err(refused(pid, Refusal::DeviceMapping(ps)));
-                }
-                if ps.ends_with(" (deleted)") || !ps.starts_with('/') {
-                    if shared {
-                        return Err(refused(pid, Refusal::SharedAnon(start)));
-                    }
+                } else if !ps.starts_with('/') {
                     return Err(refused(pid, Refusal::DeletedFile(ps)));
-                }
-                if shared && flags.contains(VmFlags::MW) {
-                    return Err(refused(pid, Refusal::SharedWritable(ps)));
-                }
-                let id = match hashes.get(&ps) {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = file_id(Path::new(&ps)).map_err(|e| match e.kind() {
-                            std::io::ErrorKind::InvalidInput => {
-                                refused(pid, Refusal::UnsupportedMapping(ps.clone()))
-                            }
-                            _ => proc_err(pid, &ps)(e),
-                        })?;
-                        hashes.insert(ps.clone(), id.clone());
-                        id
+                } else if deleted && shared {
+                    // A memfd or a deleted file: nobody else can open it by name.
+                    shared_mem.check(pid, m)?;
+                    Backing::Shared
+                } else {
+                    if shared && flags.contains(VmFlags::MW) {
+                        return Err(refused(pid, Refusal::SharedWritable(ps)));
                     }
-                };
-                Backing::File(id)
+                    let id = match hashes.get(&ps) {
+                        Some(id) => id.clone(),
+                        None => {
+                            // A deleted file (or memfd) is read through the mapping's
+                            // own link; it exists at no node by its name.
+                            let open_as = if deleted {
+                                format!("/proc/{pid}/map_files/{start:x}-{end:x}")
+                            } else {
+                                ps.clone()
+                            };
+                            let id = file_id(Path::new(&open_as))
+                                .map(|id| FileId {
+                                    path: ps.clone(),
+                                    ..id
+                                })
+                                .map_err(|e| match e.kind() {
+                                    std::io::ErrorKind::InvalidInput => {
+                                        refused(pid, Refusal::UnsupportedMapping(ps.clone()))
+                                    }
+                                    _ => proc_err(pid, &ps)(e),
+                                })?;
+                            hashes.insert(ps.clone(), id.clone());
+                            id
+                        }
+                    };
+                    Backing::File(id)
+                }
             }
             other => {
                 return Err(refused(
@@ -462,6 +481,12 @@ fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureErr
             Backing::Anon => pages.extend(
                 touched_pages(&pagemap, start, end, false).map_err(proc_err(pid, "pagemap"))?,
             ),
+            // Pages of shared memory this process never touched may hold what another
+            // (exited) process wrote: all of it goes.
+            Backing::Shared => pages.push(PageRun {
+                addr: start,
+                pages: (end - start) / PAGE_SIZE,
+            }),
             Backing::File(_) if !shared => pages.extend(
                 touched_pages(&pagemap, start, end, true).map_err(proc_err(pid, "pagemap"))?,
             ),
@@ -499,9 +524,6 @@ fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureErr
         .map_err(proc_err(pid, "exe"))?
         .to_string_lossy()
         .into_owned();
-    if exe.ends_with(" (deleted)") {
-        return Err(refused(pid, Refusal::DeletedFile(exe)));
-    }
 
     // Registers and signal state readable by ptrace.
     let regs =
@@ -734,6 +756,78 @@ pub(crate) fn file_id(path: &Path) -> std::io::Result<FileId> {
         path: path.to_string_lossy().into_owned(),
         size: meta.len(),
         hash,
+    })
+}
+
+/// The shared memory of a process being captured: it moves only when nothing else can
+/// reach it, since the copy at another node no longer shares anything.
+#[derive(Default)]
+struct SharedMem {
+    /// (device, inode) of each shared object seen, and the address it is mapped at.
+    seen: Vec<((u64, u64), u64, u64)>,
+    /// Every other process's mappings of shared objects, read once: (device, inode) ->
+    /// a pid that maps it.
+    others: Option<HashMap<(u64, u64), i32>>,
+}
+
+impl SharedMem {
+    /// Refuses the shared mapping `m` of process `pid` if another process maps the same
+    /// object, if a descriptor of the process holds it (a memfd it also reads and writes
+    /// by descriptor), or if the process maps it twice (other than pieces of one
+    /// mapping, which mprotect or madvise split).
+    fn check(&mut self, pid: i32, m: &procfs::process::MemoryMap) -> Result<(), CaptureError> {
+        let start = m.address.0;
+        let key = (libc::makedev(m.dev.0 as u32, m.dev.1 as u32), m.inode);
+        let offset = m.offset;
+        for &(k, at, off_at) in &self.seen {
+            // A piece of the same mapping continues exactly where the last one ended.
+            if k == key && !(off_at + (start - at) == offset && at < start) {
+                return Err(refused(pid, Refusal::SharedTwice(at, start)));
+            }
+        }
+        self.seen.push((key, start, offset));
+        let others = self.others.get_or_insert_with(|| others_shared(pid));
+        if let Some(&other) = others.get(&key) {
+            return Err(refused(pid, Refusal::SharedAnon(start, other)));
+        }
+        if let Some(fd) = fd_on(pid, key) {
+            return Err(refused(pid, Refusal::SharedWithFd(start, fd)));
+        }
+        Ok(())
+    }
+}
+
+/// The shared objects (device, inode) that processes other than `pid` map, with a pid
+/// that maps each: from every process's `/proc/PID/maps` (shared mappings only).
+fn others_shared(pid: i32) -> HashMap<(u64, u64), i32> {
+    let mut out = HashMap::new();
+    let Ok(all) = procfs::process::all_processes() else {
+        return out;
+    };
+    for p in all.flatten() {
+        if p.pid == pid {
+            continue;
+        }
+        let Ok(maps) = p.maps() else { continue };
+        for m in maps.iter() {
+            if m.perms.contains(MMPermissions::SHARED) && m.inode != 0 {
+                let key = (libc::makedev(m.dev.0 as u32, m.dev.1 as u32), m.inode);
+                out.entry(key).or_insert(p.pid);
+            }
+        }
+    }
+    out
+}
+
+/// A descriptor of `pid` open on the object (device, inode) `key`, if any.
+fn fd_on(pid: i32, key: (u64, u64)) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    dir.flatten().find_map(|e| {
+        let meta = std::fs::metadata(e.path()).ok()?;
+        ((meta.dev(), meta.ino()) == key)
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
     })
 }
 

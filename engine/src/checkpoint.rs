@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::image::{ProcessImage, IMAGE_VERSION, PAGE_SIZE};
+use crate::image::{ProcessImage, IMAGE_VERSION, PAGE_SIZE, READS_VERSIONS};
 use crate::pages::{ImagePages, PageSource};
 use crate::PageError;
 
@@ -117,12 +117,14 @@ pub fn read(dir: &Path) -> Result<(ProcessImage, ImagePages), CheckpointError> {
             why: format!("format is {:?}, expected {FORMAT:?}", env.format),
         });
     }
-    if env.version != IMAGE_VERSION || env.image.version != IMAGE_VERSION {
+    if !READS_VERSIONS.contains(&env.version) || env.image.version != env.version {
         return Err(CheckpointError::Invalid {
             path: image_path,
             why: format!(
-                "version {} (this build reads version {IMAGE_VERSION})",
-                env.version
+                "version {} (this build reads versions {} to {})",
+                env.version,
+                READS_VERSIONS.start(),
+                READS_VERSIONS.end()
             ),
         });
     }

@@ -71,8 +71,14 @@ pub enum Refusal {
     #[error("it has a shared writable mapping of {0}")]
     SharedWritable(String),
     /// Shared anonymous memory (shared with other processes).
-    #[error("it has shared anonymous memory at {0:#x}")]
-    SharedAnon(u64),
+    #[error("its shared memory at {0:#x} is also mapped by process {1}; shared memory moves only when no other process maps it")]
+    SharedAnon(u64, i32),
+    /// Shared memory the process also holds open as a descriptor (a memfd).
+    #[error("its shared memory at {0:#x} is also open as descriptor {1}, whose reads and writes would happen at home")]
+    SharedWithFd(u64, i32),
+    /// The same shared memory mapped twice.
+    #[error("it maps the same shared memory twice (at {0:#x} and {1:#x})")]
+    SharedTwice(u64, u64),
     /// A device is mapped.
     #[error("it has a device mapped: {0}")]
     DeviceMapping(String),

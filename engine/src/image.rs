@@ -7,8 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the image layout. Bump on any incompatible change.
-pub const IMAGE_VERSION: u32 = 1;
+/// Version of the image layout written. Bump on any incompatible change.
+///
+/// Version 2 added [`Backing::Shared`] and file backings of deleted or memfd files (whose
+/// path ends in ` (deleted)`); a version 1 image is still read.
+pub const IMAGE_VERSION: u32 = 2;
+
+/// The image versions this build reads.
+pub const READS_VERSIONS: std::ops::RangeInclusive<u32> = 1..=IMAGE_VERSION;
 
 /// Size of a page on x86-64.
 pub const PAGE_SIZE: u64 = 4096;
@@ -110,8 +116,15 @@ impl Regs {
 pub enum Backing {
     /// Private anonymous memory (including `[heap]` and `[stack]`).
     Anon,
-    /// A private (or read-only shared) mapping of a regular file.
+    /// A private (or read-only shared) mapping of a regular file. A file that was
+    /// deleted (or a memfd) keeps the name the kernel shows, ending in ` (deleted)`: no
+    /// node has it, and its pages come with the process.
     File(FileId),
+    /// Shared memory that no other process maps: `MAP_SHARED|MAP_ANONYMOUS`, `/dev/zero`,
+    /// or a shared mapping of a deleted file or memfd that no descriptor holds. Restored
+    /// as new shared anonymous memory with the same contents (all of its pages are in
+    /// the image).
+    Shared,
     /// `[vdso]`, `[vvar]`, `[vvar_vclock]`: moved, never copied.
     Vdso {
         /// The name as `/proc/PID/maps` shows it, e.g. `[vdso]`.

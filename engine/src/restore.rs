@@ -130,10 +130,12 @@ pub fn check_restorable(
     image: &ProcessImage,
     any_address: bool,
 ) -> Result<HashSet<String>, RestoreError> {
-    if image.version != IMAGE_VERSION {
+    if !READS_VERSIONS.contains(&image.version) {
         return Err(RestoreError::Incompatible(format!(
-            "image version {} (this engine reads version {IMAGE_VERSION})",
-            image.version
+            "image version {} (this engine reads versions {} to {})",
+            image.version,
+            READS_VERSIONS.start(),
+            READS_VERSIONS.end()
         )));
     }
     let foreign = foreign_files(image, any_address)?;
@@ -529,6 +531,15 @@ pub(crate) fn rebuild(
                 )
                 .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
             }
+            Backing::Shared => {
+                let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                inj.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
+                )
+                .map_err(step(format!("map shared memory at {:#x}", v.start)))?;
+            }
             _ => {
                 let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
                 if v.grows_down {
@@ -552,8 +563,8 @@ pub(crate) fn rebuild(
             .map_err(step("close a mapped file"))?;
     }
 
-    // 4. Memory contents. Private copies of file pages always go in now; anonymous
-    //    memory now (eager) or on demand (lazy).
+    // 4. Memory contents. Private copies of file pages and shared memory always go in
+    //    now; anonymous memory now (eager) or on demand (lazy).
     let mem =
         ProcessMemory::open_rw(stub.as_raw()).map_err(sys_err("opening the stub's memory"))?;
     let mut anon_runs = Vec::new();
@@ -567,7 +578,8 @@ pub(crate) fn rebuild(
             // A foreign file's mapping comes whole, below.
             Some((Backing::File(_), true)) => {}
             Some((Backing::Anon, _)) => anon_runs.push(*r),
-            Some((Backing::File(_), false)) => file_runs.push(*r),
+            // Shared memory is not registered with userfaultfd: it comes now.
+            Some((Backing::File(_), false) | (Backing::Shared, _)) => file_runs.push(*r),
             _ => {
                 return Err(RestoreError::Incompatible(format!(
                     "page run at {:#x} lies outside the image's mappings",

@@ -448,6 +448,7 @@ relay_tests!(
     recursion,
     rseq_robust,
     sighandler,
+    shared_mem,
     stdio_buffered,
     tls,
     vdso_time

@@ -366,6 +366,31 @@ fn refuses_sysv_shm() {
 }
 
 #[test]
+fn refuses_shared_memory_a_live_child_maps() {
+    refused(
+        "refuse/shared_live",
+        "is also mapped by process",
+        "child wrote shared\n",
+    );
+}
+
+/// Shared memory only the process maps is checkpointed with it, but a checkpoint holds
+/// only the pages a process changed: the file it mapped and then deleted is named as
+/// not found (not "changed") when the restore is refused.
+#[test]
+fn a_deleted_mapped_file_is_named_not_found_at_restore() {
+    let (mut child, _out, _dir) = started("shared_mem", "deleted", 300);
+    let ckpt = workdir("image");
+    let d = dump(child.id(), ckpt.path(), &[]);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    child.wait().unwrap();
+    let r = restore_output(ckpt.path());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(err.contains(" (deleted) is not found here"), "{err}");
+}
+
+#[test]
 fn refuses_pipe_descriptor() {
     refused(
         "refuse/pipe_fd",

@@ -296,7 +296,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 25] = [
+const ENGINE_PROGRAMS: [&str; 26] = [
     "altstack",
     "attrs",
     "avx",
@@ -318,6 +318,7 @@ const ENGINE_PROGRAMS: [&str; 25] = [
     "pending",
     "recursion",
     "rseq_robust",
+    "shared_mem",
     "sighandler",
     "stdio_buffered",
     "tls",
