@@ -173,11 +173,14 @@ pub struct Options {
     /// Called repeatedly until the process has stopped (a guest waiting for its seccomp
     /// supervisor stops only once its trapped call is answered).
     pub while_stopping: Option<Hook>,
+    /// The process is a guest: its seccomp filter is the one restore gave it, and its
+    /// supervisor (the caller) answers what the filter traps.
+    pub guest: bool,
 }
 
 /// [`capture`] with options.
 pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
-    check_movable(pid)?;
+    check_status(pid, opts.guest)?;
     let tracer =
         TracerThread::spawn(&format!("om-trace-{pid}")).map_err(|source| CaptureError::Proc {
             pid,
@@ -222,6 +225,8 @@ struct Status {
     state: char,
     threads: u64,
     tracer: i32,
+    /// 0 none, 1 strict, 2 filter.
+    seccomp: u32,
     umask: u32,
     uid: [u32; 3],
     gid: [u32; 3],
@@ -247,6 +252,7 @@ fn read_status(pid: i32) -> Result<Status, CaptureError> {
             "State" => st.state = v.chars().next().unwrap_or('?'),
             "Threads" => st.threads = v.parse().unwrap_or(0),
             "TracerPid" => st.tracer = v.parse().unwrap_or(0),
+            "Seccomp" => st.seccomp = v.parse().unwrap_or(0),
             "Umask" => st.umask = u32::from_str_radix(v, 8).unwrap_or(0o022),
             "Uid" => nums().take(3).enumerate().for_each(|(i, x)| st.uid[i] = x),
             "Gid" => nums().take(3).enumerate().for_each(|(i, x)| st.gid[i] = x),
@@ -261,12 +267,27 @@ fn read_status(pid: i32) -> Result<Status, CaptureError> {
 /// it is gone, a zombie, multi-threaded, or traced by someone else. (Its mappings are
 /// checked only once it is stopped.)
 pub fn check_movable(pid: i32) -> Result<(), CaptureError> {
+    check_status(pid, false)
+}
+
+/// [`check_movable`], for a guest (`guest`: its seccomp filter is ours) or not.
+fn check_status(pid: i32, guest: bool) -> Result<(), CaptureError> {
     if pid as u32 == std::process::id() {
         return Err(refused(pid, Refusal::SelfCapture));
     }
     let st = read_status(pid)?;
+    if st.state == 'Z' && st.threads > 1 {
+        return Err(refused(pid, Refusal::LeaderExited(st.threads - 1)));
+    }
     if st.state == 'Z' || st.state == 'X' {
         return Err(refused(pid, Refusal::Zombie));
+    }
+    // The capture injects system calls: in strict mode the first one kills the process,
+    // and a filter of its own may kill it or fail them.
+    match st.seccomp {
+        1 => return Err(refused(pid, Refusal::SeccompStrict)),
+        2 if !guest => return Err(refused(pid, Refusal::SeccompFilter)),
+        _ => {}
     }
     if st.threads > 1 {
         return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
@@ -342,7 +363,7 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
 fn capture_on_tracer(pid: i32, opts: Options) -> Result<ProcessImage, CaptureError> {
     let p = Pid::from_raw(pid);
     freeze(p, opts.while_stopping)?;
-    match capture_frozen(pid, opts.keep_files) {
+    match capture_frozen(pid, opts.keep_files, opts.guest) {
         Ok(image) => Ok(image),
         Err(e) => {
             let _ = ptrace::detach(p, None);
@@ -351,10 +372,16 @@ fn capture_on_tracer(pid: i32, opts: Options) -> Result<ProcessImage, CaptureErr
     }
 }
 
-fn capture_frozen(pid: i32, keep_files: bool) -> Result<ProcessImage, CaptureError> {
+fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImage, CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
     let st = read_status(pid)?;
+    // Checked again now that it is stopped, before anything is injected.
+    match st.seccomp {
+        1 => return Err(refused(pid, Refusal::SeccompStrict)),
+        2 if !guest => return Err(refused(pid, Refusal::SeccompFilter)),
+        _ => {}
+    }
     if st.threads > 1 {
         return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
     }

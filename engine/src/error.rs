@@ -55,6 +55,17 @@ pub enum Refusal {
     /// The process has exited but was not yet reaped.
     #[error("the process is a zombie")]
     Zombie,
+    /// Its main thread has exited; other threads run on.
+    #[error("its main thread has exited while {0} other thread(s) run on; only single-threaded processes can move")]
+    LeaderExited(u64),
+    /// Seccomp strict mode: any call but read, write, exit and sigreturn kills it.
+    #[error(
+        "it runs in seccomp strict mode, where the system calls a capture makes would kill it"
+    )]
+    SeccompStrict,
+    /// A seccomp filter of its own.
+    #[error("it has seccomp filters of its own, which are not captured")]
+    SeccompFilter,
     /// More than one thread.
     #[error("it is multi-threaded ({0} threads); only single-threaded processes can move")]
     MultiThreaded(u64),

@@ -311,6 +311,7 @@ impl Guest {
             Options {
                 keep_files: true,
                 while_stopping: Some(hook),
+                guest: true,
             },
         )?;
         give_files_back(frozen.image_mut(), &self.stand_ins);

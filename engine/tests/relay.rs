@@ -214,6 +214,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             Options {
                 keep_files: true,
                 while_stopping: None,
+                guest: false,
             },
         )
         .unwrap();

@@ -553,6 +553,7 @@ impl Migrations {
             Options {
                 keep_files: true,
                 while_stopping: None,
+                guest: false,
             },
         ) {
             Ok(f) => f,

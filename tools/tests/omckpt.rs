@@ -390,6 +390,17 @@ fn a_deleted_mapped_file_is_named_not_found_at_restore() {
     assert!(err.contains(" (deleted) is not found here"), "{err}");
 }
 
+/// The calls a capture injects would kill a process in seccomp strict mode: it is
+/// refused before any, and runs on to its end.
+#[test]
+fn refuses_seccomp_strict_mode_unharmed() {
+    refused(
+        "refuse/seccomp_strict",
+        "seccomp strict mode",
+        "strict mode survived\n",
+    );
+}
+
 #[test]
 fn refuses_pipe_descriptor() {
     refused(
