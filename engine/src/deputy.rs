@@ -47,8 +47,28 @@ pub enum Outcome {
     /// It ran: its reply, and the signals that arrived meanwhile (to deliver at the
     /// remote before the reply, so that they interrupt or follow the call as natively).
     Done(Reply, Vec<i32>),
+    /// It was interrupted by a [`nudge`] before it did anything (it blocked): it is to be
+    /// made again, here or wherever the process goes next.
+    Interrupted,
     /// The home process is gone.
     Gone(Gone),
+}
+
+/// The signal omd sends a deputy (see [`nudge`]).
+const NUDGE: Signal = Signal::SIGURG;
+
+/// Interrupts a forwarded call that blocks in the deputy `pid` (a read on an empty pipe)
+/// because something needs the home end (the process is to come home, or its remote end
+/// is gone): the call ends as [`Outcome::Interrupted`]. Sent by `kill` from this
+/// process, which is how the deputy tells it from a signal meant for the process. Any
+/// thread may call it; a nudge that finds no call blocking is dropped.
+pub fn nudge(pid: i32) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), NUDGE);
+}
+
+/// Whether a signal with this `si_signo`, `si_code` and `si_pid` is a [`nudge`].
+fn is_nudge_info((signo, code, from): (i32, i32, i32)) -> bool {
+    signo == NUDGE as i32 && code == libc::SI_USER && from == std::process::id() as i32
 }
 
 /// The signals that stop a process by default and may be caught.
@@ -72,6 +92,8 @@ pub struct DeputyCtl {
     parked: bool,
     /// In a group-stop, as its guest is (listening: see [`DeputyCtl::stop`]).
     stopped: bool,
+    /// A [`nudge`] arrived during the current call.
+    nudged: bool,
     pending: Vec<i32>,
     /// The private mappings the process had when it left (not yet released).
     releasable: Vec<(u64, u64)>,
@@ -152,6 +174,7 @@ impl DeputyCtl {
             region_len: 0,
             parked: false,
             stopped: false,
+            nudged: false,
             pending: Vec::new(),
             releasable: releasable(image),
         };
@@ -313,7 +336,9 @@ impl DeputyCtl {
                     }
                 }
                 Ok(WaitStatus::Stopped(_, sig)) => {
-                    self.pending.push(sig as i32);
+                    if !self.is_nudge(sig) {
+                        self.pending.push(sig as i32);
+                    }
                     self.parked = false;
                     if let Err(e) = self.park() {
                         if let Some(g) = gone_of(&e) {
@@ -345,7 +370,9 @@ impl DeputyCtl {
                 Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP => break,
                 Ok(WaitStatus::Stopped(_, sig)) => {
                     // Taken, not delivered; the interrupt is still pending and stops it next.
-                    self.pending.push(sig as i32);
+                    if !self.is_nudge(sig) {
+                        self.pending.push(sig as i32);
+                    }
                     ptrace::cont(self.pid, None)
                         .map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
                 }
@@ -372,7 +399,11 @@ impl DeputyCtl {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
                 Ok(WaitStatus::Stopped(_, sig)) => {
-                    self.pending.push(sig as i32);
+                    if self.is_nudge(sig) {
+                        self.nudged = true;
+                    } else {
+                        self.pending.push(sig as i32);
+                    }
                     let r = ptrace::getregs(self.pid)
                         .map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
                     if r.rip == insn + 2 && RESTARTS.contains(&(r.rax as i64)) {
@@ -393,6 +424,11 @@ impl DeputyCtl {
         Ok(after.rax as i64)
     }
 
+    /// Whether the deputy stopped by a [`nudge`] (rather than a signal for the process).
+    fn is_nudge(&self, sig: Signal) -> bool {
+        sig == NUDGE && sys::stop_siginfo(self.pid).is_ok_and(is_nudge_info)
+    }
+
     /// Takes the signals queued for the stopped deputy (without delivering them) into
     /// `pending`. Two queue peeks when there are none.
     fn take_queued(&mut self) -> Result<(), InjectError> {
@@ -405,14 +441,18 @@ impl DeputyCtl {
         sys::set_sigmask(self.pid, u64::MAX).map_err(mem)?;
         let set = self.inj.put(0, &u64::MAX.to_ne_bytes())?;
         let zero = self.inj.put(16, &[0u8; 16])?;
+        let info = self.inj.put(64, &[0u8; 128])?;
         for _ in 0..256 {
             let r = self
                 .inj
-                .raw(libc::SYS_rt_sigtimedwait, &[set, 0, zero, 8])?;
+                .raw(libc::SYS_rt_sigtimedwait, &[set, info, zero, 8])?;
             if r <= 0 {
                 break;
             }
-            self.pending.push(r as i32);
+            let raw = self.inj.read(info, 128)?;
+            if !is_nudge_info(sys::siginfo_sender(&raw)) {
+                self.pending.push(r as i32);
+            }
         }
         sys::set_sigmask(self.pid, 0).map_err(mem)
     }
@@ -430,6 +470,7 @@ impl DeputyCtl {
 
     fn call_inner(&mut self, call: &Call) -> Result<Outcome, InjectError> {
         self.unpark()?;
+        self.nudged = false;
         let need = call.scratch_len();
         if need + PAGE_SIZE > self.region_len {
             self.map_region(need, None)?;
@@ -450,6 +491,10 @@ impl DeputyCtl {
             mask(0)?;
         }
         let ret = ret?;
+        let nudged = std::mem::take(&mut self.nudged);
+        if nudged && RESTARTS.contains(&ret) && self.pending.is_empty() {
+            return Ok(Outcome::Interrupted);
+        }
         let outs = call
             .collect(ret, &args, &mut Mem(&self.inj))
             .map_err(|e| InjectError::Mem(base, e))?;

@@ -154,9 +154,132 @@ fn lost(e: impl std::fmt::Display) -> String {
     format!("the link to the other node failed: {e}")
 }
 
+/// What reaches the home end: a message from the remote end, or a request from its node.
+enum In {
+    Msg(Msg),
+    Cmd(Command),
+}
+
+/// The home end's inbox: a thread reads the link and the node's requests into it, so
+/// that the home end hears them even while a forwarded call blocks in the deputy, which
+/// it then interrupts ([`crate::deputy::nudge`]) if they need the home end: a request to
+/// come home, the process coming home from its side, or the remote end gone.
+struct Inbox {
+    rx: std::sync::Mutex<Receiver<std::io::Result<In>>>,
+    /// Something waits that the home end must see now.
+    attention: Arc<std::sync::atomic::AtomicBool>,
+    /// A forwarded call runs in the deputy.
+    in_call: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often a blocked call is nudged again while something waits (a nudge that comes
+/// just before the call starts is lost).
+const NUDGE_EVERY: Duration = Duration::from_millis(50);
+
+impl Inbox {
+    fn start(link: Arc<dyn Link>, commands: Receiver<Command>, deputy: i32) -> Inbox {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let attention = Arc::new(AtomicBool::new(false));
+        let in_call = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, c, st) = (attention.clone(), in_call.clone(), stop.clone());
+        let reader = std::thread::Builder::new()
+            .name(format!("om-home-{deputy}"))
+            .spawn(move || {
+                let mut nudged = Instant::now() - NUDGE_EVERY;
+                while !st.load(SeqCst) {
+                    while let Ok(cmd) = commands.try_recv() {
+                        a.store(true, SeqCst);
+                        let _ = tx.send(Ok(In::Cmd(cmd)));
+                    }
+                    match link.recv(Some(TICK)) {
+                        Ok(Some(m)) => {
+                            if matches!(m, Msg::Coming { .. } | Msg::Gone) {
+                                a.store(true, SeqCst);
+                            }
+                            if tx.send(Ok(In::Msg(m))).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            a.store(true, SeqCst);
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    if a.load(SeqCst) && c.load(SeqCst) && nudged.elapsed() >= NUDGE_EVERY {
+                        nudged = Instant::now();
+                        crate::deputy::nudge(deputy);
+                    }
+                }
+            })
+            .expect("a thread for the home end's inbox");
+        Inbox {
+            rx: std::sync::Mutex::new(rx),
+            attention,
+            in_call,
+            stop,
+            reader: Some(reader),
+        }
+    }
+
+    /// The next item, waiting at most `timeout`. An error means the link is lost.
+    fn recv(&self, timeout: Duration) -> std::io::Result<Option<In>> {
+        let rx = self
+            .rx
+            .lock()
+            .map_err(|_| std::io::Error::other("inbox poisoned"))?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(item)) => Ok(Some(item)),
+            Ok(Err(e)) => Err(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(std::io::Error::other("the link is closed"))
+            }
+        }
+    }
+
+    /// The next message of the remote end within `timeout` (requests of the node that
+    /// come meanwhile are dropped: the process is on its way home).
+    fn recv_msg(&self, timeout: Duration) -> std::io::Result<Option<Msg>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left)? {
+                Some(In::Msg(m)) => return Ok(Some(m)),
+                Some(In::Cmd(_)) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn set_in_call(&self, on: bool) {
+        self.in_call.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn seen(&self) {
+        self.attention
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
 /// Pages of the process coming home, read over the link.
 struct LinkPages {
     link: Arc<dyn Link>,
+    inbox: Arc<Inbox>,
     /// Signals that came back from the remote end meanwhile.
     late: Arc<std::sync::Mutex<Vec<i32>>>,
 }
@@ -171,7 +294,7 @@ impl PageSource for LinkPages {
             })
             .map_err(io)?;
         loop {
-            match self.link.recv(Some(Duration::from_secs(30))).map_err(io)? {
+            match self.inbox.recv_msg(Duration::from_secs(30)).map_err(io)? {
                 Some(Msg::Pages(b)) if b.len() == buf.len() => {
                     buf.copy_from_slice(&b);
                     return Ok(());
@@ -200,13 +323,19 @@ impl PageSource for LinkPages {
 /// `progress` hears the CPU time the process has used at the remote node (each time the
 /// remote end reports it), and that the home copy of its memory was dropped (once the
 /// remote end has all of it).
+///
+/// A forwarded call that blocks at home (a read on an empty pipe) does not keep the
+/// process from coming home: a request to come home, from this node (`commands`) or from
+/// the remote end, interrupts it, and it is made again wherever the process runs next,
+/// as a restarted call is natively.
 pub fn run_home(
     mut ctl: DeputyCtl,
     links: &Arc<dyn Link>,
-    commands: &Receiver<Command>,
+    commands: Receiver<Command>,
     progress: &dyn Fn(Progress),
 ) -> HomeEnd {
     let link: &dyn Link = links.as_ref();
+    let inbox = Arc::new(Inbox::start(links.clone(), commands, ctl.pid()));
     let mut asked_home = false;
     let late = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fail = |ctl: &mut DeputyCtl, why: String| {
@@ -217,16 +346,34 @@ pub fn run_home(
     if let Err(e) = ctl.park() {
         return fail(&mut ctl, format!("the deputy cannot wait: {e}"));
     }
+    // A call interrupted by a nudge, to make again unless the process leaves.
+    let mut again: Option<(u64, Call)> = None;
     loop {
-        if !asked_home && commands.try_recv() == Ok(Command::ComeHome) {
-            asked_home = true;
-            if let Err(e) = link.send(&Msg::ComeHome) {
-                return fail(&mut ctl, lost(e));
-            }
-        }
-        let msg = match link.recv(Some(TICK)) {
+        let item = match inbox.recv(TICK) {
             Err(e) => return fail(&mut ctl, lost(e)),
-            Ok(m) => m,
+            Ok(None) => match again.take() {
+                // Nothing needed the home end after all: the call goes on.
+                Some((id, call)) if !asked_home => Some(In::Msg(Msg::Call { id, call })),
+                other => {
+                    again = other;
+                    None
+                }
+            },
+            Ok(i) => i,
+        };
+        inbox.seen();
+        let msg = match item {
+            None => None,
+            Some(In::Cmd(Command::ComeHome)) => {
+                if !asked_home {
+                    asked_home = true;
+                    if let Err(e) = link.send(&Msg::ComeHome) {
+                        return fail(&mut ctl, lost(e));
+                    }
+                }
+                None
+            }
+            Some(In::Msg(m)) => Some(m),
         };
         match msg {
             None => {}
@@ -234,12 +381,16 @@ pub fn run_home(
             // makes it again at home.
             Some(Msg::Call { .. }) if asked_home => {}
             Some(Msg::Call { id, call }) => {
-                match ctl.call(&call) {
+                inbox.set_in_call(true);
+                let outcome = ctl.call(&call);
+                inbox.set_in_call(false);
+                match outcome {
                     Ok(Outcome::Done(reply, signals)) => {
                         if let Err(e) = link.send(&Msg::Reply { id, reply, signals }) {
                             return fail(&mut ctl, lost(e));
                         }
                     }
+                    Ok(Outcome::Interrupted) => again = Some((id, call)),
                     Ok(Outcome::Gone(g)) => {
                         let _ = link.send(&Msg::Gone);
                         return HomeEnd::Ended(g);
@@ -264,6 +415,7 @@ pub fn run_home(
                 let pid = ctl.pid();
                 let pages = LinkPages {
                     link: links.clone(),
+                    inbox: inbox.clone(),
                     late: late.clone(),
                 };
                 return match ctl.come_home(&image, Box::new(pages), &late) {

@@ -501,3 +501,31 @@ pub(crate) fn ptrace_listen(pid: Pid) -> io::Result<()> {
     };
     check(ret).map(|_| ())
 }
+
+/// Of the signal a ptrace-stopped tracee stopped with (`PTRACE_GETSIGINFO`): its number,
+/// `si_code` and the sending process (`si_pid`, meaningful for signals sent by kill).
+pub(crate) fn stop_siginfo(pid: Pid) -> io::Result<(i32, i32, i32)> {
+    let mut info = [0u8; 128];
+    // SAFETY: the kernel writes one 128-byte `siginfo_t` into `info`, which has exactly
+    // that size and outlives the call.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            info.as_mut_ptr(),
+        )
+    };
+    check(ret)?;
+    Ok(siginfo_sender(&info))
+}
+
+/// (`si_signo`, `si_code`, `si_pid`) of a raw x86-64 `siginfo_t`.
+pub(crate) fn siginfo_sender(info: &[u8]) -> (i32, i32, i32) {
+    let at = |o: usize| {
+        info.get(o..o + 4)
+            .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+            .unwrap_or(0)
+    };
+    (at(0), at(8), at(16))
+}

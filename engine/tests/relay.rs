@@ -118,6 +118,16 @@ struct Plan {
     /// Run a copy of the program, and once it is captured, take that copy away from
     /// the node the guest starts on (as on a node without the home node's files).
     exe: Option<Exe>,
+    /// For `blocked_read`: once it waits in its read at home, ask it home from this
+    /// end, and feed its fifo once it is home.
+    home_while_blocked: Option<Side>,
+}
+
+/// One end of a migration.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Side {
+    Home,
+    Remote,
 }
 
 /// What becomes of the program's file after the capture.
@@ -157,6 +167,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         release,
         interrupt,
         exe,
+        home_while_blocked,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
@@ -243,8 +254,39 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             std::fs::write(dir.path().join("go"), "").unwrap();
         }
         let (home_link, remote_link) = pair();
-        let (_htx, hrx) = channel::<Cmd>();
+        let (htx, hrx) = channel::<Cmd>();
         let (rtx, rrx) = channel::<Cmd>();
+        let unblocker = home_while_blocked.map(|side| {
+            let tx = match side {
+                Side::Home => htx.clone(),
+                Side::Remote => rtx.clone(),
+            };
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let fifo = dir.join("in");
+                let start = Instant::now();
+                while !fifo.exists() {
+                    assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                wait_in(pid, libc::SYS_read);
+                std::thread::sleep(Duration::from_millis(100));
+                tx.send(Cmd::ComeHome).unwrap();
+                // Home once nothing traces it any more (and well before the 60 s a
+                // remote end waits for home to take the process).
+                while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .contains("TracerPid:\t0\n")
+                {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "not home in 20 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                std::fs::write(&fifo, "line one\n").unwrap();
+            })
+        });
         let remote = std::thread::spawn(move || run_remote(guest, remote_link.as_ref(), &rrx));
         // The request to come home is sent while both ends run (into_deputy returns only
         // when the home end is done).
@@ -287,13 +329,16 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         });
         let home = frozen
             .into_deputy(move |ctl| match ctl {
-                Ok(ctl) => run_home(ctl, &home_link, &hrx, &|_| {}),
+                Ok(ctl) => run_home(ctl, &home_link, hrx, &|_| {}),
                 Err(e) => HomeEnd::Lost(format!("no deputy: {e}")),
             })
             .unwrap();
         let r = remote.join().unwrap();
         if let Some(a) = asker {
             a.join().unwrap();
+        }
+        if let Some(u) = unblocker {
+            u.join().unwrap();
         }
         how = format!("{:?} / {:?}", home, r);
         remote_end = Some(r);
@@ -576,5 +621,25 @@ fn a_program_whose_file_is_only_at_home_moves() {
                 assert!(how.starts_with(ended), "{name}, file {exe:?}: {how}");
             }
         }
+    }
+}
+
+/// A process blocked at home in a forwarded read (a fifo nobody writes to yet) comes home
+/// when asked, from either end, and its read, made again at home, returns the line.
+#[test]
+fn a_process_blocked_in_a_forwarded_call_comes_home() {
+    for side in [Side::Home, Side::Remote] {
+        let plan = Plan {
+            migrate_after: Some(0.05),
+            home_while_blocked: Some(side),
+            ..Plan::default()
+        };
+        let run = run_plan("blocked_read", &[], plan);
+        assert_eq!(
+            run.outcome.stdout, "read line one\nstatus 0\n",
+            "{side:?}: {}",
+            run.how
+        );
+        assert!(run.how.starts_with("CameHome"), "{side:?}: {}", run.how);
     }
 }

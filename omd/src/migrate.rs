@@ -645,7 +645,7 @@ impl Migrations {
             ),
         };
         let end = frozen.into_deputy(move |ctl| match ctl {
-            Ok(ctl) => run_home(ctl, &link, &crx, &progress),
+            Ok(ctl) => run_home(ctl, &link, crx, &progress),
             Err(e) => HomeEnd::Lost(format!("the deputy could not start: {e}")),
         });
         let mut h = self.home.lock().expect("home lock");
