@@ -412,10 +412,7 @@ pub(crate) fn rebuild(
     mode: Mode,
     foreign: &HashSet<String>,
 ) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
-    let is_foreign =
-        |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
-    // Memory that is anonymous here: the process's own, and the stand-ins for foreign files.
-    let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
+    let mut foreign = foreign.clone();
     // Signals wait until the end (timers restored below fire meanwhile).
     sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking signals"))?;
 
@@ -495,23 +492,36 @@ pub(crate) fn rebuild(
         (scratch, scratch_len),
     )?;
 
-    // 3. Recreate every mapping.
+    // 3. Recreate every mapping. The files are opened first, by the process itself: one
+    //    it cannot open (coming home into a chroot of its own, an executable it may run
+    //    but not read) is taken like a foreign file, from the source, when it can.
     let mut file_fds: HashMap<String, u64> = HashMap::new();
+    for v in &image.vmas {
+        let Backing::File(id) = &v.backing else {
+            continue;
+        };
+        if foreign.contains(&id.path) || file_fds.contains_key(&id.path) {
+            continue;
+        }
+        match inj.open(&id.path, libc::O_RDONLY | libc::O_CLOEXEC) {
+            Ok(fd) => {
+                file_fds.insert(id.path.clone(), fd);
+            }
+            Err(InjectError::Failed { .. }) if source.reads_any_address() => {
+                foreign.insert(id.path.clone());
+            }
+            Err(e) => return Err(step(format!("open {}", id.path))(e)),
+        }
+    }
+    let is_foreign =
+        |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
+    let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
     for v in &image.vmas {
         let len = v.len();
         match &v.backing {
             Backing::Vdso { .. } => continue,
             Backing::File(id) if !foreign.contains(&id.path) => {
-                let fd = match file_fds.get(&id.path) {
-                    Some(fd) => *fd,
-                    None => {
-                        let fd = inj
-                            .open(&id.path, libc::O_RDONLY | libc::O_CLOEXEC)
-                            .map_err(step(format!("open {}", id.path)))?;
-                        file_fds.insert(id.path.clone(), fd);
-                        fd
-                    }
-                };
+                let fd = file_fds[&id.path];
                 let share = if v.shared {
                     libc::MAP_SHARED
                 } else {

@@ -478,6 +478,7 @@ relay_tests!(
     bigheap,
     brk,
     checksum,
+    chroot_home,
     cwd,
     env_argv,
     file_flags,

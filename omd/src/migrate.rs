@@ -117,6 +117,16 @@ pub struct Migrations {
     pages: Mutex<HashMap<u64, Conn>>,
     /// Connections dropped because they failed the handshake.
     pub refused_links: AtomicU64,
+    /// How processes that were away ended (kept until a waiting request reads it).
+    ended: Mutex<HashMap<i32, String>>,
+}
+
+/// What became of a process asked to come home.
+enum Homecoming {
+    Home,
+    /// It ended on the way (how, if known).
+    Ended(Option<String>),
+    TimedOut,
 }
 
 struct TcpLink(Conn);
@@ -202,6 +212,7 @@ impl Migrations {
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
             refused_links: AtomicU64::new(0),
+            ended: Mutex::new(HashMap::new()),
         })
     }
 
@@ -347,19 +358,31 @@ impl Migrations {
         }
     }
 
-    fn wait_home(&self, pid: i32, secs: u64) -> bool {
+    fn wait_home(&self, pid: i32, secs: u64) -> Homecoming {
         let end = Instant::now() + Duration::from_secs(secs);
+        let how = || self.ended.lock().expect("ended lock").remove(&pid);
         while Instant::now() < end {
             match self.state(pid) {
                 Some(h) if h.node != 0 => {}
-                _ => return true,
+                Some(_) => return Homecoming::Home,
+                None => return Homecoming::Ended(how()),
             }
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return true;
+                return Homecoming::Ended(how());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        Homecoming::TimedOut
+    }
+
+    /// Keeps how process `pid` ended for a request that waits for it (a few at most:
+    /// the oldest are dropped).
+    fn ended_as(&self, pid: i32, how: String) {
+        let mut e = self.ended.lock().expect("ended lock");
+        if e.len() >= 64 {
+            e.clear();
+        }
+        e.insert(pid, how);
     }
 
     fn pick(&self, except: NodeId) -> Option<NodeId> {
@@ -492,8 +515,21 @@ impl Migrations {
             if let Some(tx) = self.state(pid).and_then(|h| h.tx) {
                 let _ = tx.send(Command::ComeHome);
             }
-            if !self.wait_home(pid, 60) {
-                return self.cant(pid, format!("process {pid} did not come home within 60 s"));
+            match self.wait_home(pid, 60) {
+                Homecoming::Home => {}
+                Homecoming::Ended(how) => {
+                    let how = how.unwrap_or_else(|| "it ended".into());
+                    return Err(format!("process {pid} did not come home: {how}"));
+                }
+                Homecoming::TimedOut => {
+                    return self.cant(
+                        pid,
+                        format!(
+                            "process {pid} is not home yet after 60 s; it still runs at {} and may come home later",
+                            self.name(cur)
+                        ),
+                    )
+                }
             }
             if to == 0 {
                 return Ok(format!("process {pid} is home"));
@@ -661,10 +697,12 @@ impl Migrations {
             }
             Ok(HomeEnd::Ended(g)) => {
                 tracing::info!(pid, "process ended away from home: {g:?}");
+                self.ended_as(pid, format!("it ended away from home ({g:?})"));
                 h.remove(&pid);
             }
             Ok(HomeEnd::Lost(why)) => {
                 tracing::warn!(pid, "process killed: {why}");
+                self.ended_as(pid, format!("it was killed: {why}"));
                 h.remove(&pid);
             }
             Err(e) => {
