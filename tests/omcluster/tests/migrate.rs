@@ -154,12 +154,14 @@ fn pid_of(c: &TestCluster, dir: &str) -> String {
     }
 }
 
-fn migrate(c: &TestCluster, pid: &str, to: &str) -> (bool, String) {
-    let o = c
-        .command(1, &tool("migrate"))
-        .args(["--wait", pid, to])
-        .output()
-        .unwrap();
+/// `migrate --wait [--eager] PID TO` at node 1: whether it succeeded, and what it said.
+fn migrate_how(c: &TestCluster, pid: &str, to: &str, eager: bool) -> (bool, String) {
+    let mut cmd = c.command(1, &tool("migrate"));
+    cmd.arg("--wait");
+    if eager && to != "home" {
+        cmd.arg("--eager");
+    }
+    let o = cmd.args([pid, to]).output().unwrap();
     (
         o.status.success(),
         format!(
@@ -171,7 +173,7 @@ fn migrate(c: &TestCluster, pid: &str, to: &str) -> (bool, String) {
 }
 
 /// Runs test program `prog` natively and with migrations, and compares everything.
-fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
+fn compare(c: &TestCluster, prog: &str, kind: &Kind<'_>) -> Verdict {
     let bin = at_home_only(c, &program(prog));
     let comm: String = Path::new(&bin)
         .file_name()
@@ -180,7 +182,78 @@ fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
         .chars()
         .take(15)
         .collect();
-    compare_cmd(c, prog, &bin, "cat out", &comm, hops);
+    try_compare(c, prog, &bin, "cat out", &comm, kind)
+}
+
+/// A way of moving a program: where `mosrun` sends it, then the hops `migrate` makes
+/// while it runs.
+struct Kind<'a> {
+    name: &'a str,
+    /// `mosrun`'s node option.
+    first: &'a str,
+    hops: &'a [&'a str],
+    /// `migrate --eager`: all memory before it runs there.
+    eager: bool,
+}
+
+/// Every kind of migration the fidelity runner tries: lazy and eager; to a node, on to
+/// another, home, and out again.
+const KINDS: [Kind<'static>; 2] = [
+    Kind {
+        name: "lazy 1>2>3>home>2",
+        first: "-2",
+        hops: &["3", "home", "2"],
+        eager: false,
+    },
+    Kind {
+        name: "eager 1>3>2>home",
+        first: "-3",
+        hops: &["2", "home"],
+        eager: true,
+    },
+];
+
+/// How a program fared under one kind of migration.
+enum Verdict {
+    Pass,
+    /// Every move was refused, for this reason.
+    Refused(String),
+    Fail(String),
+}
+
+/// Runs every program of `progs` through every [`KINDS`], prints the table (program,
+/// then per kind: pass, refused with the reason, or FAIL) and panics if any failed or
+/// was refused.
+fn fidelity(c: &TestCluster, progs: &[&str]) {
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for prog in progs {
+        let mut cells = Vec::new();
+        for kind in &KINDS {
+            let cell = match compare(c, prog, kind) {
+                Verdict::Pass => "pass".to_string(),
+                Verdict::Refused(why) => {
+                    bad.push(format!("{prog} ({}): refused: {why}", kind.name));
+                    format!("refused: {why}")
+                }
+                Verdict::Fail(why) => {
+                    bad.push(format!("{prog} ({}): {why}", kind.name));
+                    "FAIL".to_string()
+                }
+            };
+            cells.push(cell);
+        }
+        rows.push(format!("| {prog} | {} |", cells.join(" | ")));
+    }
+    let head: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+    let table = format!(
+        "| program | {} |\n|---|{}\n{}\n",
+        head.join(" | "),
+        "---|".repeat(KINDS.len()),
+        rows.join("\n")
+    );
+    eprintln!("fidelity, each program from a directory only node 1 has:\n{table}");
+    assert!(bad.is_empty(), "{}\n{table}", bad.join("\n"));
 }
 
 /// Runs the command line `cmd` in node 1 natively and with `mosrun -2` followed by
@@ -189,47 +262,72 @@ fn compare(c: &TestCluster, prog: &str, hops: &[&str]) {
 /// only, no process named `comm` may be left at any node, and it must have run
 /// elsewhere at least once.
 fn compare_cmd(c: &TestCluster, tag: &str, cmd: &str, show: &str, comm: &str, hops: &[&str]) {
+    let kind = Kind {
+        name: "lazy",
+        first: "-2",
+        hops,
+        eager: false,
+    };
+    match try_compare(c, tag, cmd, show, comm, &kind) {
+        Verdict::Pass => {}
+        Verdict::Refused(why) => panic!("{tag} never ran elsewhere: {why}"),
+        Verdict::Fail(why) => panic!("{tag}: {why}"),
+    }
+}
+
+/// [`compare_cmd`] with moves of `kind`, saying how it went.
+fn try_compare(
+    c: &TestCluster,
+    tag: &str,
+    cmd: &str,
+    show: &str,
+    comm: &str,
+    kind: &Kind<'_>,
+) -> Verdict {
     let list = "ls -lnR . | grep -v '^total' | grep -v ' pid$' | awk '{print $1, $5, $9}'; \
                 find . -type f ! -name pid ! -name out -exec sha256sum {} + | sort";
     let native = start(
         c,
-        &format!("/tmp/native-{tag}"),
+        &format!(
+            "/tmp/native-{}-{tag}",
+            kind.name.split_whitespace().next().unwrap_or("")
+        ),
         &format!("OMTEST=hello {cmd} > out; echo \"status $?\"; {show}; {list}"),
     );
     let (want, _) = finish(native);
-    assert!(want.contains("status 0"), "{tag} natively: {want}");
-    let dir = format!("/tmp/moved-{tag}");
+    if !want.contains("status 0") {
+        return Verdict::Fail(format!("natively: {want}"));
+    }
+    let how = kind.name.split_whitespace().next().unwrap_or("moved");
+    let dir = format!("/tmp/moved-{how}-{tag}");
     let moved = start(
         c,
         &dir,
         &format!(
-            "OMTEST=hello {} -2 {cmd} > out & echo $! > pid; wait $!; echo \"status $?\"; {show}; {list}",
-            tool("mosrun")
+            "OMTEST=hello {} {} {cmd} > out & echo $! > pid; wait $!; echo \"status $?\"; {show}; {list}",
+            tool("mosrun"),
+            kind.first
         ),
     );
     let pid = pid_of(c, &dir);
     let mut log = Vec::new();
-    for to in hops {
+    for to in kind.hops {
         std::thread::sleep(Duration::from_millis(moment()));
-        let (ok, msg) = migrate(c, &pid, to);
+        let (ok, msg) = migrate_how(c, &pid, to, kind.eager);
         log.push(format!("{to}: {ok} {msg}"));
     }
     let (got, err) = finish(moved);
-    assert_eq!(
-        got, want,
-        "{tag} with migrations ({log:?}) differs; stderr: {err}"
-    );
-    assert!(
-        log.iter().any(|l| l.contains("now runs at node")),
-        "{tag} never ran elsewhere: {log:?}; stderr: {err}"
-    );
+    if got != want {
+        return Verdict::Fail(format!(
+            "with migrations ({log:?}) differs; stderr: {err}\nnative:\n{want}\nmoved:\n{got}"
+        ));
+    }
     // Its files are at node 1 only.
     for node in [2u16, 3] {
         let there = sh(c, node, &format!("ls -A {dir} 2>&1"));
-        assert!(
-            there.contains("No such file"),
-            "{tag}: files at node {node}: {there}"
-        );
+        if !there.contains("No such file") {
+            return Verdict::Fail(format!("files at node {node}: {there}"));
+        }
     }
     // Nothing left: no guest at any node, nothing of it at home.
     for node in 1..=3u16 {
@@ -238,11 +336,19 @@ fn compare_cmd(c: &TestCluster, tag: &str, cmd: &str, show: &str, comm: &str, ho
             node,
             &format!("ps -eo pid,comm | grep -w '{comm}' || true"),
         );
-        assert!(
-            left.trim().is_empty(),
-            "{tag}: left running at node {node}: {left}"
-        );
+        if !left.trim().is_empty() {
+            return Verdict::Fail(format!("left running at node {node}: {left}"));
+        }
     }
+    if !log.iter().any(|l| l.contains("now runs at node")) {
+        let why = log
+            .iter()
+            .find(|l| l.contains("cannot move") || l.contains("refused"))
+            .cloned()
+            .unwrap_or_else(|| format!("it never ran elsewhere: {log:?}; stderr: {err}"));
+        return Verdict::Refused(why);
+    }
+    Verdict::Pass
 }
 
 /// Programs nobody here wrote, at work on input that exists only at node 1, moved while
@@ -296,13 +402,14 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 26] = [
+const ENGINE_PROGRAMS: [&str; 27] = [
     "altstack",
     "attrs",
     "avx",
     "bigheap",
     "brk",
     "checksum",
+    "chroot_home",
     "cwd",
     "env_argv",
     "file_flags",
@@ -327,24 +434,20 @@ const ENGINE_PROGRAMS: [&str; 26] = [
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_1() {
-    for prog in &ENGINE_PROGRAMS[..13] {
+    for prog in &ENGINE_PROGRAMS[..14] {
         program(prog);
     }
     let c = cluster("t-mig3a");
-    for prog in &ENGINE_PROGRAMS[..13] {
-        compare(&c, prog, &["3", "home", "2"]);
-    }
+    fidelity(&c, &ENGINE_PROGRAMS[..14]);
 }
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_2() {
-    for prog in &ENGINE_PROGRAMS[13..] {
+    for prog in &ENGINE_PROGRAMS[14..] {
         program(prog);
     }
     let c = cluster("t-mig3b");
-    for prog in &ENGINE_PROGRAMS[13..] {
-        compare(&c, prog, &["3", "home", "2"]);
-    }
+    fidelity(&c, &ENGINE_PROGRAMS[14..]);
 }
 
 /// A program whose shared library node 2 lacks and node 3 holds with other bytes at the
