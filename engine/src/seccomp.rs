@@ -28,6 +28,7 @@ const RET_K: u16 = 0x06;
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
+const OFF_ARG0_LO: u32 = 16;
 const OFF_ARG3_LO: u32 = 16 + 3 * 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,17 +54,25 @@ pub fn native_numbers() -> Vec<u32> {
 
 fn program() -> Vec<Insn> {
     let native = native_numbers();
-    // Layout: [arch check][x32 check][one jeq per native call][mmap jeq][notify]
-    //         [mmap: load flags][jset anon][notify][allow][kill]
+    let prctl_home = crate::syscalls::prctl_forwarded();
+    // Layout: [arch check][x32 check][one jeq per native call][mmap jeq][prctl jeq]
+    //         [notify][mmap: load flags][jset anon][notify]
+    //         [prctl: load option][one jeq per forwarded option][allow][notify]
+    //         [allow][kill]
     let n = native.len();
+    let m = prctl_home.len();
     let mut p = Vec::new();
     p.push(insn(LD_W_ABS, 0, 0, OFF_ARCH));
     // Index of each label, computed from the layout above.
     let after_checks = 4;
     let mmap_jeq = after_checks + n;
-    let notify = mmap_jeq + 1;
+    let prctl_jeq = mmap_jeq + 1;
+    let notify = prctl_jeq + 1;
     let mmap_body = notify + 1;
-    let allow = mmap_body + 3;
+    let prctl_body = mmap_body + 3;
+    let prctl_allow = prctl_body + 1 + m;
+    let prctl_notify = prctl_allow + 1;
+    let allow = prctl_notify + 1;
     let kill = allow + 1;
     let rel = |from: usize, to: usize| -> u8 {
         u8::try_from(to - from - 1).expect("filter jump fits in 8 bits")
@@ -81,6 +90,12 @@ fn program() -> Vec<Insn> {
         0,
         libc::SYS_mmap as u32,
     ));
+    p.push(insn(
+        JEQ_K,
+        rel(prctl_jeq, prctl_body),
+        0,
+        libc::SYS_prctl as u32,
+    ));
     p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
     p.push(insn(LD_W_ABS, 0, 0, OFF_ARG3_LO));
     p.push(insn(
@@ -89,6 +104,13 @@ fn program() -> Vec<Insn> {
         0,
         libc::MAP_ANONYMOUS as u32,
     ));
+    p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
+    p.push(insn(LD_W_ABS, 0, 0, OFF_ARG0_LO));
+    for (j, opt) in prctl_home.iter().enumerate() {
+        let at = prctl_body + 1 + j;
+        p.push(insn(JEQ_K, rel(at, prctl_notify), 0, *opt));
+    }
+    p.push(insn(RET_K, 0, 0, RET_ALLOW));
     p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
     p.push(insn(RET_K, 0, 0, RET_ALLOW));
     p.push(insn(RET_K, 0, 0, RET_KILL_PROCESS));
@@ -189,5 +211,17 @@ mod tests {
         for nr in native_numbers() {
             assert_eq!(decide(AUDIT_ARCH_X86_64, nr, none), RET_ALLOW, "{nr}");
         }
+        // prctl: the options answered at home are trapped, the rest run here (a capture
+        // of the guest injects PR_GET_TID_ADDRESS, which must not wait for anyone).
+        let prctl = |option: i32| {
+            let mut a = none;
+            a[0] = option as u64;
+            decide(AUDIT_ARCH_X86_64, libc::SYS_prctl as u32, a)
+        };
+        assert_eq!(prctl(libc::PR_SET_PDEATHSIG), RET_USER_NOTIF);
+        assert_eq!(prctl(libc::PR_GET_DUMPABLE), RET_USER_NOTIF);
+        assert_eq!(prctl(libc::PR_SET_SECCOMP), RET_USER_NOTIF);
+        assert_eq!(prctl(libc::PR_GET_TID_ADDRESS), RET_ALLOW);
+        assert_eq!(prctl(libc::PR_SET_THP_DISABLE), RET_ALLOW);
     }
 }

@@ -611,6 +611,8 @@ mod size {
     /// `fd_set`'s timeout in select (a `timeval`) and ppoll/pselect6 (a `timespec`).
     pub const TIMEVAL: u32 = of::<libc::timeval>();
     pub const TIMESPEC: u32 = of::<libc::timespec>();
+    /// A task's name (`TASK_COMM_LEN`), as PR_SET_NAME and PR_GET_NAME pass it.
+    pub const TASK_COMM: u32 = 16;
     /// `u64` hints of F_GET_RW_HINT and friends.
     pub const U64: u32 = of::<u64>();
 }
@@ -675,7 +677,6 @@ const NATIVE: &[&str] = &[
     "getrandom",
     "membarrier",
     "restart_syscall",
-    "prctl",
     "personality",
 ];
 
@@ -964,6 +965,9 @@ const FORWARD: &[(&str, &[Arg])] = &[
     ("inotify_rm_watch", &[Val, Val]),
     ("ioprio_get", &[Val, Val]),
     ("ioprio_set", &[Val, Val, Val]),
+    // Its options are sorted by `prctl_arg`: those about the process's place at home
+    // are forwarded, the rest run here.
+    ("prctl", &[Val, Val, Val, Val, Val]),
 ];
 
 /// Calls that end the process.
@@ -1134,6 +1138,44 @@ fn ioctl_arg(req: u64) -> Option<Arg> {
     })
 }
 
+/// What happens to `prctl(option, ...)` away from home: the state the home node's kernel
+/// answers for (the parent-death signal, whose parent is at home; dumpable; the name ps
+/// shows at home; subreaper, whose children are at home; capabilities, securebits,
+/// no_new_privs, which the guest's own kernel answers differently) is forwarded with its
+/// second argument's layout; a new seccomp filter brings the process home first; the
+/// rest (memory, timers, THP, ...) runs in the guest's kernel (None).
+fn prctl_arg(option: u64) -> Option<Result<Arg, ()>> {
+    Some(Ok(match option as i32 {
+        libc::PR_SET_PDEATHSIG
+        | libc::PR_GET_DUMPABLE
+        | libc::PR_SET_DUMPABLE
+        | libc::PR_GET_KEEPCAPS
+        | libc::PR_SET_KEEPCAPS
+        | libc::PR_SET_CHILD_SUBREAPER
+        | libc::PR_CAP_AMBIENT
+        | libc::PR_CAPBSET_READ
+        | libc::PR_CAPBSET_DROP
+        | libc::PR_GET_SECUREBITS
+        | libc::PR_SET_SECUREBITS
+        | libc::PR_GET_NO_NEW_PRIVS
+        | libc::PR_SET_NO_NEW_PRIVS => Val,
+        libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER => Out(Fixed(INT), Whole),
+        libc::PR_SET_NAME => In(Fixed(TASK_COMM)),
+        libc::PR_GET_NAME => Out(Fixed(TASK_COMM), Whole),
+        libc::PR_SET_SECCOMP => return Some(Err(())),
+        _ => return None,
+    }))
+}
+
+/// The `prctl` options that do not run in the guest's kernel (see `prctl_arg`): the
+/// seccomp filter traps these and lets the others through.
+pub fn prctl_forwarded() -> Vec<u32> {
+    (0..128u64)
+        .filter(|&o| prctl_arg(o).is_some())
+        .map(|o| o as u32)
+        .collect()
+}
+
 /// fcntl commands whose third argument is a pointer.
 fn fcntl_arg(cmd: u64) -> Arg {
     match cmd {
@@ -1213,6 +1255,11 @@ pub fn plan(nr: u64, mut args: [u64; 6], mem: &dyn GuestMem) -> Action {
             None => return Action::Home(format!("ioctl {:#x}", args[1])),
         },
         "fcntl" => specs[2] = fcntl_arg(args[1]),
+        "prctl" => match prctl_arg(args[0]) {
+            None => return Action::Native,
+            Some(Err(())) => return Action::Home("prctl(PR_SET_SECCOMP)".into()),
+            Some(Ok(a)) => specs[1] = a,
+        },
         _ => {}
     }
     let len_of = |l: Len, args: &[u64; 6]| -> Result<u64, i32> {

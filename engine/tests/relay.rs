@@ -492,6 +492,7 @@ relay_tests!(
     mprotect,
     nanosleep,
     pending,
+    prctl_state,
     recursion,
     rseq_robust,
     sighandler,

@@ -402,7 +402,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 27] = [
+const ENGINE_PROGRAMS: [&str; 28] = [
     "altstack",
     "attrs",
     "avx",
@@ -423,6 +423,7 @@ const ENGINE_PROGRAMS: [&str; 27] = [
     "mprotect",
     "nanosleep",
     "pending",
+    "prctl_state",
     "recursion",
     "rseq_robust",
     "shared_mem",
