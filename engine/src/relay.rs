@@ -567,10 +567,40 @@ fn wait(guest: &Guest, link: &dyn Link) {
 
 /// Sends the guest home: captures it (answering a call it waits on with "restart") and
 /// serves its pages until home has them all.
-fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link) -> RemoteEnd {
+/// A forwarded call the guest waits on as it leaves: it is made again where the process
+/// goes, with what is left of a timeout it passed by value.
+#[derive(Clone, Copy)]
+struct InFlight {
+    id: u64,
+    nr: u64,
+    /// When it was (last) sent home.
+    sent: Instant,
+}
+
+/// The registers of a process caught in call `nr`, to be made again, with a timeout
+/// passed by value (`poll`'s milliseconds, `epoll_wait`'s) reduced by `spent`: a timed
+/// call that moves resumes with the time it had left, as the kernel's restart does.
+fn with_time_left(regs: &mut crate::image::Regs, nr: u64, spent: Duration) {
+    let timeout = match nr as i64 {
+        libc::SYS_poll => &mut regs.rdx,
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait => &mut regs.r10,
+        _ => return,
+    };
+    let ms = *timeout as i32;
+    if ms > 0 {
+        *timeout = (ms as i64 - spent.as_millis() as i64).max(0) as u64;
+    }
+}
+
+fn go_home(
+    guest: Guest,
+    in_flight: Option<InFlight>,
+    reason: String,
+    link: &dyn Link,
+) -> RemoteEnd {
     let pid = guest.pid();
     report_usage(&guest, link);
-    let (mut frozen, end) = match guest.capture(in_flight) {
+    let (mut frozen, end) = match guest.capture(in_flight.map(|f| f.id)) {
         Ok(x) => x,
         Err(e) => {
             let _ = nix::sys::signal::kill(
@@ -581,6 +611,12 @@ fn go_home(guest: Guest, in_flight: Option<u64>, reason: String, link: &dyn Link
             return RemoteEnd::Lost(format!("cannot capture the guest to send it home: {e}"));
         }
     };
+    if let Some(f) = in_flight {
+        let regs = &mut frozen.image_mut().regs;
+        if regs.interrupted_syscall() == Some(f.nr) {
+            with_time_left(regs, f.nr, f.sent.elapsed());
+        }
+    }
     let image = Box::new(frozen.image().clone());
     if let Err(e) = link.send(&Msg::Coming {
         image,
@@ -622,14 +658,14 @@ enum Next {
     /// Carry on.
     Go,
     /// Send the process home (answering this waiting call with "restart").
-    Home(Option<u64>),
+    Home(Option<InFlight>),
     /// Finished.
     End(RemoteEnd),
 }
 
 /// Handles a message home may send at any time: signals, a request to come home, or the
 /// end of the home process. `in_flight` is the call the guest is waiting on, if any.
-fn from_home(msg: Msg, guest: &mut Guest, in_flight: Option<u64>) -> Next {
+fn from_home(msg: Msg, guest: &mut Guest, in_flight: Option<InFlight>) -> Next {
     match msg {
         Msg::Signals(s) => {
             deliver(guest, &s);
@@ -711,7 +747,14 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                     guest.kill();
                     return finish(&mut guest, Msg::Exit(code));
                 }
-                Action::Home(reason) => return go_home(guest, Some(t.id), reason, link),
+                Action::Home(reason) => {
+                    let f = InFlight {
+                        id: t.id,
+                        nr: t.nr,
+                        sent: Instant::now(),
+                    };
+                    return go_home(guest, Some(f), reason, link);
+                }
                 Action::Forward(call) => {
                     if let Err(e) = link.send(&Msg::Call { id: t.id, call }) {
                         return give_up(&guest, lost(e));
@@ -724,7 +767,12 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                             Err(e) => return give_up(&guest, lost(e)),
                             Ok(None) => {
                                 if commands.try_recv() == Ok(Command::ComeHome) {
-                                    return go_home(guest, Some(t.id), ASKED.into(), link);
+                                    let f = InFlight {
+                                        id: t.id,
+                                        nr: t.nr,
+                                        sent,
+                                    };
+                                    return go_home(guest, Some(f), ASKED.into(), link);
                                 }
                                 if guest.ended().is_some() {
                                     return give_up(&guest, "the guest was killed here".into());
@@ -755,7 +803,15 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                                 let _ = guest.answer(id, &reply);
                                 break;
                             }
-                            Ok(Some(m)) => match from_home(m, &mut guest, Some(t.id)) {
+                            Ok(Some(m)) => match from_home(
+                                m,
+                                &mut guest,
+                                Some(InFlight {
+                                    id: t.id,
+                                    nr: t.nr,
+                                    sent,
+                                }),
+                            ) {
                                 Next::Go => {}
                                 Next::Home(f) => return go_home(guest, f, ASKED.into(), link),
                                 Next::End(e) => return e,
@@ -776,5 +832,37 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_time_left;
+    use std::time::Duration;
+
+    #[test]
+    fn a_timed_call_that_moves_keeps_the_time_it_had_left() {
+        let json = r#"{"r15":0,"r14":0,"r13":0,"r12":0,"rbp":0,"rbx":0,"r11":0,"r10":0,"r9":0,"r8":0,"rax":0,"rcx":0,"rdx":0,"rsi":0,"rdi":0,"orig_rax":0,"rip":0,"cs":0,"eflags":0,"rsp":0,"ss":0,"fs_base":0,"gs_base":0,"ds":0,"es":0,"fs":0,"gs":0}"#;
+        let mut r: crate::image::Regs = serde_json::from_str(json).unwrap();
+        r.rdx = 1000;
+        with_time_left(&mut r, libc::SYS_poll as u64, Duration::from_millis(300));
+        assert_eq!(r.rdx, 700);
+        with_time_left(&mut r, libc::SYS_poll as u64, Duration::from_secs(5));
+        assert_eq!(r.rdx, 0, "never below zero");
+        // -1 waits for ever, and still does.
+        r.rdx = u32::MAX as u64;
+        with_time_left(&mut r, libc::SYS_poll as u64, Duration::from_secs(5));
+        assert_eq!(r.rdx as i32, -1);
+        r.r10 = 50;
+        with_time_left(
+            &mut r,
+            libc::SYS_epoll_wait as u64,
+            Duration::from_millis(20),
+        );
+        assert_eq!(r.r10, 30);
+        // Other calls are left alone.
+        r.rdx = 9;
+        with_time_left(&mut r, libc::SYS_read as u64, Duration::from_secs(1));
+        assert_eq!(r.rdx, 9);
     }
 }

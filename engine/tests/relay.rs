@@ -121,6 +121,8 @@ struct Plan {
     /// For `blocked_read`: once it waits in its read at home, ask it home from this
     /// end, and feed its fifo once it is home.
     home_while_blocked: Option<Side>,
+    /// For `poll_timeout`: ask it home (from the remote end) a second into its poll.
+    home_during_poll: bool,
 }
 
 /// One end of a migration.
@@ -168,6 +170,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         interrupt,
         exe,
         home_while_blocked,
+        home_during_poll,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
@@ -256,6 +259,20 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         let (home_link, remote_link) = pair();
         let (htx, hrx) = channel::<Cmd>();
         let (rtx, rrx) = channel::<Cmd>();
+        let poller = home_during_poll.then(|| {
+            let tx = rtx.clone();
+            let fifo = dir.path().join("in");
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !fifo.exists() {
+                    assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                wait_in(pid, libc::SYS_poll);
+                std::thread::sleep(Duration::from_millis(1000));
+                tx.send(Cmd::ComeHome).unwrap();
+            })
+        });
         let unblocker = home_while_blocked.map(|side| {
             let tx = match side {
                 Side::Home => htx.clone(),
@@ -339,6 +356,9 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         }
         if let Some(u) = unblocker {
             u.join().unwrap();
+        }
+        if let Some(p) = poller {
+            p.join().unwrap();
         }
         how = format!("{:?} / {:?}", home, r);
         remote_end = Some(r);
@@ -644,4 +664,23 @@ fn a_process_blocked_in_a_forwarded_call_comes_home() {
         );
         assert!(run.how.starts_with("CameHome"), "{side:?}: {}", run.how);
     }
+}
+
+/// A poll with a timeout, in flight when the process is brought home, returns after its
+/// own timeout (2 s), not after the time before the move plus a fresh 2 s.
+#[test]
+fn a_timed_call_in_flight_across_a_move_keeps_its_time() {
+    let native = run_plan("poll_timeout", &[], Plan::default()).outcome;
+    assert_eq!(
+        native.stdout,
+        "poll returned 0 after its own timeout 1\nstatus 0\n"
+    );
+    let plan = Plan {
+        migrate_after: Some(0.05),
+        home_during_poll: true,
+        ..Plan::default()
+    };
+    let run = run_plan("poll_timeout", &[], plan);
+    assert_eq!(run.outcome, native, "{}", run.how);
+    assert!(run.how.starts_with("CameHome"), "{}", run.how);
 }

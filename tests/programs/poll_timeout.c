@@ -1,0 +1,23 @@
+/* A poll with a timeout that is in flight (at home, for a process away) when the process
+ * is brought home: it must return after its own timeout, as natively, not start over
+ * with the full timeout once home. */
+#include "prog.h"
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+int main(void) {
+    check(mkfifo("in.tmp", 0600) == 0, "mkfifo");
+    int fd = open("in.tmp", O_RDWR);
+    check(fd >= 0, "open fifo");
+    spin(0.3);
+    check(rename("in.tmp", "in") == 0, "rename fifo");
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    double t0 = now();
+    int r = poll(&p, 1, 2000);
+    double waited = now() - t0;
+    printf("poll returned %d after its own timeout %d\n", r, waited >= 1.95 && waited < 2.6);
+    if (waited < 1.95 || waited >= 2.6) printf("  (it waited %.3f s)\n", waited);
+    close(fd);
+    unlink("in");
+    return 0;
+}
