@@ -541,12 +541,10 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
     } else {
         open_files(pid)?
     };
-    if std::fs::read_to_string(format!("/proc/{pid}/timers"))
-        .map(|t| !t.trim().is_empty())
-        .unwrap_or(false)
-    {
-        return Err(refused(pid, Refusal::PosixTimers));
-    }
+    let timer_list =
+        std::fs::read_to_string(format!("/proc/{pid}/timers")).map_err(proc_err(pid, "timers"))?;
+    let timers = parse_timers(&timer_list)
+        .ok_or_else(|| refused(pid, Refusal::PosixTimers(timer_list.trim().to_string())))?;
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map_err(proc_err(pid, "exe"))?
         .to_string_lossy()
@@ -599,7 +597,7 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
                 Refusal::UnsupportedMapping("no syscall instruction in [vdso]".into()),
             )
         })?;
-    let injected = ask_process(p, insn, sigmask).map_err(inject_err)?;
+    let injected = ask_process(p, insn, sigmask, timers).map_err(inject_err)?;
 
     let stat = proc_
         .stat()
@@ -646,6 +644,7 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
         sigactions: injected.sigactions,
         altstack: injected.altstack,
         itimers: injected.itimers,
+        timers: injected.timers,
         robust_list,
         rseq,
         clear_child_tid: injected.clear_child_tid,
@@ -668,18 +667,74 @@ struct Injected {
     sigactions: Vec<SigAction>,
     altstack: AltStack,
     itimers: Vec<ITimer>,
+    timers: Vec<PosixTimer>,
     clear_child_tid: u64,
     brk: u64,
+}
+
+/// The POSIX timers `/proc/PID/timers` lists, without their times (asked of the process
+/// with `timer_gettime`). None if one notifies in a way not restored (a thread of its
+/// own, SIGEV_THREAD, is glibc's: such a process has threads anyway).
+pub(crate) fn parse_timers(text: &str) -> Option<Vec<PosixTimer>> {
+    let mut out: Vec<PosixTimer> = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k == "ID" {
+            out.push(PosixTimer {
+                id: v.parse().ok()?,
+                clock: 0,
+                notify: 0,
+                signo: 0,
+                value: 0,
+                interval_ns: 0,
+                remaining_ns: 0,
+            });
+            continue;
+        }
+        let t = out.last_mut()?;
+        match k {
+            "signal" => {
+                let (sig, value) = v.split_once('/')?;
+                t.signo = sig.parse().ok()?;
+                t.value = u64::from_str_radix(value, 16).ok()?;
+            }
+            "notify" => {
+                let (how, target) = v.split_once('/')?;
+                let base = match how {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    _ => return None,
+                };
+                let tid = if target.starts_with("tid.") {
+                    libc::SIGEV_THREAD_ID
+                } else {
+                    0
+                };
+                t.notify = base | tid;
+            }
+            "ClockID" => t.clock = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
 }
 
-fn ask_process(p: Pid, insn: u64, sigmask: u64) -> Result<Injected, InjectError> {
+fn ask_process(
+    p: Pid,
+    insn: u64,
+    sigmask: u64,
+    timers: Vec<PosixTimer>,
+) -> Result<Injected, InjectError> {
     let mut inj = Injector::new(p, insn)?;
     sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
-    let result = ask_with(&mut inj);
+    let result = ask_with(&mut inj, timers);
     if inj.scratch != 0 {
         let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, PAGE_SIZE]);
     }
@@ -691,7 +746,7 @@ fn ask_process(p: Pid, insn: u64, sigmask: u64) -> Result<Injected, InjectError>
     Ok(r)
 }
 
-fn ask_with(inj: &mut Injector) -> Result<Injected, InjectError> {
+fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected, InjectError> {
     let scratch = inj.call(
         "mmap",
         libc::SYS_mmap,
@@ -742,6 +797,17 @@ fn ask_with(inj: &mut Injector) -> Result<Injected, InjectError> {
             value_us: u64_at(&b, 16) * 1_000_000 + u64_at(&b, 24),
         });
     }
+    let ns = |b: &[u8], at: usize| u64_at(b, at) * 1_000_000_000 + u64_at(b, at + 8);
+    for t in &mut timers {
+        inj.call(
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            &[t.id as u64, scratch],
+        )?;
+        let b = inj.read(scratch, 32)?;
+        t.interval_ns = ns(&b, 0);
+        t.remaining_ns = ns(&b, 16);
+    }
     const PR_GET_TID_ADDRESS: u64 = 40;
     inj.call(
         "prctl(PR_GET_TID_ADDRESS)",
@@ -754,6 +820,7 @@ fn ask_with(inj: &mut Injector) -> Result<Injected, InjectError> {
         sigactions,
         altstack,
         itimers,
+        timers,
         clear_child_tid,
         brk,
     })
@@ -936,4 +1003,28 @@ fn proc_limit(pid: i32, res: i32) -> Option<(u64, u64)> {
         }
     };
     Some((num(it.next()?)?, num(it.next()?)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timers;
+
+    #[test]
+    fn timers_are_read_from_proc() {
+        let text = "ID: 0\nsignal: 35/0000000000001234\nnotify: signal/pid.42\nClockID: 1\n\
+                    ID: 3\nsignal: 14/0000000000000000\nnotify: none/pid.42\nClockID: 0\n\
+                    ID: 4\nsignal: 10/0000000000000000\nnotify: signal/tid.42\nClockID: 1\n";
+        let t = parse_timers(text).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            (t[0].id, t[0].signo, t[0].value, t[0].clock),
+            (0, 35, 0x1234, 1)
+        );
+        assert_eq!(t[0].notify, libc::SIGEV_SIGNAL);
+        assert_eq!((t[1].id, t[1].notify, t[1].clock), (3, libc::SIGEV_NONE, 0));
+        assert_eq!(t[2].notify, libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID);
+        assert!(parse_timers("").unwrap().is_empty());
+        // glibc's SIGEV_THREAD timers are not restored.
+        assert!(parse_timers("ID: 1\nsignal: 32/0\nnotify: thread/tid.7\nClockID: 1\n").is_none());
+    }
 }

@@ -200,6 +200,12 @@ impl DeputyCtl {
         for which in 0..3u64 {
             d.inj.raw(libc::SYS_setitimer, &[which, off, 0])?;
         }
+        // So are its POSIX timers (coming home, restore deletes these and makes the
+        // remote's).
+        for t in &image.timers {
+            d.inj
+                .raw(libc::SYS_timer_settime, &[t.id as u64, 0, off, 0])?;
+        }
         // The home process stops when its guest stops (see `stop`) by the same signal,
         // with its default action: a handler (readline's SIGTSTP) runs at the remote
         // node, never here. An ignored one stays ignored: the terminal asks whether

@@ -108,8 +108,8 @@ pub enum Refusal {
         what: String,
     },
     /// POSIX timers (`timer_create`) exist.
-    #[error("it has POSIX timers (timer_create), which are not captured")]
-    PosixTimers,
+    #[error("it has a POSIX timer that notifies in a way not restored: {0}")]
+    PosixTimers(String),
 }
 
 /// Reading the original's memory or the image's page file failed.

@@ -248,6 +248,26 @@ pub struct ITimer {
     pub value_us: u64,
 }
 
+/// A POSIX timer (`timer_create`), as `/proc/PID/timers` and `timer_gettime` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimer {
+    /// Its id (restored as the same id).
+    pub id: i32,
+    /// `CLOCK_*`.
+    pub clock: i32,
+    /// `SIGEV_SIGNAL` or `SIGEV_NONE`, with `SIGEV_THREAD_ID` for a signal to the
+    /// process's own thread.
+    pub notify: i32,
+    /// The signal it sends.
+    pub signo: i32,
+    /// `sigev_value` delivered with the signal.
+    pub value: u64,
+    /// Reload interval, in nanoseconds (0: one-shot).
+    pub interval_ns: u64,
+    /// Time to the next expiry, in nanoseconds (0: disarmed).
+    pub remaining_ns: u64,
+}
+
 /// Registered restartable sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rseq {
@@ -344,6 +364,9 @@ pub struct ProcessImage {
     pub altstack: AltStack,
     /// Interval timers.
     pub itimers: Vec<ITimer>,
+    /// POSIX timers (none in a version 1 image).
+    #[serde(default)]
+    pub timers: Vec<PosixTimer>,
     /// Robust futex list head and length.
     pub robust_list: (u64, u64),
     /// Restartable sequence registration.

@@ -700,6 +700,7 @@ pub(crate) fn rebuild(
         inj.call("setitimer", libc::SYS_setitimer, &[t.which as u64, s, 0])
             .map_err(step("restore an interval timer"))?;
     }
+    restore_timers(&mut inj, stub, image, home)?;
 
     // 6. Process attributes and the kernel's view of the address space.
     if !home {
@@ -1051,6 +1052,78 @@ fn move_vdso(
         }
         cur = dest;
     }
+    Ok(())
+}
+
+/// `prctl` option asking `timer_create` for the id its argument holds (Linux 6.16).
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
+/// Recreates the POSIX timers of `image` in `stub` with their ids, clocks, signals,
+/// values and times left. Coming home, the process's own (disarmed while it was away)
+/// are deleted first: it may have deleted or made others away.
+fn restore_timers(
+    inj: &mut Injector,
+    stub: Pid,
+    image: &ProcessImage,
+    home: bool,
+) -> Result<(), RestoreError> {
+    if home {
+        let text = std::fs::read_to_string(format!("/proc/{stub}/timers"))
+            .map_err(sys_err("reading the process's timers"))?;
+        for t in crate::capture::parse_timers(&text).unwrap_or_default() {
+            inj.call("timer_delete", libc::SYS_timer_delete, &[t.id as u64])
+                .map_err(step(format!("delete timer {}", t.id)))?;
+        }
+    }
+    if image.timers.is_empty() {
+        return Ok(());
+    }
+    inj.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS)",
+        libc::SYS_prctl,
+        &[PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0],
+    )
+    .map_err(|e| {
+        RestoreError::Incompatible(format!(
+            "this kernel cannot give POSIX timers back their ids (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16): {e}"
+        ))
+    })?;
+    let s = inj.scratch;
+    for t in &image.timers {
+        // struct sigevent: value, signo, notify, then the thread id.
+        let mut sev = Vec::with_capacity(64);
+        sev.extend_from_slice(&t.value.to_ne_bytes());
+        sev.extend_from_slice(&t.signo.to_ne_bytes());
+        sev.extend_from_slice(&t.notify.to_ne_bytes());
+        sev.extend_from_slice(&stub.as_raw().to_ne_bytes());
+        sev.resize(64, 0);
+        inj.put(0, &sev).map_err(step("sigevent"))?;
+        inj.put(64, &t.id.to_ne_bytes()).map_err(step("timer id"))?;
+        inj.call(
+            "timer_create",
+            libc::SYS_timer_create,
+            &[t.clock as u64, s, s + 64],
+        )
+        .map_err(step(format!("recreate timer {}", t.id)))?;
+        let mut its = Vec::with_capacity(32);
+        for ns in [t.interval_ns, t.remaining_ns] {
+            its.extend_from_slice(&(ns / 1_000_000_000).to_ne_bytes());
+            its.extend_from_slice(&(ns % 1_000_000_000).to_ne_bytes());
+        }
+        inj.put(128, &its).map_err(step("itimerspec"))?;
+        inj.call(
+            "timer_settime",
+            libc::SYS_timer_settime,
+            &[t.id as u64, 0, s + 128, 0],
+        )
+        .map_err(step(format!("set timer {}", t.id)))?;
+    }
+    inj.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS)",
+        libc::SYS_prctl,
+        &[PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0],
+    )
+    .map_err(step("end PR_TIMER_CREATE_RESTORE_IDS"))?;
     Ok(())
 }
 

@@ -512,6 +512,7 @@ relay_tests!(
     mprotect,
     nanosleep,
     pending,
+    posix_timer,
     prctl_state,
     recursion,
     rseq_robust,

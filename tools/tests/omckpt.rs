@@ -311,6 +311,7 @@ program_tests! {
     rseq_robust => &[], None;
     vdso_time => &[], None;
     stdio_buffered => &[], None;
+    posix_timer => &[], None;
 }
 
 /// Starts program `name` (no arguments, no input) in a fresh work directory tagged `tag`

@@ -402,7 +402,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 28] = [
+const ENGINE_PROGRAMS: [&str; 29] = [
     "altstack",
     "attrs",
     "avx",
@@ -423,6 +423,7 @@ const ENGINE_PROGRAMS: [&str; 28] = [
     "mprotect",
     "nanosleep",
     "pending",
+    "posix_timer",
     "prctl_state",
     "recursion",
     "rseq_robust",
