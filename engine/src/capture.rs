@@ -531,6 +531,7 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
             name,
             backing,
             grows_down: flags.contains(VmFlags::GD),
+            locked: flags.contains(VmFlags::LO),
             advice,
         });
     }
@@ -645,6 +646,7 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
         altstack: injected.altstack,
         itimers: injected.itimers,
         timers: injected.timers,
+        mm_state: injected.mm_state,
         robust_list,
         rseq,
         clear_child_tid: injected.clear_child_tid,
@@ -662,12 +664,16 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
     })
 }
 
+/// `membarrier` command: the commands the process registered for.
+pub(crate) const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+
 /// What the process is asked by injected system calls.
 struct Injected {
     sigactions: Vec<SigAction>,
     altstack: AltStack,
     itimers: Vec<ITimer>,
     timers: Vec<PosixTimer>,
+    mm_state: MmState,
     clear_child_tid: u64,
     brk: u64,
 }
@@ -808,6 +814,23 @@ fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected,
         t.interval_ns = ns(&b, 0);
         t.remaining_ns = ns(&b, 16);
     }
+    let thp = inj.call(
+        "prctl(PR_GET_THP_DISABLE)",
+        libc::SYS_prctl,
+        &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
+    )?;
+    // Linux 6.3; an older kernel says EINVAL, and nothing can be registered again then.
+    let membarrier = inj
+        .call(
+            "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)",
+            libc::SYS_membarrier,
+            &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
+        )
+        .unwrap_or(0) as u32;
+    let mm_state = MmState {
+        thp_disable: thp == 1,
+        membarrier,
+    };
     const PR_GET_TID_ADDRESS: u64 = 40;
     inj.call(
         "prctl(PR_GET_TID_ADDRESS)",
@@ -821,6 +844,7 @@ fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected,
         altstack,
         itimers,
         timers,
+        mm_state,
         clear_child_tid,
         brk,
     })

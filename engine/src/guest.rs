@@ -454,6 +454,7 @@ mod tests {
             backing,
             grows_down: false,
             advice: vec![],
+            locked: false,
         }
     }
 

@@ -165,6 +165,9 @@ pub struct Vma {
     pub grows_down: bool,
     /// `madvise` advice to re-apply (`MADV_*` values).
     pub advice: Vec<i32>,
+    /// Locked in memory (`mlock`, `VM_LOCKED`).
+    #[serde(default)]
+    pub locked: bool,
 }
 
 impl Vma {
@@ -268,6 +271,16 @@ pub struct PosixTimer {
     pub remaining_ns: u64,
 }
 
+/// State of the whole address space that neither the mappings nor the registers show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmState {
+    /// `PR_SET_THP_DISABLE`: no transparent huge pages.
+    pub thp_disable: bool,
+    /// The `membarrier` commands the process registered for
+    /// (`MEMBARRIER_CMD_GET_REGISTRATIONS`, a mask of `MEMBARRIER_CMD_REGISTER_*`).
+    pub membarrier: u32,
+}
+
 /// Registered restartable sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rseq {
@@ -367,6 +380,9 @@ pub struct ProcessImage {
     /// POSIX timers (none in a version 1 image).
     #[serde(default)]
     pub timers: Vec<PosixTimer>,
+    /// Memory-wide state the kernel keeps for the process (version 2).
+    #[serde(default)]
+    pub mm_state: MmState,
     /// Robust futex list head and length.
     pub robust_list: (u64, u64),
     /// Restartable sequence registration.

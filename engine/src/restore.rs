@@ -567,6 +567,11 @@ pub(crate) fn rebuild(
             // Advice is best effort: a kernel without it still runs the process correctly.
             let _ = inj.raw(libc::SYS_madvise, &[v.start, len, *a as u64]);
         }
+        if v.locked {
+            // MLOCK_ONFAULT: locked as its pages arrive (lazily, or filled below). A
+            // node whose limits refuse it runs the process unlocked.
+            let _ = inj.raw(libc::SYS_mlock2, &[v.start, len, 1]);
+        }
     }
     for fd in file_fds.values() {
         inj.call("close", libc::SYS_close, &[*fd])
@@ -701,6 +706,7 @@ pub(crate) fn rebuild(
             .map_err(step("restore an interval timer"))?;
     }
     restore_timers(&mut inj, stub, image, home)?;
+    restore_mm_state(&mut inj, &image.mm_state)?;
 
     // 6. Process attributes and the kernel's view of the address space.
     if !home {
@@ -1051,6 +1057,31 @@ fn move_vdso(
             .map_err(step("move the vDSO"))?;
         }
         cur = dest;
+    }
+    Ok(())
+}
+
+/// Sets the memory-wide state of `mm`: THP disabled, membarrier registrations (each
+/// `MEMBARRIER_CMD_REGISTER_*` bit of the mask is registered again).
+fn restore_mm_state(inj: &mut Injector, mm: &MmState) -> Result<(), RestoreError> {
+    inj.call(
+        "prctl(PR_SET_THP_DISABLE)",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_THP_DISABLE as u64,
+            mm.thp_disable as u64,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map_err(step("set THP disable"))?;
+    for bit in 0..32 {
+        let cmd = 1u64 << bit;
+        if mm.membarrier as u64 & cmd != 0 {
+            inj.call("membarrier", libc::SYS_membarrier, &[cmd, 0, 0])
+                .map_err(step(format!("register membarrier command {cmd:#x}")))?;
+        }
     }
     Ok(())
 }

@@ -508,6 +508,7 @@ relay_tests!(
     fpu,
     itimer,
     mappings,
+    mm_state,
     mmap_file,
     mprotect,
     nanosleep,

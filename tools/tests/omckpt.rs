@@ -312,6 +312,7 @@ program_tests! {
     vdso_time => &[], None;
     stdio_buffered => &[], None;
     posix_timer => &[], None;
+    mm_state => &[], None;
 }
 
 /// Starts program `name` (no arguments, no input) in a fresh work directory tagged `tag`

@@ -402,7 +402,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 29] = [
+const ENGINE_PROGRAMS: [&str; 30] = [
     "altstack",
     "attrs",
     "avx",
@@ -419,6 +419,7 @@ const ENGINE_PROGRAMS: [&str; 29] = [
     "fpu",
     "itimer",
     "mappings",
+    "mm_state",
     "mmap_file",
     "mprotect",
     "nanosleep",
