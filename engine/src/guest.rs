@@ -59,6 +59,8 @@ pub struct Guest {
     stopped_by: Option<i32>,
     /// When a signal was last delivered (it may stop the guest any moment now).
     signalled: Option<std::time::Instant>,
+    /// Its memory cgroup's file of OOM-kill counts, and the count as it started.
+    oom: Option<(std::path::PathBuf, u64)>,
 }
 
 impl GuestMem for ProcessMemory {
@@ -103,6 +105,7 @@ impl Guest {
             stand_ins,
             stopped_by: None,
             signalled: None,
+            oom: oom_counter(pid.as_raw()).and_then(|f| Some((f.clone(), oom_kills(&f)?))),
         })
     }
 
@@ -265,6 +268,20 @@ impl Guest {
         }
     }
 
+    /// Why a guest that died by SIGKILL was killed, when this node's kernel says: its
+    /// memory cgroup's out-of-memory killer acted since it started.
+    pub fn killed_why(&self) -> Option<String> {
+        let (file, before) = self.oom.as_ref()?;
+        let now = oom_kills(file)?;
+        let cgroup = file
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        (now > *before).then(|| {
+            format!("killed by the out-of-memory killer of its memory cgroup ({cgroup}), which had reached its limit")
+        })
+    }
+
     /// Kills the guest and waits until it is gone.
     pub fn kill(&self) {
         let _ = kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
@@ -377,6 +394,40 @@ pub(crate) fn give_files_back(image: &mut ProcessImage, stand_ins: &[Vma]) {
         }
     }
     image.pages = runs;
+}
+
+/// The file counting OOM kills in the memory cgroup of process `pid`: `memory.events`
+/// (cgroup v2) or `memory.oom_control` (v1), both with an `oom_kill N` line.
+fn oom_counter(pid: i32) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        let file = if controllers.split(',').any(|c| c == "memory") {
+            std::path::Path::new("/sys/fs/cgroup/memory")
+                .join(path)
+                .join("memory.oom_control")
+        } else if controllers.is_empty() {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(path)
+                .join("memory.events")
+        } else {
+            continue;
+        };
+        if file.exists() {
+            return Some(file);
+        }
+    }
+    None
+}
+
+/// The `oom_kill` count in `file` (see [`oom_counter`]).
+fn oom_kills(file: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// Signals whose default action is to ignore them.

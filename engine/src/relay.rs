@@ -81,15 +81,20 @@ pub enum Msg {
     /// Remote → home: the guest stopped, by this signal (SIGTSTP, SIGSTOP, ...): home
     /// stops the same way, so that its parent sees it stop.
     Stopped(i32),
+    /// Remote → home: why the guest is about to be reported dead (its node's
+    /// out-of-memory killer), for the home node's log.
+    Why(String),
 }
 
 /// What the home end reports while the process is away (see [`run_home`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     /// The CPU time the process has used at the remote node on this trip so far.
     CpuAway(Duration),
     /// The home copy of its memory was dropped, freeing this many resident bytes.
     MemoryReleased(u64),
+    /// The remote end says why the process died there.
+    DiedBecause(String),
 }
 
 /// How often the remote end reports the guest's CPU time.
@@ -436,6 +441,7 @@ pub fn run_home(
             }
             Some(Msg::Gone) => return fail(&mut ctl, "the remote end gave up".into()),
             Some(Msg::Usage(ns)) => progress(Progress::CpuAway(Duration::from_nanos(ns))),
+            Some(Msg::Why(why)) => progress(Progress::DiedBecause(why)),
             Some(Msg::Stopped(sig)) => {
                 if let Err(e) = ctl.stop(sig) {
                     match gone_of(&e) {
@@ -732,7 +738,14 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
         if let Some(end) = guest.ended() {
             return match end {
                 Ended::Exited(code) => finish(&mut guest, Msg::Exit(code)),
-                Ended::Killed { signal, core } => finish(&mut guest, Msg::Died { signal, core }),
+                Ended::Killed { signal, core } => {
+                    if signal == libc::SIGKILL {
+                        if let Some(why) = guest.killed_why() {
+                            let _ = link.send(&Msg::Why(why));
+                        }
+                    }
+                    finish(&mut guest, Msg::Died { signal, core })
+                }
             };
         }
         while let Some(t) = guest.next() {

@@ -679,6 +679,10 @@ impl Migrations {
                 "all its memory is at node {to}: {:.1} MiB released here",
                 bytes as f64 / f64::from(1 << 20)
             ),
+            Progress::DiedBecause(why) => {
+                tracing::warn!(pid, "process died at node {to}: {why}");
+                me.ended_as(pid, format!("it died at node {to}: {why}"));
+            }
         };
         let end = frozen.into_deputy(move |ctl| match ctl {
             Ok(ctl) => run_home(ctl, &link, crx, &progress),

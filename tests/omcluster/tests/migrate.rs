@@ -20,11 +20,16 @@ fn tool(name: &str) -> String {
 }
 
 fn cluster(name: &str) -> TestCluster {
+    cluster_with_mem(name, None)
+}
+
+/// [`cluster`] with the memory limits `mem` (`omcluster up --mem`).
+fn cluster_with_mem(name: &str, mem: Option<&str>) -> TestCluster {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the migration tests must run as root"
     );
-    let mut spec = ClusterSpec::new(name, 3, None, None).unwrap();
+    let mut spec = ClusterSpec::new(name, 3, None, mem).unwrap();
     // Nodes with files of their own, as separate machines have.
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -561,6 +566,28 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
         );
         assert!(left.trim().is_empty(), "left at node {node}: {left}");
     }
+}
+
+/// A guest that its node's out-of-memory killer ends dies by SIGKILL at home too, and the
+/// home node's log says at which node and why (the shell itself shows only "Killed").
+#[test]
+fn a_guest_killed_for_memory_is_reported_at_home_with_the_reason() {
+    let c = cluster_with_mem("t-migoom", Some("1G,192M,1G"));
+    let bin = at_home_only(&c, &program("grow"));
+    let (o, e) = finish(start(
+        &c,
+        "/tmp/oom",
+        &format!("{} -2 {bin}; echo \"status $?\"", tool("mosrun")),
+    ));
+    assert!(o.contains("status 137"), "killed: {o}{e}");
+    let log = sh(&c, 1, "cat /run/omd/omd.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("died at node 2") && l.contains("out-of-memory killer")),
+        "the home log says why: {log}"
+    );
+    let left = sh(&c, 2, "pgrep -x grow || true");
+    assert!(left.trim().is_empty(), "left at node 2: {left}");
 }
 
 #[test]
