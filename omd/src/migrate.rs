@@ -76,6 +76,52 @@ fn start_time(pid: i32) -> Option<u64> {
         .ok()
 }
 
+/// Puts the descendants of every process under migration control under control too, as
+/// MOSIX does (the compilers `mosrun make -j4` starts, the commands of a shell script),
+/// each locked or not as its nearest controlled ancestor is. Guests are not walked:
+/// processes a guest forks come home first.
+fn adopt_descendants(home: &mut HashMap<i32, HomeProc>) {
+    let Ok(all) = procfs::process::all_processes() else {
+        return;
+    };
+    let parents: HashMap<i32, (i32, u64)> = all
+        .flatten()
+        .filter_map(|p| p.stat().ok())
+        .map(|s| (s.pid, (s.ppid, s.starttime)))
+        .collect();
+    for (&pid, &(_, start)) in &parents {
+        if home.contains_key(&pid) {
+            continue;
+        }
+        // The nearest controlled ancestor (a chain never loops: pids are a tree).
+        let mut at = pid;
+        let mut lock = None;
+        for _ in 0..64 {
+            let Some(&(ppid, _)) = parents.get(&at) else {
+                break;
+            };
+            if ppid <= 1 {
+                break;
+            }
+            if let Some(e) = home.get(&ppid) {
+                lock = Some(e.lock);
+                break;
+            }
+            at = ppid;
+        }
+        if let Some(lock) = lock {
+            home.insert(
+                pid,
+                HomeProc {
+                    lock,
+                    start,
+                    ..HomeProc::default()
+                },
+            );
+        }
+    }
+}
+
 /// The entry of `pid` in `home`, made afresh if there is none or it belonged to an
 /// earlier process with the same pid.
 fn entry(home: &mut HashMap<i32, HomeProc>, pid: i32) -> &mut HomeProc {
@@ -279,6 +325,7 @@ impl Migrations {
         let pids: Vec<i32> = {
             let mut h = self.home.lock().expect("home lock");
             h.retain(|&pid, e| start_time(pid) == Some(e.start));
+            adopt_descendants(&mut h);
             h.keys().copied().collect()
         };
         let mut processes: Vec<_> = pids

@@ -750,6 +750,36 @@ fn the_hpc_tree_shows_locks_and_moves_processes() {
     wait_until("an ended process leaves the tree", || {
         !sh(&c, 1, "ls /run/hpc").lines().any(|l| l == pid)
     });
+
+    // The children of a process under control are under control too (MOSIX), locked as
+    // their parent is: a shell script's commands.
+    let child = start(
+        &c,
+        "/tmp/kids",
+        &format!(
+            "{} -h sh -c 'sleep 30 & echo $! > kid; wait'",
+            tool("mosrun")
+        ),
+    );
+    let kid = {
+        let start = Instant::now();
+        loop {
+            let k = sh(&c, 1, "cat /tmp/kids/kid 2>/dev/null")
+                .trim()
+                .to_string();
+            if !k.is_empty() {
+                break k;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no child");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_until("the child is listed", || {
+        sh(&c, 1, "ls /run/hpc").lines().any(|l| l == kid)
+    });
+    assert_eq!(cat(1, &format!("{kid}/lock")), "1", "locked as its parent");
+    sh(&c, 1, &format!("kill {kid}"));
+    let _ = finish(child);
 }
 
 /// Process `pid`'s CPU time and the part of it used at other nodes, in clock ticks, as
