@@ -263,11 +263,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             let tx = rtx.clone();
             let fifo = dir.path().join("in");
             std::thread::spawn(move || {
-                let start = Instant::now();
-                while !fifo.exists() {
-                    assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+                wait_for_file(&fifo);
                 wait_in(pid, libc::SYS_poll);
                 std::thread::sleep(Duration::from_millis(1000));
                 tx.send(Cmd::ComeHome).unwrap();
@@ -281,11 +277,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             let dir = dir.path().to_path_buf();
             std::thread::spawn(move || {
                 let fifo = dir.join("in");
-                let start = Instant::now();
-                while !fifo.exists() {
-                    assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+                let start = wait_for_file(&fifo);
                 wait_in(pid, libc::SYS_read);
                 std::thread::sleep(Duration::from_millis(100));
                 tx.send(Cmd::ComeHome).unwrap();
@@ -406,6 +398,21 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
     }
 }
 
+/// Waits until the program has made `path` (its sign that it is ready); returns when the
+/// wait began.
+fn wait_for_file(path: &std::path::Path) -> Instant {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start
+}
+
 /// The call process `pid` waits in (`/proc/PID/syscall`'s number), if any.
 fn waits_in(pid: i32) -> Option<i64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
@@ -430,11 +437,7 @@ fn interrupt_steps(pid: i32, dir: &std::path::Path) {
     use nix::sys::signal::{kill, Signal};
     use std::io::Write;
     let fifo = dir.join("in");
-    let start = Instant::now();
-    while !fifo.exists() {
-        assert!(start.elapsed() < Duration::from_secs(30), "no fifo");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_file(&fifo);
     let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     let p = nix::unistd::Pid::from_raw(pid);
     let settle = Duration::from_millis(100);

@@ -5,11 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 int main(void) {
-    check(mkfifo("in.tmp", 0600) == 0, "mkfifo");
-    int fd = open("in.tmp", O_RDWR);
-    check(fd >= 0, "open fifo");
-    spin(0.3);
-    check(rename("in.tmp", "in") == 0, "rename fifo");
+    int fd = ready_fifo(0.3);
     char buf[64] = {0};
     ssize_t n = read(fd, buf, sizeof buf - 1);
     check(n > 0, "read");

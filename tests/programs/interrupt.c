@@ -38,11 +38,7 @@ int main(void) {
     sa.sa_handler = on_usr2;
     sa.sa_flags = 0;
     sigaction(SIGUSR2, &sa, NULL);
-    check(mkfifo("in.tmp", 0600) == 0, "mkfifo");
-    fd = open("in.tmp", O_RDWR);
-    check(fd >= 0, "open fifo");
-    spin(0.3);
-    check(rename("in.tmp", "in") == 0, "rename fifo");
+    fd = ready_fifo(0.3);
     line("winch");
     line("usr1");
     printf("usr1 handled %d\n", usr1);

@@ -6,11 +6,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 int main(void) {
-    check(mkfifo("in.tmp", 0600) == 0, "mkfifo");
-    int fd = open("in.tmp", O_RDWR);
-    check(fd >= 0, "open fifo");
-    spin(0.3);
-    check(rename("in.tmp", "in") == 0, "rename fifo");
+    int fd = ready_fifo(0.3);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     double t0 = now();
     int r = poll(&p, 1, 2000);

@@ -108,3 +108,39 @@ pub fn workspace_tool(omcluster_bin: &str, name: &str) -> String {
     );
     p.display().to_string()
 }
+
+/// A tmux server of a test's own (its socket named `socket`), for tests that need a real
+/// terminal; killed when dropped, also when the test panics.
+pub struct Tmux {
+    socket: &'static str,
+}
+
+impl Tmux {
+    /// Kills whatever server an earlier run left on `socket`, and returns the handle.
+    pub fn new(socket: &'static str) -> Tmux {
+        let t = Tmux { socket };
+        t.run(&["kill-server"]);
+        t
+    }
+
+    /// Runs `tmux ARGS` on this server and returns its standard output.
+    pub fn run(&self, args: &[&str]) -> String {
+        tmux(self.socket, args)
+    }
+}
+
+/// Runs `tmux -L SOCKET ARGS` and returns its standard output.
+pub fn tmux(socket: &str, args: &[&str]) -> String {
+    let o = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux is installed (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}

@@ -2,36 +2,17 @@
 //! shows the four nodes, and a CPU-bound loop started in node 3 raises node 3's bar.
 //! Needs root and tmux.
 
-use om_cluster::harness::TestCluster;
+use om_cluster::harness::{TestCluster, Tmux};
 use om_cluster::{ClusterSpec, DaemonSpec};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
-/// A tmux server of this test's own.
+/// The socket of this test's own tmux server.
 const SOCKET: &str = "om-mosmon-test";
 
 fn tool(name: &str) -> String {
     om_cluster::harness::workspace_tool(BIN, name)
-}
-
-fn tmux(args: &[&str]) -> String {
-    let o = Command::new("tmux")
-        .args(["-L", SOCKET])
-        .args(args)
-        .output()
-        .expect("tmux is installed (scripts/setup.sh installs it)");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Stops the test's tmux server, also when the test fails.
-struct Tmux;
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        tmux(&["kill-server"]);
-    }
 }
 
 /// The number of full cells of each node's bar in a captured mosmon screen: the columns
@@ -71,8 +52,8 @@ fn mosmon_shows_every_node_and_a_busy_one_rises() {
         args: vec![],
     });
     let c = TestCluster::up_with(&spec, BIN).unwrap();
-    let _t = Tmux;
-    tmux(&["kill-server"]);
+    let t = Tmux::new(SOCKET);
+    let tmux = |args: &[&str]| t.run(args);
     let cmd = format!(
         "{BIN} exec --name {} 1 -- {} -d 0.5",
         c.name(),

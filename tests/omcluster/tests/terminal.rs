@@ -4,15 +4,14 @@
 //! "Stopped") and go on after `fg`, stop for tty input when put in the background, keep
 //! reading across window resizes, and run its Ctrl-C handler. Needs root and tmux.
 
-use om_cluster::harness::TestCluster;
+use om_cluster::harness::{TestCluster, Tmux};
 use om_cluster::spec::FsSpec;
 use om_cluster::{ClusterSpec, DaemonSpec};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
-/// A tmux server of this test's own.
+/// The socket of this test's own tmux server.
 const SOCKET: &str = "om-terminal-test";
 
 fn tool(name: &str) -> String {
@@ -20,21 +19,7 @@ fn tool(name: &str) -> String {
 }
 
 fn tmux(args: &[&str]) -> String {
-    let o = Command::new("tmux")
-        .args(["-L", SOCKET])
-        .args(args)
-        .output()
-        .expect("tmux is installed (scripts/setup.sh installs it)");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Stops the test's tmux server, also when the test fails.
-struct Tmux;
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        tmux(&["kill-server"]);
-    }
+    om_cluster::harness::tmux(SOCKET, args)
 }
 
 /// Types `keys` (tmux key names) into the pane.
@@ -71,6 +56,15 @@ fn until(what: &str, after: usize) -> usize {
     }
 }
 
+/// Checks that bc's guest at node 2 is stopped.
+fn assert_guest_stopped(c: &TestCluster) {
+    let state = c.sh(2, "ps -o stat= -C bc");
+    assert!(
+        String::from_utf8_lossy(&state.stdout).starts_with('T'),
+        "the guest is stopped: {state:?}"
+    );
+}
+
 /// Where bc runs, as node 1's `mosctl where` says.
 fn where_bc(c: &TestCluster) -> String {
     let o = c.sh(1, &format!("{} where $(pgrep -x bc)", tool("mosctl")));
@@ -90,8 +84,7 @@ fn an_interactive_program_away_from_home_behaves_as_at_home() {
     });
     spec.fs = FsSpec::private(None, vec![]);
     let c = TestCluster::up_with(&spec, BIN).unwrap();
-    let _t = Tmux;
-    tmux(&["kill-server"]);
+    let _t = Tmux::new(SOCKET);
     let shell = format!(
         "{BIN} exec --name {} 1 -- bash --norc --noprofile -i",
         c.name()
@@ -138,11 +131,7 @@ fn an_interactive_program_away_from_home_behaves_as_at_home() {
     line("jobs -l");
     seen = until("Stopped", seen);
     assert_eq!(where_bc(&c), "2", "stopped at node 2");
-    let state = c.sh(2, "ps -o stat= -C bc");
-    assert!(
-        String::from_utf8_lossy(&state.stdout).starts_with('T'),
-        "the guest is stopped: {state:?}"
-    );
+    assert_guest_stopped(&c);
     line("fg");
     line("3+4");
     seen = until("7", seen + 1);
@@ -167,11 +156,7 @@ fn an_interactive_program_away_from_home_behaves_as_at_home() {
         assert!(tries < 20, "never stopped in the background:\n{s}");
         std::thread::sleep(Duration::from_millis(500));
     };
-    let state = c.sh(2, "ps -o stat= -C bc");
-    assert!(
-        String::from_utf8_lossy(&state.stdout).starts_with('T'),
-        "the guest is stopped: {state:?}"
-    );
+    assert_guest_stopped(&c);
     line("fg");
     line("10-1");
     seen = until("9", seen + 1);
