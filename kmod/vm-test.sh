@@ -160,14 +160,17 @@ step "stop omd: reads fail cleanly"
 kill "$omd"
 wait "$omd" 2>/dev/null
 dmesg | grep -q "omhpc: omd disconnected" || fail "the module did not see omd go"
+# Once per time omd is gone, whatever reads come: a read in the gap of the restart above
+# may have logged one already.
+n0=$(dmesg | grep -c "omhpc: omd is not connected")
 t0=$(date +%s)
 out=$(timeout 10 cat /proc/hpc/nodes/1/load 2>&1) && fail "a read without omd succeeded: $out"
 echo "read without omd: $out"
 echo "$out" | grep -q "not connected" || fail "a read without omd did not say ENOTCONN: $out"
 timeout 10 cat /proc/hpc/admin/block >/dev/null 2>&1 && fail "a second read without omd succeeded"
 [ $(($(date +%s) - t0)) -le 2 ] || fail "reads without omd took over 2 s"
-n=$(dmesg | grep -c "omhpc: omd is not connected")
-[ "$n" = 1 ] || fail "expected one 'not connected' log line, found $n"
+n=$(($(dmesg | grep -c "omhpc: omd is not connected") - n0))
+[ "$n" = 1 ] || fail "expected one 'not connected' log line for two reads, found $n"
 
 step "raw messages on /dev/hpc: a bad tree is refused whole, a good one replaces the tree"
 # Tree (kind 4) holding only the file a/b (mode 0100444): its directory is not listed.
