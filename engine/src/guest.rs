@@ -140,14 +140,14 @@ impl Guest {
 
     /// What to do with a trapped call (reads the bytes it passes).
     pub fn plan(&self, t: &Trapped) -> crate::syscalls::Action {
-        let mut action = crate::syscalls::plan(t.nr, t.args, &self.mem);
-        if let crate::syscalls::Action::Forward(call) = &mut action {
-            if crate::syscalls::may_reach_tty(t.nr) {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
-                call.tty_quiet = status.map(|s| tty_quiet(&s)).unwrap_or(0);
-            }
-        }
-        action
+        crate::syscalls::plan(t.nr, t.args, &self.mem)
+    }
+
+    /// Of SIGTTIN and SIGTTOU, those the guest blocks or ignores now (a signal mask).
+    pub fn tty_quiet(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .map(|s| tty_quiet(&s))
+            .unwrap_or(0)
     }
 
     /// Answers a forwarded call: writes its output bytes into the guest, then its result.

@@ -487,6 +487,31 @@ pub fn run_home(
     }
 }
 
+/// A forwarded call on a terminal from a background job fails at home with a restart
+/// code and SIGTTIN or SIGTTOU for the job, unless the caller blocks or ignores that
+/// signal (then the terminal lets the call through, or fails a read with EIO). Home runs
+/// with nothing blocked; only when that happens is the guest's own mask asked (it would
+/// cost every call a read of /proc otherwise). Such a signal, blocked or ignored by the
+/// guest, is taken out of `signals` (natively it is never sent), and the mask to make
+/// the call again with is returned (0 when nothing was taken).
+fn tty_stop_unwanted(
+    guest: &Guest,
+    t: &crate::guest::Trapped,
+    reply: &Reply,
+    signals: &mut Vec<i32>,
+) -> u64 {
+    let tty = |s: &i32| *s == libc::SIGTTIN || *s == libc::SIGTTOU;
+    if !RESTARTS.contains(&reply.ret)
+        || !crate::syscalls::may_reach_tty(t.nr)
+        || !signals.iter().any(tty)
+    {
+        return 0;
+    }
+    let quiet = guest.tty_quiet();
+    signals.retain(|s| !(tty(s) && quiet & (1 << (s - 1)) != 0));
+    quiet
+}
+
 /// Restart codes a call interrupted at home returns (ERESTARTSYS, ERESTARTNOINTR,
 /// ERESTARTNOHAND, ERESTART_RESTARTBLOCK). They are the kernel's own and must never
 /// reach the process: the guest's kernel resolves them only while a signal acts.
@@ -791,13 +816,19 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                                     return give_up(&guest, "the guest was killed here".into());
                                 }
                             }
-                            Ok(Some(Msg::Reply { id, reply, signals })) if id == t.id => {
+                            Ok(Some(Msg::Reply {
+                                id,
+                                reply,
+                                mut signals,
+                            })) if id == t.id => {
+                                let quiet = tty_stop_unwanted(&guest, &t, &reply, &mut signals);
                                 deliver(&mut guest, &signals);
                                 if let Some(again) =
                                     restart(&guest, &t, &mut args, &reply, &signals, sent)
                                 {
                                     match again {
-                                        Action::Forward(call) => {
+                                        Action::Forward(mut call) => {
+                                            call.tty_quiet |= quiet;
                                             sent = Instant::now();
                                             if let Err(e) = link.send(&Msg::Call { id, call }) {
                                                 return give_up(&guest, lost(e));
