@@ -74,9 +74,6 @@ fn is_nudge_info((signo, code, from): (i32, i32, i32)) -> bool {
 /// The signals that stop a process by default and may be caught.
 const STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
-/// SIGTTIN and SIGTTOU, as a mask: the only signals a forwarded call may block at home.
-const TTY_SIGNALS: u64 = (1 << (libc::SIGTTIN - 1)) | (1 << (libc::SIGTTOU - 1));
-
 /// Restart codes the kernel leaves in `rax` when a signal interrupts a call.
 const RESTARTS: [i64; 4] = [-512, -513, -514, -516];
 const SYS_PAUSE: i64 = libc::SYS_pause;
@@ -486,7 +483,8 @@ impl DeputyCtl {
             .place(base, &mut Mem(&self.inj))
             .map_err(|e| InjectError::Mem(base, e))?;
         // The terminal checks the caller's mask for SIGTTIN and SIGTTOU: the guest's.
-        let quiet = call.tty_quiet & TTY_SIGNALS;
+        // They are the only signals a forwarded call may block at home.
+        let quiet = call.tty_quiet & crate::syscalls::TTY_STOP_SIGNALS;
         let pid = self.pid;
         let mask = |m| sys::set_sigmask(pid, m).map_err(|e| InjectError::Mem(0, e));
         if quiet != 0 {

@@ -145,9 +145,12 @@ impl Guest {
 
     /// Of SIGTTIN and SIGTTOU, those the guest blocks or ignores now (a signal mask).
     pub fn tty_quiet(&self) -> u64 {
+        self.status().map(|s| tty_quiet(&s)).unwrap_or(0)
+    }
+
+    /// The text of its `/proc/PID/status` (signal masks and dispositions).
+    fn status(&self) -> std::io::Result<String> {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map(|s| tty_quiet(&s))
-            .unwrap_or(0)
     }
 
     /// Answers a forwarded call: writes its output bytes into the guest, then its result.
@@ -197,9 +200,7 @@ impl Guest {
     /// those whose default is to ignore them (SIGCHLD, SIGURG, SIGWINCH, SIGCONT), which
     /// interrupt nothing unless caught.
     pub fn signal_will_act(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map(|s| signal_acts(&s))
-            .unwrap_or(false)
+        self.status().map(|s| signal_acts(&s)).unwrap_or(false)
     }
 
     /// Writes the output bytes of `reply` into the guest (a call's updated in-out
@@ -220,7 +221,7 @@ impl Guest {
     pub fn signal(&mut self, sig: i32) -> std::io::Result<()> {
         let mut sig = sig;
         if [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+            let status = self.status()?;
             if stops_by_default(&status, sig) {
                 self.stopped_by = Some(sig);
                 sig = libc::SIGSTOP;
@@ -455,8 +456,8 @@ pub(crate) fn stops_by_default(status: &str, sig: i32) -> bool {
 /// From the text of `/proc/PID/status`: of SIGTTIN and SIGTTOU, those blocked or
 /// ignored (as a signal mask).
 pub(crate) fn tty_quiet(status: &str) -> u64 {
-    let ttys = (1u64 << (libc::SIGTTIN - 1)) | (1u64 << (libc::SIGTTOU - 1));
-    (status_mask(status, "SigBlk:") | status_mask(status, "SigIgn:")) & ttys
+    (status_mask(status, "SigBlk:") | status_mask(status, "SigIgn:"))
+        & crate::syscalls::TTY_STOP_SIGNALS
 }
 
 fn status_mask(status: &str, name: &str) -> u64 {

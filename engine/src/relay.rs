@@ -500,7 +500,8 @@ fn tty_stop_unwanted(
     reply: &Reply,
     signals: &mut Vec<i32>,
 ) -> u64 {
-    let tty = |s: &i32| *s == libc::SIGTTIN || *s == libc::SIGTTOU;
+    let bit = |s: &i32| 1u64 << (s - 1);
+    let tty = |s: &i32| crate::syscalls::TTY_STOP_SIGNALS & bit(s) != 0;
     if !RESTARTS.contains(&reply.ret)
         || !crate::syscalls::may_reach_tty(t.nr)
         || !signals.iter().any(tty)
@@ -508,7 +509,7 @@ fn tty_stop_unwanted(
         return 0;
     }
     let quiet = guest.tty_quiet();
-    signals.retain(|s| !(tty(s) && quiet & (1 << (s - 1)) != 0));
+    signals.retain(|s| !(tty(s) && quiet & bit(s) != 0));
     quiet
 }
 

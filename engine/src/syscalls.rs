@@ -1192,6 +1192,10 @@ fn fcntl_arg(cmd: u64) -> Arg {
     }
 }
 
+/// SIGTTIN and SIGTTOU, as a signal mask: the signals a terminal stops a background job
+/// with, which it sends only when the caller neither blocks nor ignores them.
+pub const TTY_STOP_SIGNALS: u64 = (1 << (libc::SIGTTIN - 1)) | (1 << (libc::SIGTTOU - 1));
+
 /// Whether call `nr` may read, write or control a terminal (the calls in which the
 /// terminal stops background jobs with SIGTTIN and SIGTTOU).
 pub fn may_reach_tty(nr: u64) -> bool {
