@@ -720,8 +720,43 @@ fn report_usage(guest: &Guest, link: &dyn Link) {
     }
 }
 
+/// Forwarded calls a remote end has made: how many, and how long the guest waited for
+/// their answers in all (the balancer's measure of how I/O-bound a guest is).
+#[derive(Debug, Default)]
+pub struct CallStats {
+    calls: std::sync::atomic::AtomicU64,
+    waited_ns: std::sync::atomic::AtomicU64,
+}
+
+impl CallStats {
+    fn add(&self, waited: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.waited_ns.fetch_add(waited.as_nanos() as u64, Relaxed);
+    }
+
+    /// Calls so far, and the time the guest waited for them.
+    pub fn get(&self) -> (u64, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.calls.load(Relaxed),
+            Duration::from_nanos(self.waited_ns.load(Relaxed)),
+        )
+    }
+}
+
 /// Runs the remote end until the process ends, goes home, or home is lost.
-pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
+pub fn run_remote(guest: Guest, link: &dyn Link, commands: &Receiver<Command>) -> RemoteEnd {
+    run_remote_counting(guest, link, commands, &CallStats::default())
+}
+
+/// [`run_remote`], counting forwarded calls in `stats`.
+pub fn run_remote_counting(
+    mut guest: Guest,
+    link: &dyn Link,
+    commands: &Receiver<Command>,
+    stats: &CallStats,
+) -> RemoteEnd {
     let give_up = |guest: &Guest, why: String| {
         guest.kill();
         let _ = link.send(&Msg::Gone);
@@ -798,7 +833,8 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                     if let Err(e) = link.send(&Msg::Call { id: t.id, call }) {
                         return give_up(&guest, lost(e));
                     }
-                    let mut sent = Instant::now();
+                    let began = Instant::now();
+                    let mut sent = began;
                     let mut args = t.args;
                     // Wait for the answer; signals and requests may come first.
                     loop {
@@ -863,6 +899,7 @@ pub fn run_remote(mut guest: Guest, link: &dyn Link, commands: &Receiver<Command
                             },
                         }
                     }
+                    stats.add(began.elapsed());
                 }
             }
         }

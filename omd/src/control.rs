@@ -16,17 +16,11 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
             message: "migration is not running in this omd".into(),
         })
     };
-    let outcome = |r: Result<String, String>| match r {
+    let outcome = |r: crate::migrate::Outcome| match r {
         Ok(message) => Response::Done { message },
-        Err(message) => Response::Error {
-            kind: if message.starts_with("permission denied") {
-                ErrorKind::PermissionDenied
-            } else if message.starts_with("no process") {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Invalid
-            },
-            message,
+        Err(e) => Response::Error {
+            kind: e.kind(),
+            message: e.to_string(),
         },
     };
     match request {
@@ -49,6 +43,10 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
         }
         Request::Lock { pid, on } => match migrations() {
             Ok(m) => outcome(m.set_lock(pid, on, uid)),
+            Err(e) => e,
+        },
+        Request::Hint { pid, job } => match migrations() {
+            Ok(m) => outcome(m.set_hint(pid, job, uid)),
             Err(e) => e,
         },
         Request::Proc { pid } => match migrations() {
@@ -75,7 +73,14 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
                 Err(e) => return e,
             };
             let message = if matches!(request, Request::Expel) {
-                format!("sending {} guest(s) home", m.expel())
+                // As MOSIX: expelled guests must not come straight back.
+                node.lock()
+                    .expect("node lock")
+                    .set(om_proto::Setting::Block, true);
+                format!(
+                    "sending {} guest(s) home; node blocked (mosctl noblock accepts guests again)",
+                    m.expel()
+                )
             } else {
                 format!("bringing {} process(es) home", m.bring())
             };
@@ -102,7 +107,14 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
             } else {
                 String::new()
             };
-            let reply = node.lock().expect("node lock").handle(r, uid);
+            let (mut reply, interval) = {
+                let mut n = node.lock().expect("node lock");
+                let interval = n.cfg.interval;
+                (n.handle(r, uid), interval)
+            };
+            if let (Response::Status(s), Some(m)) = (&mut reply, crate::migrate::registry()) {
+                s.balancer = Some(m.balancer_status(crate::balancer::interval(interval)));
+            }
             if changes {
                 match &reply {
                     Response::Done { message } => tracing::info!(uid, "{message}"),

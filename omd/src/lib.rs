@@ -7,6 +7,8 @@
 //! [`hpcfs`] (the tree, over FUSE), [`hpcdev`] (the same tree through the omhpc kernel
 //! module's /dev/hpc) and [`daemon`] (sockets, timers, start-up).
 
+pub mod balance;
+pub mod balancer;
 pub mod cli;
 pub mod control;
 pub mod daemon;

@@ -208,6 +208,15 @@ pub enum Setup {
         xcr0: u64,
         /// Copy all pages before it runs.
         eager: bool,
+        /// How long it has run, milliseconds (the target's balancer's estimate of
+        /// what is left).
+        age_ms: u64,
+        /// Locked against automatic migration.
+        locked: bool,
+        /// Its job hint.
+        job: om_proto::JobKind,
+        /// Sent by a balancer rather than asked for.
+        auto: bool,
     },
     /// Target → home: yes; this id names the migration.
     Accept(u64),
@@ -228,4 +237,7 @@ pub enum Setup {
     },
     /// Page server: the bytes (empty when unreadable).
     Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Node hosting a guest → its home: the balancer here would send home process `pid`
+    /// on to node `to`. Answered with `Accept(0)` or `Refuse`.
+    MoveOn { pid: i32, to: NodeId },
 }

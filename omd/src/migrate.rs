@@ -5,20 +5,106 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use om_engine::guest::Guest;
 use om_engine::pages::read_for_peer;
-use om_engine::relay::{run_home, run_remote, Command, HomeEnd, Link, Msg, Progress, RemoteEnd};
+use om_engine::relay::{
+    run_home, run_remote_counting, CallStats, Command, HomeEnd, Link, Msg, Progress, RemoteEnd,
+};
 use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
-use om_proto::Setting;
+use om_proto::{JobKind, Setting};
+
+use crate::balance::{Balancer, OpportunityCost};
 
 use crate::link::{Conn, Setup};
 use crate::node::Node;
+
+/// Why a migration could not be asked for or did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("no process {pid} at node {node}")]
+    NoProcess { pid: i32, node: NodeId },
+    #[error("permission denied: process {pid} belongs to uid {owner}; only its owner or root may move it")]
+    NotOwner { pid: i32, owner: u32 },
+    #[error("node {0} is not in the cluster map")]
+    NotInMap(NodeId),
+    #[error("node {0} is down")]
+    Down(NodeId),
+    #[error("no other node is up")]
+    NoNodeUp,
+    #[error("process {0} is still being moved after 60 s; try again")]
+    Busy(i32),
+    #[error("cannot start the migration: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("no outcome for process {0} within 120 s")]
+    NoOutcome(i32),
+    #[error("process {pid} did not come home: {how}")]
+    DidNotComeHome { pid: i32, how: String },
+    #[error(
+        "process {pid} is not home yet after 60 s; it still runs at {at} and may come home later"
+    )]
+    NotHomeYet { pid: i32, at: String },
+    #[error("process {pid} cannot move: {reason}")]
+    Capture { pid: i32, reason: String },
+    #[error("node {0} has no address in the map")]
+    NoAddress(NodeId),
+    #[error("cannot reach node {node} ({addr}): {source}")]
+    Unreachable {
+        node: NodeId,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node} refused the link: {source}")]
+    LinkRefused {
+        node: NodeId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("link to node {node} failed: {source}")]
+    Link {
+        node: NodeId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node} refused: {why}")]
+    Refused { node: NodeId, why: String },
+    #[error("node {0} did not answer the offer")]
+    NoAnswer(NodeId),
+    #[error("memory of {pid}: {source}")]
+    Memory {
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node} could not start it: {why}")]
+    CouldNotStart { node: NodeId, why: String },
+    #[error("node {0} did not start it")]
+    NotStarted(NodeId),
+    #[error("process {pid} runs at node {at}, not at node {asker}")]
+    NotThere { pid: i32, at: NodeId, asker: NodeId },
+    #[error("process {0} is locked against automatic migration")]
+    Locked(i32),
+}
+
+impl MigrateError {
+    /// The kind of error the tools are told.
+    pub fn kind(&self) -> om_proto::ErrorKind {
+        match self {
+            MigrateError::NoProcess { .. } => om_proto::ErrorKind::NotFound,
+            MigrateError::NotOwner { .. } => om_proto::ErrorKind::PermissionDenied,
+            _ => om_proto::ErrorKind::Invalid,
+        }
+    }
+}
+
+/// What a migration request answers.
+pub type Outcome = Result<String, MigrateError>;
 
 static REGISTRY: std::sync::OnceLock<Arc<Migrations>> = std::sync::OnceLock::new();
 
@@ -31,6 +117,7 @@ pub fn registry() -> Option<&'static Arc<Migrations>> {
 pub fn start(node: Arc<Mutex<Node>>, guest_ids: (u32, u32), listener: TcpListener) {
     let m = Migrations::new(node, guest_ids);
     m.listen(listener);
+    crate::balancer::start(m.clone());
     let _ = REGISTRY.set(m);
 }
 
@@ -62,6 +149,10 @@ pub struct HomeProc {
     pub away_cpu: Duration,
     /// CPU time it has used at the node it runs at now, on this trip, as last reported.
     pub trip_cpu: Duration,
+    /// What kind of job it is said to be (`mosrun -c`/`-i`).
+    pub job: JobKind,
+    /// Why the balancer did not move it at its last decision.
+    pub held: String,
     /// Its start time (clock ticks after boot), which tells it from a later process that
     /// got the same pid.
     start: u64,
@@ -147,6 +238,17 @@ pub struct GuestProc {
     pub pid: i32,
     /// Its name.
     pub comm: String,
+    /// Its forwarded calls.
+    pub stats: Arc<CallStats>,
+    /// When it arrived here.
+    pub arrived: Instant,
+    /// How long it had run when it arrived.
+    pub age: Duration,
+    /// The memory it brought, bytes.
+    pub bytes: u64,
+    /// Locked at home against automatic migration.
+    pub locked: bool,
+    pub job: JobKind,
     tx: Sender<Command>,
 }
 
@@ -165,7 +267,29 @@ pub struct Migrations {
     pub refused_links: AtomicU64,
     /// How processes that were away ended (kept until a waiting request reads it).
     ended: Mutex<HashMap<i32, String>>,
+    /// The balancer's policy and flood control.
+    pub(crate) balancer: Mutex<Balancer>,
+    /// What the balancer did.
+    pub(crate) auto: AutoCounters,
+    /// The measured link bandwidth to each node, bytes per second.
+    bandwidth: Mutex<HashMap<NodeId, f64>>,
+    /// Guests arriving now.
+    arriving: AtomicUsize,
 }
+
+/// Counts of automatic moves, for `mosctl status`.
+#[derive(Debug, Default)]
+pub(crate) struct AutoCounters {
+    pub moved_out: AtomicU64,
+    pub failed: AtomicU64,
+    pub moved_in: AtomicU64,
+    pub ushered: AtomicU64,
+    pub last: Mutex<Option<String>>,
+    pub candidates: AtomicUsize,
+}
+
+/// The bandwidth assumed to a node before a migration measured it: a gigabit link.
+pub const DEFAULT_BANDWIDTH: f64 = 110e6;
 
 /// What became of a process asked to come home.
 enum Homecoming {
@@ -259,7 +383,16 @@ impl Migrations {
             pages: Mutex::new(HashMap::new()),
             refused_links: AtomicU64::new(0),
             ended: Mutex::new(HashMap::new()),
+            balancer: Mutex::new(Balancer::new(Box::new(OpportunityCost::default()))),
+            auto: AutoCounters::default(),
+            bandwidth: Mutex::new(HashMap::new()),
+            arriving: AtomicUsize::new(0),
         })
+    }
+
+    /// The node's state.
+    pub(crate) fn node(&self) -> &Mutex<Node> {
+        &self.node
     }
 
     /// Where `pid` (a process of this node) runs: 0 = here.
@@ -296,6 +429,7 @@ impl Migrations {
             match om_engine::check_movable(pid) {
                 Err(om_engine::CaptureError::Refused { reason, .. }) => reason.to_string(),
                 Err(e) => e.to_string(),
+                Ok(()) if h.cantmove.is_empty() => h.held.clone(),
                 Ok(()) => h.cantmove.clone(),
             }
         };
@@ -310,13 +444,168 @@ impl Migrations {
 
     /// Locks or unlocks `pid` against automatic migration, for user `uid`; this also
     /// puts it under migration control.
-    pub fn set_lock(&self, pid: i32, on: bool, uid: u32) -> Result<String, String> {
+    pub fn set_lock(&self, pid: i32, on: bool, uid: u32) -> Outcome {
         self.may_move(pid, uid)?;
         entry(&mut self.home.lock().expect("home lock"), pid).lock = on;
         Ok(format!(
             "process {pid} {}",
             if on { "locked" } else { "unlocked" }
         ))
+    }
+
+    /// Tells the balancer what kind of job `pid` is, for user `uid`; this also puts it
+    /// under migration control.
+    pub fn set_hint(&self, pid: i32, job: JobKind, uid: u32) -> Outcome {
+        self.may_move(pid, uid)?;
+        entry(&mut self.home.lock().expect("home lock"), pid).job = job;
+        Ok(format!(
+            "process {pid} is {}",
+            match job {
+                JobKind::Any => "judged by what it does",
+                JobKind::Cpu => "a CPU job",
+                JobKind::Io => "an I/O job: it stays home",
+            }
+        ))
+    }
+
+    /// Processes of this node under migration control that run here and are not being
+    /// moved, with their state (those that ended are forgotten).
+    pub(crate) fn at_home(&self) -> Vec<(i32, HomeProc)> {
+        let mut h = self.home.lock().expect("home lock");
+        h.retain(|&pid, e| start_time(pid) == Some(e.start));
+        adopt_descendants(&mut h);
+        h.iter()
+            .filter(|(_, e)| e.node == 0 && !e.busy)
+            .map(|(&pid, e)| (pid, e.clone()))
+            .collect()
+    }
+
+    /// Notes why the balancer left `pid` where it is.
+    pub(crate) fn set_held(&self, pid: i32, why: String) {
+        if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
+            e.held = why;
+        }
+    }
+
+    /// The link bandwidth to node `to` (measured by earlier migrations, else
+    /// [`DEFAULT_BANDWIDTH`]).
+    pub fn bandwidth(&self, to: NodeId) -> f64 {
+        self.bandwidth
+            .lock()
+            .expect("bandwidth lock")
+            .get(&to)
+            .copied()
+            .unwrap_or(DEFAULT_BANDWIDTH)
+    }
+
+    /// The mean bandwidth over the nodes measured, for a decision about any of them.
+    pub fn mean_bandwidth(&self) -> f64 {
+        let b = self.bandwidth.lock().expect("bandwidth lock");
+        if b.is_empty() {
+            DEFAULT_BANDWIDTH
+        } else {
+            b.values().sum::<f64>() / b.len() as f64
+        }
+    }
+
+    fn measured_bandwidth(&self, to: NodeId, bytes: u64, took: Duration) {
+        if bytes < 1 << 20 || took.is_zero() {
+            return;
+        }
+        let sample = bytes as f64 / took.as_secs_f64();
+        let mut b = self.bandwidth.lock().expect("bandwidth lock");
+        let e = b.entry(to).or_insert(sample);
+        *e = 0.5 * *e + 0.5 * sample;
+    }
+
+    /// The balancer's state for `mosctl status`.
+    pub fn balancer_status(&self, interval: Duration) -> om_proto::BalancerStatus {
+        let a = &self.auto;
+        om_proto::BalancerStatus {
+            policy: self
+                .balancer
+                .lock()
+                .expect("balancer lock")
+                .policy()
+                .name()
+                .into(),
+            interval_ms: interval.as_millis() as u64,
+            candidates: a.candidates.load(Ordering::Relaxed),
+            moved_out: a.moved_out.load(Ordering::Relaxed),
+            failed: a.failed.load(Ordering::Relaxed),
+            moved_in: a.moved_in.load(Ordering::Relaxed),
+            ushered: a.ushered.load(Ordering::Relaxed),
+            last: a.last.lock().expect("last lock").clone(),
+            arriving: self.arriving.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends guest `pid` (its pid here) home.
+    pub(crate) fn send_guest_home(&self, pid: i32) -> bool {
+        let g = self.guests.lock().expect("guests lock");
+        g.values()
+            .find(|g| g.pid == pid)
+            .is_some_and(|g| g.tx.send(Command::ComeHome).is_ok())
+    }
+
+    /// Asks the home of guest `pid` (its pid here) to send it on to node `to`.
+    pub(crate) fn send_guest_on(&self, pid: i32, to: NodeId) -> Outcome {
+        let Some(g) = self.guests().into_iter().find(|g| g.pid == pid) else {
+            return Err(MigrateError::NoProcess { pid, node: self.me });
+        };
+        let conn = self.connect(g.home)?;
+        let io = |source| MigrateError::Link {
+            node: g.home,
+            source,
+        };
+        conn.send(&Setup::MoveOn {
+            pid: g.home_pid,
+            to,
+        })
+        .map_err(io)?;
+        match conn
+            .recv::<Setup>(Some(Duration::from_secs(10)))
+            .map_err(io)?
+        {
+            Some(Setup::Accept(_)) => Ok(format!(
+                "process {} of node {} goes on to node {to}",
+                g.home_pid, g.home
+            )),
+            Some(Setup::Refuse(why)) => Err(MigrateError::Refused { node: g.home, why }),
+            _ => Err(MigrateError::NoAnswer(g.home)),
+        }
+    }
+
+    /// A balancer elsewhere asks to send `pid`, which runs at node `from`, on to `to`.
+    fn move_on(self: &Arc<Self>, pid: i32, from: NodeId, to: NodeId) -> Result<(), MigrateError> {
+        let h = self
+            .state(pid)
+            .ok_or(MigrateError::NoProcess { pid, node: self.me })?;
+        if h.node != from {
+            return Err(MigrateError::NotThere {
+                pid,
+                at: h.node,
+                asker: from,
+            });
+        }
+        if h.lock {
+            return Err(MigrateError::Locked(pid));
+        }
+        let target = if to == self.me {
+            Target::Home
+        } else {
+            Target::Node(to)
+        };
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("om-on-{pid}"))
+            .spawn(move || {
+                if let Err(why) = me.carry_out(pid, target, false, true) {
+                    tracing::info!(pid, "moving on from node {from} failed: {why}");
+                }
+            })
+            .map_err(MigrateError::Thread)?;
+        Ok(())
     }
 
     /// Every process under migration control (forgetting those that ended) and every
@@ -348,14 +637,12 @@ impl Migrations {
     }
 
     /// Checks that user `uid` may move process `pid`.
-    fn may_move(&self, pid: i32, uid: u32) -> Result<(), String> {
+    fn may_move(&self, pid: i32, uid: u32) -> Result<(), MigrateError> {
         let Some(own) = owner(pid) else {
-            return Err(format!("no process {pid} at node {}", self.me));
+            return Err(MigrateError::NoProcess { pid, node: self.me });
         };
         if uid != 0 && uid != own {
-            return Err(format!(
-                "permission denied: process {pid} belongs to uid {own}; only its owner or root may move it"
-            ));
+            return Err(MigrateError::NotOwner { pid, owner: own });
         }
         Ok(())
     }
@@ -432,27 +719,6 @@ impl Migrations {
         e.insert(pid, how);
     }
 
-    fn pick(&self, except: NodeId) -> Option<NodeId> {
-        let n = self.node.lock().expect("node lock");
-        let mut best: Option<(f64, NodeId)> = None;
-        for id in n.up_nodes() {
-            if id == except {
-                continue;
-            }
-            let Some(r) = n.view(id).and_then(|v| v.record) else {
-                continue;
-            };
-            if r.flags & Setting::Block.flag() != 0 {
-                continue;
-            }
-            let cost = f64::from(r.load) / f64::from(r.speed.max(1));
-            if best.is_none_or(|b| cost < b.0) {
-                best = Some((cost, id));
-            }
-        }
-        best.map(|b| b.1)
-    }
-
     /// Migrates `pid` to `target` on behalf of user `uid`. With `wait`, returns when it
     /// has arrived (or failed), saying where it runs; otherwise once it is under way.
     pub fn request(
@@ -462,56 +728,60 @@ impl Migrations {
         uid: u32,
         wait: bool,
         eager: bool,
-    ) -> Result<String, String> {
+    ) -> Outcome {
         self.may_move(pid, uid)?;
         if wait {
-            return self.carry_out(pid, target, eager);
+            return self.carry_out(pid, target, eager, false);
         }
         // Asynchronous, as openMosix's migrate: the outcome shows in `cantmove`/`where`.
-        // What can be known at once is said at once.
-        let to = self.resolve(target, self.where_is(pid))?;
+        // What can be known at once is said at once (a best node is chosen only once).
+        let to = match target {
+            Target::Balance => None,
+            t => Some(self.resolve(t, self.where_is(pid), pid)?),
+        };
         let me = self.clone();
         std::thread::Builder::new()
             .name(format!("om-move-{pid}"))
             .spawn(move || {
-                if let Err(why) = me.carry_out(pid, target, eager) {
+                if let Err(why) = me.carry_out(pid, target, eager, false) {
                     tracing::info!(pid, "migration failed: {why}");
                 }
             })
-            .map_err(|e| format!("cannot start the migration: {e}"))?;
-        Ok(if to == 0 {
-            format!("process {pid} goes home")
-        } else {
-            format!("migrating process {pid} to node {to}")
+            .map_err(MigrateError::Thread)?;
+        Ok(match to {
+            None => format!("placing process {pid} on the best node"),
+            Some(0) => format!("process {pid} goes home"),
+            Some(to) => format!("migrating process {pid} to node {to}"),
         })
     }
 
     /// The node `target` means for a process that runs at `cur` (0 = home).
-    fn resolve(&self, target: Target, cur: NodeId) -> Result<NodeId, String> {
+    fn resolve(&self, target: Target, cur: NodeId, pid: i32) -> Result<NodeId, MigrateError> {
         Ok(match target {
             Target::Home => 0,
             Target::Node(n) if n == self.me => 0,
             Target::Node(n) => {
                 let nd = self.node.lock().expect("node lock");
                 if !nd.members().contains(&n) {
-                    return Err(format!("node {n} is not in the cluster map"));
+                    return Err(MigrateError::NotInMap(n));
                 }
                 if !nd.is_up(n) {
-                    return Err(format!("node {n} is down"));
+                    return Err(MigrateError::Down(n));
                 }
                 n
             }
-            Target::Balance => match self.pick(cur) {
-                Some(n) if n == self.me => 0,
-                Some(n) => n,
-                None => return Err("no other node is up".into()),
-            },
+            Target::Balance => {
+                if cur == 0 && self.node.lock().expect("node lock").up_nodes().len() < 2 {
+                    return Err(MigrateError::NoNodeUp);
+                }
+                crate::balancer::place(self, pid).unwrap_or(0)
+            }
         })
     }
 
     /// Makes this thread the only one moving `pid`, waiting (up to a minute) for a move
     /// under way to finish first.
-    fn claim(&self, pid: i32) -> Result<(), String> {
+    fn claim(&self, pid: i32) -> Result<(), MigrateError> {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             {
@@ -523,9 +793,7 @@ impl Migrations {
                 }
             }
             if Instant::now() > end {
-                return Err(format!(
-                    "process {pid} is still being moved after 60 s; try again"
-                ));
+                return Err(MigrateError::Busy(pid));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -533,14 +801,15 @@ impl Migrations {
 
     /// Moves `pid` to `target` (by way of home if it runs at another node) and returns
     /// the outcome once it is known. One move of a process at a time: a second waits.
-    fn carry_out(
+    pub(crate) fn carry_out(
         self: &Arc<Self>,
         pid: i32,
         target: Target,
         eager: bool,
-    ) -> Result<String, String> {
+        auto: bool,
+    ) -> Outcome {
         self.claim(pid)?;
-        let r = self.carry_out_claimed(pid, target, eager);
+        let r = self.carry_out_claimed(pid, target, eager, auto);
         if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
             e.busy = false;
         }
@@ -552,9 +821,10 @@ impl Migrations {
         pid: i32,
         target: Target,
         eager: bool,
-    ) -> Result<String, String> {
+        auto: bool,
+    ) -> Outcome {
         let cur = self.where_is(pid);
-        let to = self.resolve(target, cur)?;
+        let to = self.resolve(target, cur, pid)?;
         if to == cur {
             return Ok(format!("process {pid} already runs at {}", self.name(cur)));
         }
@@ -566,15 +836,15 @@ impl Migrations {
                 Homecoming::Home => {}
                 Homecoming::Ended(how) => {
                     let how = how.unwrap_or_else(|| "it ended".into());
-                    return Err(format!("process {pid} did not come home: {how}"));
+                    return Err(MigrateError::DidNotComeHome { pid, how });
                 }
                 Homecoming::TimedOut => {
                     return self.cant(
                         pid,
-                        format!(
-                            "process {pid} is not home yet after 60 s; it still runs at {} and may come home later",
-                            self.name(cur)
-                        ),
+                        MigrateError::NotHomeYet {
+                            pid,
+                            at: self.name(cur),
+                        },
                     )
                 }
             }
@@ -586,11 +856,11 @@ impl Migrations {
         let me = self.clone();
         std::thread::Builder::new()
             .name(format!("om-home-{pid}"))
-            .spawn(move || me.go(pid, to, eager, tx))
-            .map_err(|e| format!("cannot start the migration: {e}"))?;
+            .spawn(move || me.go(pid, to, eager, auto, tx))
+            .map_err(MigrateError::Thread)?;
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(r) => r,
-            Err(_) => Err(format!("no outcome for process {pid} within 120 s")),
+            Err(_) => Err(MigrateError::NoOutcome(pid)),
         }
     }
 
@@ -602,34 +872,37 @@ impl Migrations {
         }
     }
 
-    fn cant(&self, pid: i32, why: String) -> Result<String, String> {
+    fn cant(&self, pid: i32, why: MigrateError) -> Outcome {
         let mut h = self.home.lock().expect("home lock");
-        entry(&mut h, pid).cantmove = why.clone();
+        entry(&mut h, pid).cantmove = why.to_string();
         Err(why)
     }
 
-    fn connect(&self, to: NodeId) -> Result<Conn, String> {
+    fn connect(&self, to: NodeId) -> Result<Conn, MigrateError> {
         let addr = self
             .node
             .lock()
             .expect("node lock")
             .addr_of(to)
-            .ok_or_else(|| format!("node {to} has no address in the map"))?;
-        let s =
-            TcpStream::connect_timeout(&SocketAddr::new(addr, self.port), Duration::from_secs(3))
-                .map_err(|e| format!("cannot reach node {to} ({addr}:{}): {e}", self.port))?;
+            .ok_or(MigrateError::NoAddress(to))?;
+        let addr = SocketAddr::new(addr, self.port);
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|source| {
+            MigrateError::Unreachable {
+                node: to,
+                addr,
+                source,
+            }
+        })?;
         Conn::handshake(s, &self.key, self.me, true)
-            .map_err(|e| format!("node {to} refused the link: {e}"))
+            .map_err(|source| MigrateError::LinkRefused { node: to, source })
     }
 
     /// Home side of one migration: runs until the process ends or comes home.
-    fn go(
-        self: Arc<Self>,
-        pid: i32,
-        to: NodeId,
-        eager: bool,
-        done: Sender<Result<String, String>>,
-    ) {
+    fn go(self: Arc<Self>, pid: i32, to: NodeId, eager: bool, auto: bool, done: Sender<Outcome>) {
+        let usage = crate::procs::usage(pid);
+        let (locked, job) = self
+            .state(pid)
+            .map_or((false, JobKind::Any), |h| (h.lock, h.job));
         let frozen_at = Instant::now();
         let frozen = match capture_with(
             pid,
@@ -641,14 +914,20 @@ impl Migrations {
         ) {
             Ok(f) => f,
             Err(e) => {
-                let _ = done.send(self.cant(pid, format!("process {pid} cannot move: {e}")));
+                let _ = done.send(self.cant(
+                    pid,
+                    MigrateError::Capture {
+                        pid,
+                        reason: e.to_string(),
+                    },
+                ));
                 return;
             }
         };
         let image = frozen.image().clone();
-        let setup = (|| -> Result<(Conn, u64), String> {
+        let setup = (|| -> Result<(Conn, u64), MigrateError> {
             let a = self.connect(to)?;
-            let io = |e: std::io::Error| format!("link to node {to} failed: {e}");
+            let io = |source| MigrateError::Link { node: to, source };
             a.send(&Setup::Offer {
                 pid,
                 comm: image.comm.clone(),
@@ -657,16 +936,21 @@ impl Migrations {
                 cpu_flags: cpu_flags().to_vec(),
                 xcr0: image.xcr0,
                 eager,
+                age_ms: usage.map_or(0, |u| u.age.as_millis() as u64),
+                locked,
+                job,
+                auto,
             })
             .map_err(io)?;
             let id = match a.recv::<Setup>(Some(Duration::from_secs(10))).map_err(io)? {
                 Some(Setup::Accept(id)) => id,
-                Some(Setup::Refuse(why)) => return Err(format!("node {to} refused: {why}")),
-                _ => return Err(format!("node {to} did not answer the offer")),
+                Some(Setup::Refuse(why)) => return Err(MigrateError::Refused { node: to, why }),
+                _ => return Err(MigrateError::NoAnswer(to)),
             };
             let b = self.connect(to)?;
             b.send(&Setup::PagesFor(id)).map_err(io)?;
-            let mut mem = ProcessMemory::open(pid).map_err(|e| format!("memory of {pid}: {e}"))?;
+            let mut mem =
+                ProcessMemory::open(pid).map_err(|source| MigrateError::Memory { pid, source })?;
             std::thread::Builder::new()
                 .name(format!("om-pages-{pid}"))
                 .spawn(move || {
@@ -677,12 +961,12 @@ impl Migrations {
                         }
                     }
                 })
-                .map_err(|e| format!("page server: {e}"))?;
+                .map_err(MigrateError::Thread)?;
             a.send(&Setup::Image(Box::new(image.clone()))).map_err(io)?;
             match a.recv::<Setup>(Some(Duration::from_secs(60))).map_err(io)? {
                 Some(Setup::Started(rpid)) => Ok((a, rpid as u64)),
-                Some(Setup::Refuse(why)) => Err(format!("node {to} could not start it: {why}")),
-                _ => Err(format!("node {to} did not start it")),
+                Some(Setup::Refuse(why)) => Err(MigrateError::CouldNotStart { node: to, why }),
+                _ => Err(MigrateError::NotStarted(to)),
             }
         })();
         let (conn, _rpid) = match setup {
@@ -721,11 +1005,14 @@ impl Migrations {
                     e.trip_cpu = t;
                 }
             }
-            Progress::MemoryReleased(bytes) => tracing::info!(
-                pid,
-                "all its memory is at node {to}: {:.1} MiB released here",
-                bytes as f64 / f64::from(1 << 20)
-            ),
+            Progress::MemoryReleased(bytes) => {
+                me.measured_bandwidth(to, bytes, frozen_at.elapsed());
+                tracing::info!(
+                    pid,
+                    "all its memory is at node {to}: {:.1} MiB released here",
+                    bytes as f64 / f64::from(1 << 20)
+                )
+            }
             Progress::DiedBecause(why) => {
                 tracing::warn!(pid, "process died at node {to}: {why}");
                 me.ended_as(pid, format!("it died at node {to}: {why}"));
@@ -824,80 +1111,92 @@ impl Migrations {
             Ok(Some(Setup::PagesFor(id))) => {
                 self.pages.lock().expect("pages lock").insert(id, conn);
             }
+            Ok(Some(Setup::MoveOn { pid, to })) => {
+                let answer = match self.move_on(pid, from, to) {
+                    Ok(()) => Setup::Accept(0),
+                    Err(e) => Setup::Refuse(e.to_string()),
+                };
+                let _ = conn.send(&answer);
+            }
             Ok(Some(Setup::Offer {
                 pid,
                 comm,
                 bytes,
                 cpu_flags,
                 eager,
+                age_ms,
+                locked,
+                job,
+                auto,
                 ..
             })) => {
-                if let Err(why) = self.offer_ok(bytes, &cpu_flags) {
+                // Flood control: a bounded number of arrivals at a time.
+                let arriving = self.arriving.fetch_add(1, Ordering::SeqCst);
+                let ok = if arriving >= om_proto::MAX_ARRIVING {
+                    Err(format!(
+                        "node {} is busy receiving {arriving} other processes; try again",
+                        self.me
+                    ))
+                } else {
+                    self.offer_ok(bytes, &cpu_flags)
+                };
+                if let Err(why) = ok {
+                    self.arriving.fetch_sub(1, Ordering::SeqCst);
                     tracing::info!(from, pid, "refused a guest: {why}");
                     let _ = conn.send(&Setup::Refuse(why));
                     return;
                 }
                 let id = self.next.fetch_add(1, Ordering::Relaxed);
                 if conn.send(&Setup::Accept(id)).is_err() {
+                    self.arriving.fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
                 let paging = if eager { Paging::Eager } else { Paging::Lazy };
-                self.host(conn, id, from, pid, comm, paging);
+                let offer = Arrival {
+                    home: from,
+                    home_pid: pid,
+                    comm,
+                    bytes,
+                    age: Duration::from_millis(age_ms),
+                    locked,
+                    job,
+                    auto,
+                };
+                self.host(conn, id, offer, paging);
             }
             _ => {}
         }
     }
 
-    fn host(
-        self: Arc<Self>,
-        conn: Conn,
-        id: u64,
-        from: NodeId,
-        home_pid: i32,
-        comm: String,
-        paging: Paging,
-    ) {
-        let image = match conn.recv::<Setup>(Some(Duration::from_secs(30))) {
-            Ok(Some(Setup::Image(i))) => i,
-            _ => return,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        let pages = loop {
-            if let Some(p) = self.pages.lock().expect("pages lock").remove(&id) {
-                break p;
-            }
-            if Instant::now() > end {
-                let _ = conn.send(&Setup::Refuse("the page link never came".into()));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let (uid, gid) = self.guest_ids;
-        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), paging, uid, gid) {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = conn.send(&Setup::Refuse(e.to_string()));
-                return;
-            }
-        };
-        if conn.send(&Setup::Started(guest.pid())).is_err() {
-            guest.kill();
-            return;
+    fn host(self: Arc<Self>, conn: Conn, id: u64, offer: Arrival, paging: Paging) {
+        let started = self.start_guest(&conn, id, &offer, paging);
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
+        let Some(guest) = started else { return };
+        let (from, home_pid) = (offer.home, offer.home_pid);
+        if offer.auto {
+            self.auto.moved_in.fetch_add(1, Ordering::Relaxed);
         }
         let (tx, rx) = channel();
+        let stats = Arc::new(CallStats::default());
         self.guests.lock().expect("guests lock").insert(
             id,
             GuestProc {
                 home: from,
                 home_pid,
                 pid: guest.pid(),
-                comm,
+                comm: offer.comm,
+                stats: stats.clone(),
+                arrived: Instant::now(),
+                age: offer.age,
+                bytes: offer.bytes,
+                locked: offer.locked,
+                job: offer.job,
                 tx,
             },
         );
         tracing::info!(from, home_pid, pid = guest.pid(), "guest arrived");
         let link = TcpLink(conn);
-        let end = run_remote(guest, &link, &rx);
+        let end = run_remote_counting(guest, &link, &rx, &stats);
         self.guests.lock().expect("guests lock").remove(&id);
         match end {
             RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
@@ -911,4 +1210,53 @@ impl Migrations {
             e => tracing::info!(from, home_pid, "guest left: {e:?}"),
         }
     }
+
+    /// Receives the image of an accepted offer and starts the guest.
+    fn start_guest(&self, conn: &Conn, id: u64, offer: &Arrival, paging: Paging) -> Option<Guest> {
+        let image = match conn.recv::<Setup>(Some(Duration::from_secs(30))) {
+            Ok(Some(Setup::Image(i))) => i,
+            _ => return None,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        let pages = loop {
+            if let Some(p) = self.pages.lock().expect("pages lock").remove(&id) {
+                break p;
+            }
+            if Instant::now() > end {
+                let _ = conn.send(&Setup::Refuse("the page link never came".into()));
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (uid, gid) = self.guest_ids;
+        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), paging, uid, gid) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = conn.send(&Setup::Refuse(e.to_string()));
+                return None;
+            }
+        };
+        if conn.send(&Setup::Started(guest.pid())).is_err() {
+            guest.kill();
+            return None;
+        }
+        tracing::debug!(
+            from = offer.home,
+            home_pid = offer.home_pid,
+            "guest started"
+        );
+        Some(guest)
+    }
+}
+
+/// What an accepted offer said of the process.
+struct Arrival {
+    home: NodeId,
+    home_pid: i32,
+    comm: String,
+    bytes: u64,
+    age: Duration,
+    locked: bool,
+    job: JobKind,
+    auto: bool,
 }

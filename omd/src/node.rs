@@ -174,6 +174,11 @@ impl Node {
             })
     }
 
+    /// The load this node uses for its own decisions (hundredths).
+    pub fn local_load(&self) -> u32 {
+        self.local_load
+    }
+
     /// The load this node uses for its own decisions.
     pub fn set_local_load(&mut self, load: u32) {
         self.local_load = load;
@@ -316,6 +321,7 @@ impl Node {
                 .iter()
                 .filter_map(|&id| self.view(id))
                 .collect(),
+            balancer: None,
         }
     }
 
@@ -476,6 +482,7 @@ impl Node {
             | Request::Bring
             | Request::Proc { .. }
             | Request::Lock { .. }
+            | Request::Hint { .. }
             | Request::Controlled => err(ErrorKind::Invalid, "answered elsewhere".into()),
         }
     }

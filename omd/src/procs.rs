@@ -1,6 +1,7 @@
 //! The processes of this node, for `mps` and `mtop`.
 
 use om_proto::Process;
+use procfs::Current;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -81,4 +82,51 @@ mod tests {
         assert_eq!(super::tty_name((136, 3)), "pts/3");
         assert_eq!(super::tty_name((0, 0)), "?");
     }
+}
+
+/// What the balancer measures of one process, read from /proc.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Start time, clock ticks after boot (tells it from a later process with its pid).
+    pub start: u64,
+    /// Time its threads have spent running or ready to run, in all.
+    pub runnable: Duration,
+    /// Read and write calls it has made (`/proc/PID/io` syscr + syscw).
+    pub rw_calls: u64,
+    /// Resident memory, bytes.
+    pub rss: u64,
+    /// How long it has existed.
+    pub age: Duration,
+}
+
+/// [`Usage`] of process `pid`, if it exists (and is not a zombie).
+pub fn usage(pid: i32) -> Option<Usage> {
+    let p = procfs::process::Process::new(pid).ok()?;
+    let stat = p.stat().ok()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
+    let mut runnable = Duration::ZERO;
+    for t in p.tasks().ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{}/schedstat", t.tid))
+        else {
+            continue;
+        };
+        let mut it = text
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        runnable += Duration::from_nanos(run.saturating_add(wait));
+    }
+    let rw_calls = p.io().map_or(0, |io| io.syscr + io.syscw);
+    let tps = procfs::ticks_per_second().max(1);
+    let boot = procfs::Uptime::current().map_or(0.0, |u| u.uptime);
+    let started = stat.starttime as f64 / tps as f64;
+    Some(Usage {
+        start: stat.starttime,
+        runnable,
+        rw_calls,
+        rss: stat.rss * procfs::page_size(),
+        age: Duration::from_secs_f64((boot - started).max(0.0)),
+    })
 }

@@ -87,9 +87,25 @@ pub enum Request {
     /// Lock process `pid` against automatic migration, or unlock it (its owner or root).
     /// A locked process still moves when asked to by `migrate`.
     Lock { pid: i32, on: bool },
+    /// Tell the balancer what kind of job process `pid` is (openMosix's `cpujob` and
+    /// `iojob`; its owner or root). This also puts it under migration control.
+    Hint { pid: i32, job: JobKind },
     /// The processes under migration control at this node (started by mosrun, locked,
     /// or moved at least once), and the guests of other nodes running here.
     Controlled,
+}
+
+/// What the balancer is told of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Judged by what it does (its CPU use and its calls).
+    #[default]
+    Any,
+    /// CPU-bound: may move whatever its calls look like (`cpujob`, `mosrun -c`).
+    Cpu,
+    /// I/O-bound: stays home (`iojob`, `mosrun -i`).
+    Io,
 }
 
 /// Where `migrate` sends a process.
@@ -311,7 +327,36 @@ pub struct Status {
     pub window: usize,
     pub counters: Counters,
     pub nodes: Vec<NodeView>,
+    /// The balancer, when migration runs in this omd.
+    #[serde(default)]
+    pub balancer: Option<BalancerStatus>,
 }
+
+/// What `mosctl status` shows of the balancer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BalancerStatus {
+    /// The policy's name.
+    pub policy: String,
+    /// Milliseconds between two decisions.
+    pub interval_ms: u64,
+    /// Processes under migration control that run here now (own and guests).
+    pub candidates: usize,
+    /// Automatic moves away from this node that succeeded.
+    pub moved_out: u64,
+    /// Automatic moves that failed.
+    pub failed: u64,
+    /// Processes other nodes' balancers sent here.
+    pub moved_in: u64,
+    /// Of the moves out, how many relieved a node short of memory.
+    pub ushered: u64,
+    /// The last automatic move, as logged.
+    pub last: Option<String>,
+    /// Guests currently arriving (at most [`MAX_ARRIVING`] at a time).
+    pub arriving: usize,
+}
+
+/// How many migrations a node accepts at the same time.
+pub const MAX_ARRIVING: usize = 2;
 
 /// The answer to [`Request::Whois`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

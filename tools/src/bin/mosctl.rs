@@ -65,7 +65,8 @@ enum Cmd {
     Noquiet,
     /// Where process PID of this node runs (0 = here, its home).
     Where { pid: i32 },
-    /// Send every guest (process of another node running here) home.
+    /// Send every guest (process of another node running here) home, and block the node
+    /// so that none comes back (`mosctl noblock` accepts guests again), as MOSIX does.
     Expel,
     /// Bring every process of this node that runs elsewhere home.
     Bring,
@@ -235,6 +236,23 @@ fn print_status(s: &Status) {
         c.replayed,
         c.unknown_node
     );
+    if let Some(b) = &s.balancer {
+        println!(
+            "Balancer: {} every {} ms, {} process(es) to watch here. Automatic moves: {} out \
+             ({} for memory, {} failed), {} in; {} arriving now.",
+            b.policy,
+            b.interval_ms,
+            b.candidates,
+            b.moved_out,
+            b.ushered,
+            b.failed,
+            b.moved_in,
+            b.arriving
+        );
+        if let Some(last) = &b.last {
+            println!("Last automatic move: {last}.");
+        }
+    }
     println!();
     println!(
         "NODE   ADDRESS          STATUS       LOAD   SPEED  CPUS  UTIL   MEM      TMEM     AGE"

@@ -2,20 +2,28 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser};
-use om_proto::{MigrateTo, Request};
+use om_proto::{JobKind, MigrateTo, Request};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// Run PROG under migration control: it starts here, at its home node, and moves at once
-/// to the node asked for, while staying this shell's child.
+/// Run PROG under migration control: it starts here, at its home node, moves at once to
+/// the best node of the cluster (or the node asked for), and stays this shell's child.
+/// Unless locked, the load balancer moves it on whenever another node would run it
+/// clearly better, and so do its children.
 ///
 /// Options (openMosix style, before PROG):
-///   -h        start and stay at home
+///   -h        start at home (and stay there, unless -l)
+///   -b        start at the best node now (the default)
 ///   -NODE     move to node NODE (e.g. -2)
 ///   -jLIST    move to one node of LIST, chosen at random (e.g. -j2,3 or -j2-4)
 ///   -L        lock: no automatic migration (the default with -h, -NODE and -j)
 ///   -l        unlock: the load balancer may move it (the default otherwise)
+///   -c        a CPU job: the balancer may move it whatever its calls look like
+///   -i        an I/O job: the balancer keeps it at home
+///
+/// Called as `cpujob`, `iojob` or `nomig` (links to mosrun), it is `mosrun -c`,
+/// `mosrun -i` or `mosrun -h -L`.
 ///
 /// The program's output, files, signals and exit status stay at home exactly as if it
 /// had never left. If it cannot move (see `migrate --wait`), it runs on at home and
@@ -26,7 +34,7 @@ use std::time::{Duration, Instant};
 #[command(
     version,
     disable_help_flag = true,
-    after_help = "Examples:\n  mosrun -2 ./job input      run ./job at node 2\n  mosrun -j2-4 sha256sum big  at node 2, 3 or 4\n  mosrun -h ./job            at home\n  mosrun -2 -l ./job         at node 2, free to move on"
+    after_help = "Examples:\n  mosrun ./job input         at the best node, balanced from then on\n  mosrun -2 ./job input      run ./job at node 2\n  mosrun -j2-4 sha256sum big  at node 2, 3 or 4\n  mosrun -h ./job            at home\n  mosrun -2 -l ./job         at node 2, free to move on\n  iojob ./copy-files         at home, never balanced away"
 )]
 struct Args {
     /// Print help.
@@ -44,7 +52,30 @@ fn main() -> ExitCode {
     if argv.len() == 3 && argv[1] == "--om-move" {
         return om_tools::finish("mosrun", mover(&argv[2]));
     }
-    om_tools::finish("mosrun", run(Args::parse()))
+    // cpujob, iojob and nomig are mosrun with an option.
+    let called = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let implied: &[&str] = match called.as_str() {
+        "cpujob" => &["-c"],
+        "iojob" => &["-i"],
+        "nomig" => &["-h", "-L"],
+        _ => &[],
+    };
+    let mut args = Args::parse();
+    args.command
+        .splice(0..0, implied.iter().map(|s| s.to_string()));
+    om_tools::finish("mosrun", run(args))
+}
+
+/// Where the helper moves PROG.
+#[derive(Clone, Copy)]
+enum Place {
+    Home,
+    Best,
+    Node(u16),
 }
 
 /// Nodes of a -j list: "2,3" or "2-4" or both.
@@ -67,8 +98,8 @@ fn node_list(s: &str) -> Result<Vec<u16>> {
 
 fn run(args: Args) -> Result<ExitCode> {
     let mut it = args.command.into_iter().peekable();
-    let mut to: Option<u16> = None;
-    let (mut placed, mut lock) = (false, None);
+    let mut to = Place::Best;
+    let (mut placed, mut lock, mut job) = (false, None, JobKind::Any);
     while let Some(opt) = it.peek() {
         if !opt.starts_with('-') || opt == "-" {
             break;
@@ -78,7 +109,13 @@ fn run(args: Args) -> Result<ExitCode> {
             break;
         }
         if opt == "-h" {
-            (to, placed) = (None, true);
+            (to, placed) = (Place::Home, true);
+        } else if opt == "-b" {
+            (to, placed) = (Place::Best, false);
+        } else if opt == "-c" {
+            job = JobKind::Cpu;
+        } else if opt == "-i" {
+            job = JobKind::Io;
         } else if opt == "-l" || opt == "-L" {
             lock = Some(opt == "-L");
         } else if let Some(list) = opt.strip_prefix("-j") {
@@ -93,9 +130,9 @@ fn run(args: Args) -> Result<ExitCode> {
                     .build_hasher()
                     .finish() as usize
             };
-            (to, placed) = (Some(nodes[seed % nodes.len()]), true);
+            (to, placed) = (Place::Node(nodes[seed % nodes.len()]), true);
         } else if let Ok(n) = opt[1..].parse::<u16>() {
-            (to, placed) = (Some(n), true);
+            (to, placed) = (Place::Node(n), true);
         } else {
             bail!("unknown option `{opt}` (see mosrun --help)");
         }
@@ -106,14 +143,23 @@ fn run(args: Args) -> Result<ExitCode> {
     };
     // Under migration control from now on (this pid becomes PROG's).
     let on = lock.unwrap_or(placed);
-    if let Err(e) = om_tools::ask(Request::Lock {
-        pid: std::process::id() as i32,
-        on,
-    }) {
+    let pid = std::process::id() as i32;
+    if let Err(e) = om_tools::ask(Request::Lock { pid, on }) {
         eprintln!("mosrun: {cmd} runs at home without migration control: {e}");
-        to = None;
+        to = Place::Home;
+    } else if job != JobKind::Any {
+        om_tools::ask(Request::Hint { pid, job })?;
     }
-    if let Some(n) = to {
+    // An I/O job starts at home too.
+    if job == JobKind::Io && matches!(to, Place::Best) {
+        to = Place::Home;
+    }
+    let target = match to {
+        Place::Home => None,
+        Place::Best => Some("best".to_string()),
+        Place::Node(n) => Some(n.to_string()),
+    };
+    if let Some(n) = target {
         // A helper outside this process asks omd to move us once we are PROG; it is not
         // our child (it leaves at once, its own helper carries on), so PROG inherits no
         // child of ours.
@@ -132,12 +178,15 @@ fn run(args: Args) -> Result<ExitCode> {
     bail!("cannot run {cmd}: {err}")
 }
 
-/// `--om-move PID:NODE`: first call starts a detached copy and returns; the copy waits
-/// until PID runs another program, then asks omd to move it.
+/// `--om-move PID:NODE` (or `PID:best`): first call starts a detached copy and returns;
+/// the copy waits until PID runs another program, then asks omd to move it.
 fn mover(spec: &str) -> Result<ExitCode> {
     let (pid, node) = spec.split_once(':').context("bad helper argument")?;
     let pid: i32 = pid.parse()?;
-    let node: u16 = node.parse()?;
+    let to = match node {
+        "best" => MigrateTo::Balance,
+        n => MigrateTo::Node(n.parse()?),
+    };
     if std::env::var_os("OM_MOSRUN_HELPER").is_none() {
         let me = std::env::current_exe()?;
         Command::new(me)
@@ -163,7 +212,7 @@ fn mover(spec: &str) -> Result<ExitCode> {
     std::thread::sleep(Duration::from_millis(30));
     if let Err(e) = om_tools::ask(Request::Migrate {
         pid,
-        to: MigrateTo::Node(node),
+        to,
         wait: true,
         eager: false,
     }) {
