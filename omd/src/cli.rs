@@ -43,7 +43,9 @@ pub enum Cmd {
         force: bool,
     },
     /// Run the gossip code for many nodes on a simulated clock and network and print how
-    /// fresh the information at each node is.
+    /// fresh the information at each node is; with --balance, run the balancer too over a
+    /// workload of CPU-bound jobs and compare it with round-robin, random and no
+    /// placement (makespan, mean slowdown, migrations per job).
     Simulate {
         /// Number of nodes; a comma-separated list runs one simulation each
         /// (e.g. 16,256,2048,10000).
@@ -64,6 +66,21 @@ pub enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Simulate jobs and the balancer (the same decision code omd runs).
+        #[arg(long)]
+        balance: bool,
+        /// The jobs, with --balance.
+        #[arg(long, value_enum, default_value_t = crate::simbalance::Workload::Mixed)]
+        workload: crate::simbalance::Workload,
+        /// Jobs of the burst workload.
+        #[arg(long, default_value_t = 16)]
+        jobs: usize,
+        /// Work of each burst job, in seconds of a standard CPU.
+        #[arg(long, default_value_t = 10.0)]
+        work: f64,
+        /// CPU speeds of the nodes relative to a standard CPU, repeated over the nodes.
+        #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.5,0.25")]
+        speeds: Vec<f64>,
     },
 }
 

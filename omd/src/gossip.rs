@@ -137,6 +137,12 @@ impl<P: Copy + Default> Table<P> {
         }
     }
 
+    /// The indices of the freshest entries (the window a message carries), never this
+    /// node's own.
+    pub fn freshest(&self) -> impl Iterator<Item = usize> + '_ {
+        self.fresh.iter().map(|&i| i as usize)
+    }
+
     /// The newest information about node `idx`: its stamp and payload.
     pub fn get(&self, idx: usize) -> Option<(Millis, P)> {
         let e = self.entries.get(idx)?;

@@ -22,6 +22,7 @@ pub mod measure;
 pub mod migrate;
 pub mod node;
 pub mod procs;
+pub mod simbalance;
 pub mod simulate;
 
 /// The gossip packet (its own crate, so that the fuzz target builds quickly).
