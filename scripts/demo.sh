@@ -64,26 +64,33 @@ for i in $(seq 1 16); do
 done
 wait || true
 
-say "migration: four CPU-bound jobs (bc computing pi) started with mosrun at node 1"
+say "balancing: six CPU-bound jobs (bc computing pi) started at node 1 with plain mosrun"
 omcluster exec --name demo 1 -- sh -c '
 set -e
 export BC_LINE_LENGTH=0
 mkdir -p /tmp/jobs && cd /tmp/jobs
-for j in 1 2 3 4; do echo "scale=$((1200 + 100 * j)); 4*a(1)" > job$j.bc; done
+for j in 1 2 3 4 5 6; do echo "scale=$((1500 + 100 * j)); 4*a(1)" > job$j.bc; done
 echo "native runs at node 1 first, for the reference results:"
-for j in 1 2 3 4; do bc -l < job$j.bc > native$j; echo "  job $j: $(tail -c 21 native$j)"; done
-echo "now the same jobs with mosrun -j2-4 (each moves at once to node 2, 3 or 4):"
-for j in 1 2 3 4; do mosrun -j2-4 bc -l < job$j.bc > moved$j & echo $! > pid$j; done
-sleep 1
-echo "mps, as node 1 sees its processes (NODE = where each runs):"
-mps $(cat pid1 pid2 pid3 pid4)
-echo "job 1 moves on to node 4, then comes home:"
+for j in 1 2 3 4 5 6; do bc -l < job$j.bc > native$j; echo "  job $j: $(tail -c 21 native$j)"; done
+echo "now the same jobs with plain mosrun (no node given: the balancer places and moves them):"
+for j in 1 2 3 4 5 6; do mosrun bc -l < job$j.bc > moved$j & echo $! > pid$j; done
+pids=$(cat pid1 pid2 pid3 pid4 pid5 pid6)
+for t in 1 4 8; do
+    case $t in 1) sleep 1 ;; 4) sleep 3 ;; *) sleep 4 ;; esac
+    echo "after ${t} s, mps as node 1 sees its jobs (NODE = where each runs):"
+    mps $pids
+done
+echo "why the ones at home stay:"
+for p in $pids; do [ "$(mosctl where $p 2>/dev/null)" = 0 ] && echo "  $p: $(cat /run/hpc/$p/cantmove)"; done || true
+echo "job 1 moves on to node 4 when asked, then comes home:"
 migrate --wait $(cat pid1) 4 || true
 migrate --wait $(cat pid1) home || true
-mps $(cat pid1 pid2 pid3 pid4)
 wait
+echo "what the balancer did (node 1 log and status):"
+grep -h "balancer:" /run/omd/omd.log | sed "s/^.*balancer: /  /"
+mosctl status | grep -i "balancer"
 echo "results, read at node 1 from the files the jobs wrote (at their home, node 1):"
-for j in 1 2 3 4; do
+for j in 1 2 3 4 5 6; do
     if cmp -s native$j moved$j; then echo "  job $j: $(tail -c 21 moved$j)  same as the native run"; else echo "  job $j: DIFFERENT"; exit 1; fi
 done
 '

@@ -8,6 +8,8 @@ PREFIX=${PREFIX:-/usr/local}
 cargo build --release --bins --quiet
 TOOLS=(omcluster showmap setpe omckpt mosctl mps mtop migrate mosrun mosmon)
 for b in "${TOOLS[@]}"; do install -m 755 "target/release/$b" "$PREFIX/bin/"; done
+# openMosix's job wrappers: mosrun -c, mosrun -i, mosrun -h -L.
+for w in cpujob iojob nomig; do ln -sf mosrun "$PREFIX/bin/$w"; done
 install -d "$PREFIX/sbin" && install -m 755 target/release/omd "$PREFIX/sbin/"
 docs=$(mktemp -d)
 for b in "${TOOLS[@]}" omd; do OM_GENERATE_DOCS=$docs "target/release/$b"; done

@@ -13,14 +13,14 @@
 //! `cargo build --release && target/release/mig-bench [--sizes 64,1024]`.
 
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use om_cluster::harness::{workspace_tool, TestCluster};
-use om_cluster::{ClusterSpec, DaemonSpec};
+use om_cluster::harness::TestCluster;
+use om_cluster::ClusterSpec;
 
 /// Measure migration between two nodes of an omcluster.
 #[derive(Parser)]
@@ -50,15 +50,17 @@ struct Workload {
     pid: String,
 }
 
+mod common;
+
 struct Bench {
     c: TestCluster,
     bin: String,
-    tools: PathBuf,
+    tools: common::Tools,
 }
 
 impl Bench {
     fn tool(&self, name: &str) -> String {
-        self.tools.join(name).display().to_string()
+        self.tools.tool(name)
     }
 
     /// Starts `migbench ARGS` in node 1 (in the work directory) and waits for "ready".
@@ -134,55 +136,20 @@ fn frozen_ms(msg: &str) -> Option<f64> {
 }
 
 fn run(args: Args) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("run as root (the cluster lives in namespaces)");
-    }
-    let omcluster = om_cluster::omcluster_bin();
-    let omd = workspace_tool(&omcluster.display().to_string(), "omd");
-    let tools = PathBuf::from(&omd)
-        .parent()
-        .context("omd's directory")?
-        .to_path_buf();
-    let work = Path::new("/var/tmp").join(format!("mig-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let bin = work.join("migbench");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migbench.c");
-    let st = Command::new("gcc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .context("running gcc")?;
-    if !st.success() {
-        bail!("cannot compile {}", src.display());
-    }
-    eprintln!("mig-bench: bringing up a 2-node cluster (omd from {omd})");
+    let (tools, omcluster) = common::Tools::find()?;
+    let bin = common::compile("mig-bench", "migbench.c", "migbench")?;
+    eprintln!(
+        "mig-bench: bringing up a 2-node cluster (tools from {})",
+        tools.0.display()
+    );
     // Room for a 1 GiB process at home and its copy at node 2, with margin.
-    let mut spec = ClusterSpec::new("migbench", 2, None, Some("6G,6G"))?;
-    spec.daemon = Some(DaemonSpec {
-        bin: PathBuf::from(&omd),
-        args: vec![],
-    });
-    let c = TestCluster::up_with(&spec, &omcluster)?;
+    let spec = ClusterSpec::new("migbench", 2, None, Some("6G,6G"))?;
+    let c = common::cluster(spec, &tools, &omcluster)?;
     let b = Bench {
         c,
         bin: bin.display().to_string(),
         tools,
     };
-    let t = Instant::now();
-    while !b
-        .c
-        .command(1, &b.tool("mosctl"))
-        .args(["isup", "2"])
-        .output()?
-        .status
-        .success()
-    {
-        if t.elapsed().as_secs() > 15 {
-            bail!("node 2 never came up at node 1");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 
     // 1. Moving memory.
     let mut rows = Vec::new();
@@ -269,7 +236,9 @@ fn run(args: Args) -> Result<()> {
         (away[0] / home[0] - 1.0) * 100.0,
         (away[1] / home[1] - 1.0) * 100.0
     );
-    let _ = std::fs::remove_dir_all(&work);
+    if let Some(work) = Path::new(&b.bin).parent() {
+        let _ = std::fs::remove_dir_all(work);
+    }
     Ok(())
 }
 

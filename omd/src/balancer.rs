@@ -102,8 +102,8 @@ fn hint(job: JobKind) -> Hint {
     }
 }
 
-/// This node and the nodes it sees up, as the balancer sees them.
-fn nodes(m: &Migrations) -> (Balance, NodeLoad, Vec<NodeLoad>) {
+/// The time, this node and the nodes it sees up, as the balancer sees them.
+fn nodes(m: &Migrations) -> (balance::Millis, NodeLoad, Vec<NodeLoad>) {
     let n = m.node().lock().expect("node lock");
     let now = n.now();
     let own = n.own();
@@ -121,16 +121,12 @@ fn nodes(m: &Migrations) -> (Balance, NodeLoad, Vec<NodeLoad>) {
             Some(NodeLoad::from_record(id, &r, stamp))
         })
         .collect();
-    (Balance { now }, me, peers)
-}
-
-struct Balance {
-    now: balance::Millis,
+    (now, me, peers)
 }
 
 /// The snapshot of one decision, measuring every candidate.
 fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
-    let (at, me, peers) = nodes(m);
+    let (now, me, peers) = nodes(m);
     let mut procs = Vec::new();
     for (pid, h) in m.at_home() {
         let Some(u) = crate::procs::usage(pid) else {
@@ -174,7 +170,7 @@ fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
     let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
     tracks.keep(&pids);
     Snapshot {
-        now: at.now,
+        now,
         me,
         peers,
         procs,
@@ -215,9 +211,9 @@ impl MemTrend {
 
 /// Where to start process `pid` (`mosrun` without a node): `None` keeps it here.
 pub fn place(m: &Migrations, pid: i32) -> Option<NodeId> {
-    let (at, me, peers) = nodes(m);
+    let (now, me, peers) = nodes(m);
     let s = Snapshot {
-        now: at.now,
+        now,
         me,
         peers,
         procs: Vec::new(),

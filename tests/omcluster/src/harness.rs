@@ -144,3 +144,57 @@ impl Drop for Tmux {
         self.run(&["kill-server"]);
     }
 }
+
+/// A cluster of `n` nodes (`cpu`, `mem`: `omcluster up`'s lists) whose nodes have files
+/// of their own, the checkout `checkout` included, each running the omd `omd`; returned
+/// once every node sees every other (at most 20 s, else a panic).
+pub fn private_cluster(
+    omcluster: &str,
+    name: &str,
+    n: usize,
+    (cpu, mem): (Option<&str>, Option<&str>),
+    checkout: &std::path::Path,
+) -> TestCluster {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "cluster tests must run as root"
+    );
+    let mut spec = ClusterSpec::new(name, n, cpu, mem).unwrap();
+    spec.fs = crate::spec::FsSpec::private(Some(checkout), vec![]);
+    // The default --down-after (10 s): with 4 s, a node busy with several moving
+    // programs was now and then seen down by its peers, and moves were refused.
+    spec.daemon = Some(crate::DaemonSpec {
+        bin: PathBuf::from(workspace_tool(omcluster, "omd")),
+        args: vec![],
+    });
+    let c = TestCluster::up_with(&spec, omcluster)
+        .unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));
+    let mosctl = workspace_tool(omcluster, "mosctl");
+    let start = std::time::Instant::now();
+    for at in 1..=n as u16 {
+        for node in 1..=n as u16 {
+            while !c
+                .command(at, &mosctl)
+                .args(["isup", &node.to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(20),
+                    "node {node} not up at node {at}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+    c
+}
+
+/// The name the kernel gives a process running the executable `path` (`comm`: its file
+/// name, cut to 15 bytes).
+pub fn comm_of(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default()
+}

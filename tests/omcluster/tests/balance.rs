@@ -5,8 +5,6 @@
 //! with a native run's, and nothing may be left running anywhere. Needs root.
 
 use om_cluster::harness::TestCluster;
-use om_cluster::spec::FsSpec;
-use om_cluster::{ClusterSpec, DaemonSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -21,29 +19,11 @@ fn tool(name: &str) -> String {
 /// A cluster of `n` nodes with private files (`cpu`, `mem`: `omcluster up`'s lists), once
 /// every node sees every other.
 fn cluster(name: &str, n: u16, cpu: Option<&str>, mem: Option<&str>) -> TestCluster {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the balancer tests must run as root"
-    );
-    let mut spec = ClusterSpec::new(name, usize::from(n), cpu, mem).unwrap();
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .unwrap();
-    spec.fs = FsSpec::private(Some(&checkout), vec![]);
-    spec.daemon = Some(DaemonSpec {
-        bin: PathBuf::from(tool("omd")),
-        args: vec![],
-    });
-    let c = TestCluster::up_with(&spec, BIN).unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));
-    for node in 1..=n {
-        wait_until(
-            "every node sees every other",
-            Duration::from_secs(20),
-            || (1..=n).all(|m| up(&c, node, m)),
-        );
-    }
-    c
+    om_cluster::harness::private_cluster(BIN, name, usize::from(n), (cpu, mem), &checkout)
 }
 
 fn up(c: &TestCluster, at: u16, node: u16) -> bool {
@@ -177,13 +157,7 @@ fn log_lines(c: &TestCluster, node: u16, what: &str) -> Vec<String> {
 
 /// Checks that no process of program `prog` (node 1's copy) runs at any of the `n` nodes.
 fn nothing_left(c: &TestCluster, n: u16, prog: &str) {
-    let comm: String = Path::new(prog)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .chars()
-        .take(15)
-        .collect();
+    let comm = om_cluster::harness::comm_of(prog);
     for node in 1..=n {
         wait_until(
             &format!("nothing of {comm} left at node {node}"),
@@ -319,6 +293,22 @@ fn locked_staying_and_young_processes_stay_and_blocked_nodes_get_nothing() {
         let moves = log_lines(&c, 1, &format!("balancer: pid {p} "));
         assert!(moves.is_empty(), "short job {p} moved: {moves:?}");
     }
+
+    // An I/O job (iojob, a link to mosrun) stays home however busy home is.
+    let io = start(
+        &c,
+        "/tmp/iojob",
+        &format!("ln -s {mosrun} iojob; ./iojob {bin} 1000 & echo $! > pids; wait"),
+    );
+    let iojob = pids(&c, "/tmp/iojob", 1);
+    wait_until(
+        "the balancer has judged the I/O job",
+        Duration::from_secs(10),
+        || hpc(&c, &iojob[0], "cantmove") == "an I/O job (iojob): it stays home",
+    );
+    assert_eq!(wheres(&c, &iojob).get(&iojob[0]), Some(&0));
+    kill(&c, &iojob);
+    finish(io, Duration::from_secs(30));
 
     // A node that stays sends nothing away.
     assert_eq!(

@@ -4,11 +4,9 @@
 //! left running anywhere. Needs root.
 
 use om_cluster::harness::TestCluster;
-use om_cluster::spec::FsSpec;
-use om_cluster::{ClusterSpec, DaemonSpec};
 use rand::rngs::SmallRng;
 use rand::Rng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,50 +21,14 @@ fn cluster(name: &str) -> TestCluster {
     cluster_with_mem(name, None)
 }
 
-/// [`cluster`] with the memory limits `mem` (`omcluster up --mem`).
+/// [`cluster`] with the memory limits `mem` (`omcluster up --mem`): 3 nodes with files of
+/// their own, as separate machines have.
 fn cluster_with_mem(name: &str, mem: Option<&str>) -> TestCluster {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the migration tests must run as root"
-    );
-    let mut spec = ClusterSpec::new(name, 3, None, mem).unwrap();
-    // Nodes with files of their own, as separate machines have.
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .unwrap();
-    spec.fs = FsSpec::private(Some(&checkout), vec![]);
-    spec.daemon = Some(DaemonSpec {
-        bin: PathBuf::from(tool("omd")),
-        // The default --down-after (10 s): with 4 s, a node busy with several moving
-        // programs was now and then seen down by its peers, and moves were refused.
-        args: vec![],
-    });
-    let c = TestCluster::up_with(&spec, BIN).unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));
-    // Every node must see the others before anything moves.
-    let start = Instant::now();
-    for node in 1..=3u16 {
-        loop {
-            let o = c
-                .command(node, &tool("mosctl"))
-                .args(["isup", "1"])
-                .output()
-                .unwrap();
-            let all = (1..=3).all(|n| {
-                c.command(node, &tool("mosctl"))
-                    .args(["isup", &n.to_string()])
-                    .output()
-                    .map(|o| o.status.success())
-                    .unwrap_or(false)
-            });
-            if o.status.success() && all {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(15), "nodes not up");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    c
+    om_cluster::harness::private_cluster(BIN, name, 3, (None, mem), &checkout)
 }
 
 /// Where node 1 keeps programs that only it has (its own /var/tmp).
@@ -180,13 +142,7 @@ fn migrate_how(c: &TestCluster, pid: &str, to: &str, eager: bool) -> (bool, Stri
 /// Runs test program `prog` natively and with migrations, and compares everything.
 fn compare(c: &TestCluster, prog: &str, kind: &Kind<'_>) -> Verdict {
     let bin = at_home_only(c, &program(prog));
-    let comm: String = Path::new(&bin)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .chars()
-        .take(15)
-        .collect();
+    let comm = om_cluster::harness::comm_of(&bin);
     try_compare(c, prog, &bin, "cat out", &comm, kind)
 }
 
