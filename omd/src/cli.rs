@@ -12,6 +12,15 @@ use std::path::PathBuf;
 /// freshest records it knows. A node not heard of for --down-after seconds is shown as
 /// down, and up again as soon as it is heard.
 ///
+/// Once per interval it also balances: it measures the processes under migration
+/// control that run here (started by mosrun, and their children) and the guests of other
+/// nodes, and may move one of them where it runs clearly better (MOSIX's opportunity
+/// cost over CPU and memory, with a stability margin, a migration cost weighed against
+/// the process's past run time, flood control, memory ushering before the OOM killer,
+/// and I/O-bound processes kept or brought home). Every automatic move is logged with
+/// its reason; `mosctl status` counts them; /run/hpc/PID/cantmove says why a process
+/// stays; `mosctl stay`, `lstay`, `block`, `expel` and a process's `lock` hold it.
+///
 /// The tools (mosctl, setpe, mps, mtop) talk to it over a Unix socket; the same
 /// information is served as files under /run/hpc (nodes/<N>/load, admin/block, ...).
 ///
@@ -139,6 +148,11 @@ pub struct RunArgs {
     /// Group id of guests.
     #[arg(long, default_value_t = 65534, value_name = "GID")]
     pub guest_gid: u32,
+    /// Balance every process of these users too (user names or uids, comma-separated),
+    /// not only those under migration control, as openMosix's kernel balanced every
+    /// process. Processes of root are never taken in this way.
+    #[arg(long, value_delimiter = ',', value_name = "USERS")]
+    pub balance_users: Vec<String>,
     /// Log file when running in the background.
     #[arg(long, default_value = "/var/log/omd.log", value_name = "FILE")]
     pub log: PathBuf,

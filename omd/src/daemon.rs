@@ -101,6 +101,8 @@ struct Prepared {
     cgroups: Cgroups,
     /// Speed of one unthrottled CPU, before the quota is applied.
     raw_speed: u32,
+    /// Users all of whose processes are balanced (`--balance-users`).
+    balance_users: Vec<u32>,
 }
 
 fn interface_addrs() -> Vec<IpAddr> {
@@ -153,6 +155,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     udp.set_nonblocking(true)?;
     let tcp = std::net::TcpListener::bind((any, args.port))
         .with_context(|| format!("cannot listen for migrations on TCP port {}", args.port))?;
+    let balance_users = args
+        .balance_users
+        .iter()
+        .map(|u| user_id(u))
+        .collect::<Result<Vec<u32>>>()?;
     let control = crate::control::bind(&args.control_socket)?;
     let cgroups = Cgroups::detect();
     let raw_speed = match args.speed {
@@ -175,7 +182,24 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         control,
         cgroups,
         raw_speed,
+        balance_users,
     })
+}
+
+/// The uid of user `u` (a name or a number); root is refused.
+fn user_id(u: &str) -> Result<u32> {
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => nix::unistd::User::from_name(u)
+            .ok()
+            .flatten()
+            .map(|x| x.uid.as_raw())
+            .with_context(|| format!("--balance-users: no user `{u}`"))?,
+    };
+    if uid == 0 {
+        bail!("--balance-users: root's processes are not balanced (system daemons run as root)");
+    }
+    Ok(uid)
 }
 
 /// What one measurement gives besides the run queue.
@@ -219,7 +243,12 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     if device {
         tracing::info!("serving /proc/hpc through {}", args.hpc_device.display());
     }
-    crate::migrate::start(node.clone(), (args.guest_uid, args.guest_gid), p.tcp);
+    crate::migrate::start(
+        node.clone(),
+        (args.guest_uid, args.guest_gid),
+        p.balance_users.clone(),
+        p.tcp,
+    );
     write_pidfile(&args.pidfile)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -114,8 +114,14 @@ pub fn registry() -> Option<&'static Arc<Migrations>> {
 }
 
 /// Starts accepting migrations on `listener` and makes them this omd's registry.
-pub fn start(node: Arc<Mutex<Node>>, guest_ids: (u32, u32), listener: TcpListener) {
+pub fn start(
+    node: Arc<Mutex<Node>>,
+    guest_ids: (u32, u32),
+    users: Vec<u32>,
+    listener: TcpListener,
+) {
     let m = Migrations::new(node, guest_ids);
+    *m.users.lock().expect("users lock") = users;
     m.listen(listener);
     crate::balancer::start(m.clone());
     let _ = REGISTRY.set(m);
@@ -213,6 +219,34 @@ fn adopt_descendants(home: &mut HashMap<i32, HomeProc>) {
     }
 }
 
+/// Puts every process of the users `users` under migration control (`--balance-users`),
+/// except guests (which run as `guest_uid`).
+fn adopt_users(home: &mut HashMap<i32, HomeProc>, users: &[u32], guest_uid: u32) {
+    if users.is_empty() {
+        return;
+    }
+    let Ok(all) = procfs::process::all_processes() else {
+        return;
+    };
+    for p in all.flatten() {
+        if home.contains_key(&p.pid) {
+            continue;
+        }
+        let (Ok(status), Ok(stat)) = (p.status(), p.stat()) else {
+            continue;
+        };
+        if users.contains(&status.ruid) && status.ruid != guest_uid {
+            home.insert(
+                p.pid,
+                HomeProc {
+                    start: stat.starttime,
+                    ..HomeProc::default()
+                },
+            );
+        }
+    }
+}
+
 /// The entry of `pid` in `home`, made afresh if there is none or it belonged to an
 /// earlier process with the same pid.
 fn entry(home: &mut HashMap<i32, HomeProc>, pid: i32) -> &mut HomeProc {
@@ -275,6 +309,8 @@ pub struct Migrations {
     bandwidth: Mutex<HashMap<NodeId, f64>>,
     /// Guests arriving now.
     arriving: AtomicUsize,
+    /// Users all of whose processes are under migration control (`--balance-users`).
+    pub(crate) users: Mutex<Vec<u32>>,
 }
 
 /// Counts of automatic moves, for `mosctl status`.
@@ -387,6 +423,7 @@ impl Migrations {
             auto: AutoCounters::default(),
             bandwidth: Mutex::new(HashMap::new()),
             arriving: AtomicUsize::new(0),
+            users: Mutex::new(Vec::new()),
         })
     }
 
@@ -471,8 +508,10 @@ impl Migrations {
     /// Processes of this node under migration control that run here and are not being
     /// moved, with their state (those that ended are forgotten).
     pub(crate) fn at_home(&self) -> Vec<(i32, HomeProc)> {
+        let users = self.users.lock().expect("users lock").clone();
         let mut h = self.home.lock().expect("home lock");
         h.retain(|&pid, e| start_time(pid) == Some(e.start));
+        adopt_users(&mut h, &users, self.guest_ids.0);
         adopt_descendants(&mut h);
         h.iter()
             .filter(|(_, e)| e.node == 0 && !e.busy)
@@ -1259,4 +1298,32 @@ struct Arrival {
     locked: bool,
     job: JobKind,
     auto: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_users_takes_in_their_processes_but_not_guests() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let me = nix::unistd::getuid().as_raw();
+        let mut home = HashMap::new();
+        adopt_users(&mut home, &[me], me.wrapping_add(1));
+        let taken = home.get(&pid).map(|e| (e.start, e.lock));
+        let start = start_time(pid);
+        let mut guests = HashMap::new();
+        adopt_users(&mut guests, &[me], me);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(taken, start.map(|s| (s, false)));
+        assert!(
+            !guests.contains_key(&pid),
+            "a guest's uid is never taken in"
+        );
+    }
 }
