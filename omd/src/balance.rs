@@ -118,6 +118,8 @@ pub struct Proc {
     /// Locked against automatic migration.
     pub locked: bool,
     pub hint: Hint,
+    /// How many times it has moved so far.
+    pub moves: u32,
 }
 
 /// Everything one decision looks at.
@@ -181,6 +183,12 @@ pub enum Hold {
         age: Duration,
         min: Duration,
     },
+    /// It moved `moves` times and has been here `here` of the `need` it must stay.
+    Settling {
+        moves: u32,
+        here: Duration,
+        need: Duration,
+    },
     /// Its calls would take this share of its time away from home.
     IoBound {
         share: f64,
@@ -235,6 +243,9 @@ pub struct OpportunityCost {
     pub margin: f64,
     /// Nothing younger moves for load (openMosix: a few seconds).
     pub min_age: Duration,
+    /// A process that has moved stays this long where it is before it moves for load
+    /// again, twice as long after every further move.
+    pub residency: Duration,
     /// Moving may take at most this share of the expected saving.
     pub cost_share: f64,
     /// A fixed cost of a move besides its memory, seconds.
@@ -257,6 +268,7 @@ impl Default for OpportunityCost {
             base: 4.0,
             margin: 0.25,
             min_age: Duration::from_secs(3),
+            residency: Duration::from_secs(20),
             cost_share: 0.5,
             move_overhead: 0.2,
             io_share: 0.3,
@@ -419,6 +431,20 @@ impl Policy for OpportunityCost {
                     },
                 ));
                 continue;
+            }
+            if p.moves > 0 {
+                let need = self.residency * 2u32.saturating_pow((p.moves - 1).min(8));
+                if p.here < need {
+                    plan.held.push((
+                        p.pid,
+                        Hold::Settling {
+                            moves: p.moves,
+                            here: p.here,
+                            need,
+                        },
+                    ));
+                    continue;
+                }
             }
             let saves = self.remove(me, p.demand, p.mem);
             let targets = self.targets(&snap, p);
@@ -663,6 +689,12 @@ impl fmt::Display for Hold {
                 age.as_secs_f64(),
                 min.as_secs_f64()
             ),
+            Hold::Settling { moves, here, need } => write!(
+                f,
+                "it moved {moves} time(s): it stays {:.0} s where it is before it moves again ({:.0} s so far)",
+                need.as_secs_f64(),
+                here.as_secs_f64()
+            ),
             Hold::IoBound { share } => write!(
                 f,
                 "I/O-bound: its calls would take about {:.0}% of its time away from home",
@@ -718,6 +750,7 @@ mod tests {
             forwarded: 0.0,
             locked: false,
             hint: Hint::None,
+            moves: 0,
         }
     }
 
@@ -836,6 +869,32 @@ mod tests {
         let plan = p.decide(&l);
         assert_eq!(plan.held[0], (1, Hold::LocalStays));
         assert_eq!(plan.action.map(|m| (m.pid, m.to)), Some((2, Dest::Node(2))));
+    }
+
+    #[test]
+    fn a_process_that_moved_settles_before_it_moves_again() {
+        let p = policy();
+        let mut job = cpu_job(1, 100);
+        job.moves = 1;
+        job.here = Duration::from_secs(5);
+        let s = snap(
+            node(1, 4.0, 1.0),
+            vec![node(2, 0.0, 1.0)],
+            vec![job.clone()],
+        );
+        let plan = p.decide(&s);
+        assert!(matches!(plan.held[0].1, Hold::Settling { .. }), "{plan:?}");
+        job.here = Duration::from_secs(25);
+        let s = snap(
+            node(1, 4.0, 1.0),
+            vec![node(2, 0.0, 1.0)],
+            vec![job.clone()],
+        );
+        assert!(p.decide(&s).action.is_some());
+        // Twice as long after a second move: at most two moves a minute.
+        job.moves = 2;
+        let s = snap(node(1, 4.0, 1.0), vec![node(2, 0.0, 1.0)], vec![job]);
+        assert!(p.decide(&s).held[0].1.to_string().contains("stays 40 s"));
     }
 
     #[test]

@@ -142,10 +142,11 @@ fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
             demand,
             mem: u.rss,
             age: u.age,
-            here: u.age,
+            here: h.home_since.map_or(u.age, |t| t.elapsed().min(u.age)),
             forwarded,
             locked: h.lock,
             hint: hint(h.job),
+            moves: h.nmigs,
         });
     }
     for g in m.guests() {
@@ -165,6 +166,7 @@ fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
             forwarded,
             locked: g.locked,
             hint: hint(g.job),
+            moves: g.moves,
         });
     }
     let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();

@@ -217,6 +217,8 @@ pub enum Setup {
         job: om_proto::JobKind,
         /// Sent by a balancer rather than asked for.
         auto: bool,
+        /// How many times it has moved, this move included.
+        moves: u32,
     },
     /// Target → home: yes; this id names the migration.
     Accept(u64),

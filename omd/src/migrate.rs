@@ -159,6 +159,8 @@ pub struct HomeProc {
     pub job: JobKind,
     /// Why the balancer did not move it at its last decision.
     pub held: String,
+    /// When it last came home, if it has been away.
+    pub home_since: Option<Instant>,
     /// Its start time (clock ticks after boot), which tells it from a later process that
     /// got the same pid.
     start: u64,
@@ -283,6 +285,8 @@ pub struct GuestProc {
     /// Locked at home against automatic migration.
     pub locked: bool,
     pub job: JobKind,
+    /// How many times it has moved, its move here included.
+    pub moves: u32,
     tx: Sender<Command>,
 }
 
@@ -939,9 +943,9 @@ impl Migrations {
     /// Home side of one migration: runs until the process ends or comes home.
     fn go(self: Arc<Self>, pid: i32, to: NodeId, eager: bool, auto: bool, done: Sender<Outcome>) {
         let usage = crate::procs::usage(pid);
-        let (locked, job) = self
+        let (locked, job, nmigs) = self
             .state(pid)
-            .map_or((false, JobKind::Any), |h| (h.lock, h.job));
+            .map_or((false, JobKind::Any, 0), |h| (h.lock, h.job, h.nmigs));
         let frozen_at = Instant::now();
         let frozen = match capture_with(
             pid,
@@ -979,6 +983,7 @@ impl Migrations {
                 locked,
                 job,
                 auto,
+                moves: nmigs + 1,
             })
             .map_err(io)?;
             let id = match a.recv::<Setup>(Some(Duration::from_secs(10))).map_err(io)? {
@@ -1069,6 +1074,7 @@ impl Migrations {
                     e.node = 0;
                     e.nmigs += 1;
                     e.tx = None;
+                    e.home_since = Some(Instant::now());
                     e.away_cpu += std::mem::take(&mut e.trip_cpu);
                 }
             }
@@ -1167,6 +1173,7 @@ impl Migrations {
                 locked,
                 job,
                 auto,
+                moves,
                 ..
             })) => {
                 // Flood control: a bounded number of arrivals at a time.
@@ -1200,6 +1207,7 @@ impl Migrations {
                     locked,
                     job,
                     auto,
+                    moves,
                 };
                 self.host(conn, id, offer, paging);
             }
@@ -1230,6 +1238,7 @@ impl Migrations {
                 bytes: offer.bytes,
                 locked: offer.locked,
                 job: offer.job,
+                moves: offer.moves,
                 tx,
             },
         );
@@ -1298,6 +1307,7 @@ struct Arrival {
     locked: bool,
     job: JobKind,
     auto: bool,
+    moves: u32,
 }
 
 #[cfg(test)]

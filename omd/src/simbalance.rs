@@ -447,6 +447,7 @@ fn snapshot(
                 forwarded: 0.0,
                 locked: false,
                 hint: crate::balance::Hint::None,
+                moves: job.moves,
             }
         })
         .collect();

@@ -393,13 +393,15 @@ fn a_node_short_of_memory_sends_a_process_away_before_the_oom_killer() {
 fn an_io_bound_job_sent_away_comes_home() {
     let c = cluster("t-balio", 2, None, None);
     let (host, bin) = program(&c, "balance/iowrite");
-    let want = native(&host, &[], &[]);
+    // 2 million writes: seconds at home (it must still run when it is sent away),
+    // minutes away.
+    let want = native(&host, &["2000000"], &[]);
     let dir = "/tmp/io";
     let job = start(
         &c,
         dir,
         &format!(
-            "{} -h -l {bin} > out & echo $! > pids; wait $!; echo \"status $?\"; cat out",
+            "{} -h -l {bin} 2000000 > out & echo $! > pids; wait $!; echo \"status $?\"; cat out",
             tool("mosrun")
         ),
     );
