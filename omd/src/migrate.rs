@@ -639,16 +639,28 @@ impl Migrations {
         } else {
             Target::Node(to)
         };
+        self.carry_out_in_background(pid, target, false, true)
+    }
+
+    /// [`Migrations::carry_out`] in a thread of its own; a failure is logged (and shows
+    /// in `cantmove`).
+    fn carry_out_in_background(
+        self: &Arc<Self>,
+        pid: i32,
+        target: Target,
+        eager: bool,
+        auto: bool,
+    ) -> Result<(), MigrateError> {
         let me = self.clone();
         std::thread::Builder::new()
-            .name(format!("om-on-{pid}"))
+            .name(format!("om-move-{pid}"))
             .spawn(move || {
-                if let Err(why) = me.carry_out(pid, target, false, true) {
-                    tracing::info!(pid, "moving on from node {from} failed: {why}");
+                if let Err(why) = me.carry_out(pid, target, eager, auto) {
+                    tracing::info!(pid, "migration failed: {why}");
                 }
             })
-            .map_err(MigrateError::Thread)?;
-        Ok(())
+            .map(|_| ())
+            .map_err(MigrateError::Thread)
     }
 
     /// Every process under migration control (forgetting those that ended) and every
@@ -782,15 +794,7 @@ impl Migrations {
             Target::Balance => None,
             t => Some(self.resolve(t, self.where_is(pid), pid)?),
         };
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name(format!("om-move-{pid}"))
-            .spawn(move || {
-                if let Err(why) = me.carry_out(pid, target, eager, false) {
-                    tracing::info!(pid, "migration failed: {why}");
-                }
-            })
-            .map_err(MigrateError::Thread)?;
+        self.carry_out_in_background(pid, target, eager, false)?;
         Ok(match to {
             None => format!("placing process {pid} on the best node"),
             Some(0) => format!("process {pid} goes home"),
