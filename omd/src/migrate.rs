@@ -221,6 +221,14 @@ fn adopt_descendants(home: &mut HashMap<i32, HomeProc>) {
     }
 }
 
+/// Forgets the processes of `home` that ended, takes in those of `users` (see
+/// [`adopt_users`]) and the descendants of all.
+fn refresh(home: &mut HashMap<i32, HomeProc>, users: &[u32], guest_uid: u32) {
+    home.retain(|&pid, e| start_time(pid) == Some(e.start));
+    adopt_users(home, users, guest_uid);
+    adopt_descendants(home);
+}
+
 /// Puts every process of the users `users` under migration control (`--balance-users`),
 /// except guests (which run as `guest_uid`).
 fn adopt_users(home: &mut HashMap<i32, HomeProc>, users: &[u32], guest_uid: u32) {
@@ -328,7 +336,7 @@ pub(crate) struct AutoCounters {
     pub candidates: AtomicUsize,
 }
 
-/// The bandwidth assumed to a node before a migration measured it: a gigabit link.
+/// The bandwidth assumed before a migration measured one: a gigabit link.
 pub const DEFAULT_BANDWIDTH: f64 = 110e6;
 
 /// What became of a process asked to come home.
@@ -514,9 +522,7 @@ impl Migrations {
     pub(crate) fn at_home(&self) -> Vec<(i32, HomeProc)> {
         let users = self.users.lock().expect("users lock").clone();
         let mut h = self.home.lock().expect("home lock");
-        h.retain(|&pid, e| start_time(pid) == Some(e.start));
-        adopt_users(&mut h, &users, self.guest_ids.0);
-        adopt_descendants(&mut h);
+        refresh(&mut h, &users, self.guest_ids.0);
         h.iter()
             .filter(|(_, e)| e.node == 0 && !e.busy)
             .map(|(&pid, e)| (pid, e.clone()))
@@ -528,17 +534,6 @@ impl Migrations {
         if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
             e.held = why;
         }
-    }
-
-    /// The link bandwidth to node `to` (measured by earlier migrations, else
-    /// [`DEFAULT_BANDWIDTH`]).
-    pub fn bandwidth(&self, to: NodeId) -> f64 {
-        self.bandwidth
-            .lock()
-            .expect("bandwidth lock")
-            .get(&to)
-            .copied()
-            .unwrap_or(DEFAULT_BANDWIDTH)
     }
 
     /// The mean bandwidth over the nodes measured, for a decision about any of them.
@@ -668,8 +663,7 @@ impl Migrations {
     pub fn controlled(&self) -> om_proto::Controlled {
         let pids: Vec<i32> = {
             let mut h = self.home.lock().expect("home lock");
-            h.retain(|&pid, e| start_time(pid) == Some(e.start));
-            adopt_descendants(&mut h);
+            refresh(&mut h, &[], self.guest_ids.0);
             h.keys().copied().collect()
         };
         let mut processes: Vec<_> = pids
