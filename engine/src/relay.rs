@@ -624,6 +624,48 @@ fn with_time_left(regs: &mut crate::image::Regs, nr: u64, spent: Duration) {
     }
 }
 
+/// Where call `nr` keeps its timeout in the process's memory (select's `timeval`,
+/// pselect6's and ppoll's `timespec`), with the unit of its second field in
+/// nanoseconds, if it has one. The kernel updates it as the call waits, and a
+/// restarted call waits only for what it holds.
+fn timeout_in_memory(regs: &crate::image::Regs, nr: u64) -> Option<(u64, u64)> {
+    let (addr, unit) = match nr as i64 {
+        libc::SYS_select => (regs.r8, 1_000),
+        libc::SYS_pselect6 => (regs.r8, 1),
+        libc::SYS_ppoll => (regs.rdx, 1),
+        _ => return None,
+    };
+    (addr != 0).then_some((addr, unit))
+}
+
+/// A `timeval` or `timespec` (second field in units of `unit` ns) less `spent`, never
+/// below zero. A malformed one is left as it is: the call fails with EINVAL where the
+/// process goes, as it would have here.
+fn time_less(raw: [u8; 16], unit: u64, spent: Duration) -> [u8; 16] {
+    let sec = i64::from_ne_bytes(raw[..8].try_into().unwrap());
+    let frac = i64::from_ne_bytes(raw[8..].try_into().unwrap());
+    let per_sec = 1_000_000_000 / unit as i64;
+    if sec < 0 || !(0..per_sec).contains(&frac) {
+        return raw;
+    }
+    let total = (sec as i128) * 1_000_000_000 + (frac as i128) * unit as i128;
+    let left = (total - spent.as_nanos() as i128).max(0);
+    let sec = (left / 1_000_000_000) as i64;
+    let frac = ((left % 1_000_000_000) / unit as i128) as i64;
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&sec.to_ne_bytes());
+    out[8..].copy_from_slice(&frac.to_ne_bytes());
+    out
+}
+
+/// Takes `spent` off the timeout at `addr` in the memory of the frozen process `pid`.
+fn less_time_in_memory(pid: i32, addr: u64, unit: u64, spent: Duration) -> std::io::Result<()> {
+    let mem = crate::pages::ProcessMemory::open_rw(pid)?;
+    let mut raw = [0u8; 16];
+    mem.read_at(addr, &mut raw)?;
+    mem.write_at(addr, &time_less(raw, unit, spent))
+}
+
 fn go_home(
     guest: Guest,
     in_flight: Option<InFlight>,
@@ -644,9 +686,16 @@ fn go_home(
         }
     };
     if let Some(f) = in_flight {
+        let spent = f.sent.elapsed();
         let regs = &mut frozen.image_mut().regs;
         if regs.interrupted_syscall() == Some(f.nr) {
-            with_time_left(regs, f.nr, f.sent.elapsed());
+            with_time_left(regs, f.nr, spent);
+            if let Some((addr, unit)) = timeout_in_memory(regs, f.nr) {
+                // Home reads the process's pages from here. Should the write fail (the
+                // address unmapped), the call waits its full time again: late, never
+                // early, as before.
+                let _ = less_time_in_memory(frozen.pid(), addr, unit, spent);
+            }
         }
     }
     let image = Box::new(frozen.image().clone());
@@ -919,8 +968,29 @@ pub fn run_remote_counting(
 
 #[cfg(test)]
 mod tests {
-    use super::with_time_left;
+    use super::{time_less, with_time_left};
     use std::time::Duration;
+
+    fn tv(sec: i64, frac: i64) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&sec.to_ne_bytes());
+        b[8..].copy_from_slice(&frac.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn a_timeout_in_memory_loses_the_time_spent() {
+        let ms = Duration::from_millis;
+        // timespec: 2 s less 1.25 s.
+        assert_eq!(time_less(tv(2, 0), 1, ms(1250)), tv(0, 750_000_000));
+        // timeval (microseconds): 1.5 s less 0.6 s.
+        assert_eq!(time_less(tv(1, 500_000), 1000, ms(600)), tv(0, 900_000));
+        // Never below zero.
+        assert_eq!(time_less(tv(1, 0), 1, ms(5000)), tv(0, 0));
+        // Malformed ones stay as they are, for the kernel to refuse.
+        assert_eq!(time_less(tv(-1, 0), 1, ms(5)), tv(-1, 0));
+        assert_eq!(time_less(tv(1, 1_000_000), 1000, ms(5)), tv(1, 1_000_000));
+    }
 
     #[test]
     fn a_timed_call_that_moves_keeps_the_time_it_had_left() {

@@ -121,7 +121,8 @@ struct Plan {
     /// For `blocked_read`: once it waits in its read at home, ask it home from this
     /// end, and feed its fifo once it is home.
     home_while_blocked: Option<Side>,
-    /// For `poll_timeout`: ask it home (from the remote end) a second into its poll.
+    /// For `poll_timeout`: ask it home (from the remote end) a second into its timed
+    /// wait (poll, ppoll, select or pselect6).
     home_during_poll: bool,
 }
 
@@ -264,7 +265,15 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             let fifo = dir.path().join("in");
             std::thread::spawn(move || {
                 wait_for_file(&fifo);
-                wait_in(pid, libc::SYS_poll);
+                wait_in_any(
+                    pid,
+                    &[
+                        libc::SYS_poll,
+                        libc::SYS_ppoll,
+                        libc::SYS_select,
+                        libc::SYS_pselect6,
+                    ],
+                );
                 std::thread::sleep(Duration::from_millis(1000));
                 tx.send(Cmd::ComeHome).unwrap();
             })
@@ -421,8 +430,14 @@ fn waits_in(pid: i32) -> Option<i64> {
 
 /// Waits until process `pid` waits in call `nr` (at home: natively, or its deputy).
 fn wait_in(pid: i32, nr: i64) {
+    wait_in_any(pid, &[nr])
+}
+
+/// Waits until process `pid` waits in one of the calls `nrs`.
+fn wait_in_any(pid: i32, nrs: &[i64]) {
+    let nr = nrs[0];
     let start = Instant::now();
-    while waits_in(pid) != Some(nr) {
+    while !waits_in(pid).is_some_and(|n| nrs.contains(&n)) {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "never waited in {nr}"
@@ -671,21 +686,24 @@ fn a_process_blocked_in_a_forwarded_call_comes_home() {
     }
 }
 
-/// A poll with a timeout, in flight when the process is brought home, returns after its
-/// own timeout (2 s), not after the time before the move plus a fresh 2 s.
+/// A timed wait, in flight when the process is brought home, returns after its own
+/// timeout (2 s), not after the time before the move plus a fresh 2 s: poll's timeout
+/// passed by value, and the ones ppoll, select and pselect keep in the process's memory.
 #[test]
 fn a_timed_call_in_flight_across_a_move_keeps_its_time() {
-    let native = run_plan("poll_timeout", &[], Plan::default()).outcome;
-    assert_eq!(
-        native.stdout,
-        "poll returned 0 after its own timeout 1\nstatus 0\n"
-    );
-    let plan = Plan {
-        migrate_after: Some(0.05),
-        home_during_poll: true,
-        ..Plan::default()
-    };
-    let run = run_plan("poll_timeout", &[], plan);
-    assert_eq!(run.outcome, native, "{}", run.how);
-    assert!(run.how.starts_with("CameHome"), "{}", run.how);
+    for how in ["poll", "ppoll", "select", "pselect"] {
+        let native = run_plan("poll_timeout", &[how], Plan::default()).outcome;
+        assert_eq!(
+            native.stdout,
+            format!("{how} returned 0 after its own timeout 1\nstatus 0\n")
+        );
+        let plan = Plan {
+            migrate_after: Some(0.05),
+            home_during_poll: true,
+            ..Plan::default()
+        };
+        let run = run_plan("poll_timeout", &[how], plan);
+        assert_eq!(run.outcome, native, "{how}: {}", run.how);
+        assert!(run.how.starts_with("CameHome"), "{how}: {}", run.how);
+    }
 }
