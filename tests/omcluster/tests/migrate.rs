@@ -524,6 +524,63 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
     }
 }
 
+/// An ordinary user's program whose executable it may run but not read (mode 0111), and
+/// that only the home node has, moves away and comes home again: home takes its pages
+/// from the guest rather than re-opening a file the deputy could not read. `migrate
+/// --wait` run by that user says where it went, and the program ends as natively.
+#[test]
+fn an_exec_only_program_of_an_ordinary_user_moves_and_comes_home() {
+    let c = cluster("t-migxo");
+    let bin = at_home_only(&c, &program("remote"));
+    let xo = format!("{bin}-xo");
+    let o = c.sh(
+        1,
+        &format!("cp {bin} {xo} && chmod 0111 {xo} && mkdir -m 1777 /tmp/xo"),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let [mosrun, migrate, mosctl] =
+        ["mosrun", "migrate", "mosctl"].map(|t| c.for_everyone(1, &tool(t)));
+    let script = format!(
+        "cd /tmp/xo && cat {xo} > /dev/null 2>&1 && echo readable; \
+         REMOTE_SPIN=4 {mosrun} -2 {xo} exit42 & P=$!; \
+         for i in $(seq 200); do [ \"$({mosctl} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.02; done; \
+         echo \"where $({mosctl} where $P)\"; {migrate} --wait $P home; \
+         echo \"then $({mosctl} where $P)\"; wait $P; echo \"status $?\""
+    );
+    let o = c
+        .command(1, "setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let logs = sh(&c, 1, "grep -i migrat /run/omd/omd.log || true");
+    let what = format!("{out}{err}\n-- omd at node 1:\n{logs}");
+    assert!(
+        !out.contains("readable"),
+        "the user can read its 0111 program: {what}"
+    );
+    assert!(out.contains("where 2\n"), "{what}");
+    assert!(out.contains(" is home\n"), "{what}");
+    assert!(out.contains("then 0\n"), "{what}");
+    assert!(out.contains("status 42\n"), "{what}");
+    for node in 1..=3u16 {
+        let left = sh(
+            &c,
+            node,
+            "ps -eo args | grep -v grep | grep 'remote-xo' || true",
+        );
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
+
 /// A guest that its node's out-of-memory killer ends dies by SIGKILL at home too, and the
 /// home node's log says at which node and why (the shell itself shows only "Killed").
 #[test]

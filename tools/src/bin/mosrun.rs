@@ -204,6 +204,10 @@ fn mover(spec: &str) -> Result<ExitCode> {
         match std::fs::read_link(format!("/proc/{pid}/exe")) {
             Ok(exe) if exe != mine => break,
             Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            // A program its user may run but not read (mode 0111) makes the process
+            // undumpable, and its exe link unreadable even to that user: mosrun, which
+            // the user could read, has been replaced.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => break,
             _ => return Ok(ExitCode::SUCCESS),
         }
     }
