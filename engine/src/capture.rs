@@ -561,9 +561,18 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
         .unwrap_or(0);
     let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
     let mut pending = Vec::new();
+    // Signals a signalfd watches stay queued where the signalfd stays (see `sigfd`).
+    let stay = if keep_files {
+        crate::sigfd::watched_signals(pid)
+    } else {
+        0
+    };
     for shared in [false, true] {
         for siginfo in sys::peek_siginfo(p, shared).map_err(proc_err(pid, "pending signals"))? {
-            pending.push(PendingSignal { shared, siginfo });
+            let signal = PendingSignal { shared, siginfo };
+            if stay & crate::sigfd::signal_bit(signal.signo()) == 0 {
+                pending.push(signal);
+            }
         }
     }
     let rseq = sys::get_rseq(p).map_err(proc_err(pid, "rseq"))?;

@@ -20,6 +20,7 @@ use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::PageSource;
 use crate::restore::{find_gap, foreign_files, rebuild, Mode, Paging};
+use crate::sigfd;
 use crate::sys;
 use crate::syscalls::{Call, Reply, Scratch};
 
@@ -94,6 +95,10 @@ pub struct DeputyCtl {
     pending: Vec<i32>,
     /// The private mappings the process had when it left (not yet released).
     releasable: Vec<(u64, u64)>,
+    /// The signals a signalfd of the process watches (see [`sigfd::watched_signals`]). They
+    /// stay queued at home, blocked in the deputy, for forwarded reads of the signalfd
+    /// to find, rather than going to the guest.
+    watched: u64,
 }
 
 struct Mem<'a>(&'a Injector);
@@ -174,11 +179,12 @@ impl DeputyCtl {
             nudged: false,
             pending: Vec::new(),
             releasable: releasable(image),
+            watched: sigfd::watched_signals(pid),
         };
         d.map_region(1 << 20, None)?;
         // Take every queued signal without delivering it: those in the image go to the
         // remote with it, later ones are forwarded like any other.
-        let set = d.inj.put(0, &u64::MAX.to_ne_bytes())?;
+        let set = d.inj.put(0, &(!d.watched).to_ne_bytes())?;
         let zero = d.inj.put(16, &[0u8; 16])?;
         let mut captured: Vec<i32> = image.pending.iter().map(|s| s.signo()).collect();
         for _ in 0..256 {
@@ -218,7 +224,7 @@ impl DeputyCtl {
                     .raw(libc::SYS_rt_sigaction, &[sig as u64, dfl, 0, 8])?;
             }
         }
-        sys::set_sigmask(p, 0).map_err(|e| InjectError::Mem(0, e))?;
+        sys::set_sigmask(p, d.watched).map_err(|e| InjectError::Mem(0, e))?;
         Ok(d)
     }
 
@@ -435,14 +441,21 @@ impl DeputyCtl {
     /// Takes the signals queued for the stopped deputy (without delivering them) into
     /// `pending`. Two queue peeks when there are none.
     fn take_queued(&mut self) -> Result<(), InjectError> {
-        let queued = |shared| sys::peek_siginfo(self.pid, shared).map(|q| !q.is_empty());
+        let watched = self.watched;
+        let queued = |shared| {
+            sys::peek_siginfo(self.pid, shared).map(|q| {
+                q.iter().any(|i| {
+                    watched & sigfd::signal_bit(i32::from_ne_bytes([i[0], i[1], i[2], i[3]])) == 0
+                })
+            })
+        };
         let mem = |e| InjectError::Mem(0, e);
         if !(queued(false).map_err(mem)? || queued(true).map_err(mem)?) {
             return Ok(());
         }
         // Blocked while they are taken, so that none is delivered on the way in.
         sys::set_sigmask(self.pid, u64::MAX).map_err(mem)?;
-        let set = self.inj.put(0, &u64::MAX.to_ne_bytes())?;
+        let set = self.inj.put(0, &(!watched).to_ne_bytes())?;
         let zero = self.inj.put(16, &[0u8; 16])?;
         let info = self.inj.put(64, &[0u8; 128])?;
         for _ in 0..256 {
@@ -457,7 +470,7 @@ impl DeputyCtl {
                 self.pending.push(r as i32);
             }
         }
-        sys::set_sigmask(self.pid, 0).map_err(mem)
+        sys::set_sigmask(self.pid, watched).map_err(mem)
     }
 
     /// Executes a forwarded call.
@@ -487,14 +500,21 @@ impl DeputyCtl {
         let quiet = call.tty_quiet & crate::syscalls::TTY_STOP_SIGNALS;
         let pid = self.pid;
         let mask = |m| sys::set_sigmask(pid, m).map_err(|e| InjectError::Mem(0, e));
-        if quiet != 0 {
-            mask(quiet)?;
+        if quiet & !self.watched != 0 {
+            mask(quiet | self.watched)?;
         }
         let ret = self.inject(call.nr as i64, &args);
-        if quiet != 0 {
-            mask(0)?;
+        if quiet & !self.watched != 0 {
+            mask(self.watched)?;
         }
         let ret = ret?;
+        if may_change_signalfds(call.nr as i64, ret, self.watched) {
+            let now = sigfd::watched_signals(pid.as_raw());
+            if now != self.watched {
+                self.watched = now;
+                mask(now)?;
+            }
+        }
         let nudged = std::mem::take(&mut self.nudged);
         if nudged && RESTARTS.contains(&ret) && self.pending.is_empty() {
             return Ok(Outcome::Interrupted);
@@ -684,9 +704,28 @@ impl DeputyCtl {
     }
 }
 
+/// Whether call `nr`, which returned `ret`, may have made, closed or replaced a signalfd
+/// of the process (`watched` are the signals its signalfds watched before).
+fn may_change_signalfds(nr: i64, ret: i64, watched: u64) -> bool {
+    match nr {
+        libc::SYS_signalfd | libc::SYS_signalfd4 => ret >= 0,
+        libc::SYS_close | libc::SYS_close_range | libc::SYS_dup2 | libc::SYS_dup3 => watched != 0,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::outside;
+    use super::{may_change_signalfds, outside};
+
+    #[test]
+    fn calls_that_may_change_signalfds() {
+        assert!(may_change_signalfds(libc::SYS_signalfd4, 3, 0));
+        assert!(!may_change_signalfds(libc::SYS_signalfd4, -22, 0));
+        assert!(!may_change_signalfds(libc::SYS_close, 0, 0));
+        assert!(may_change_signalfds(libc::SYS_close, 0, 1));
+        assert!(!may_change_signalfds(libc::SYS_read, 8, 1));
+    }
 
     #[test]
     fn only_the_kept_range_is_cut_out() {

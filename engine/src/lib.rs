@@ -23,6 +23,7 @@ pub mod ranges;
 pub mod relay;
 pub mod restore;
 pub mod seccomp;
+mod sigfd;
 mod sys;
 pub mod syscalls;
 pub mod tracer;

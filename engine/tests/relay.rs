@@ -537,6 +537,7 @@ relay_tests!(
     rseq_robust,
     sighandler,
     shared_mem,
+    signalfd,
     stdio_buffered,
     tls,
     vdso_time

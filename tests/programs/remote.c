@@ -3,11 +3,13 @@
  *   usr1       spin until SIGUSR1 arrives (the handler prints), then exit 0
  *   exit42     spin, then exit with status 42
  *   segv       spin, then write through a null pointer
+ *   sigfd      block SIGUSR1, spin, then wait for it in a read of a signalfd
  * It spins 0.6 s, or $REMOTE_SPIN seconds. */
 #include "prog.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 
 static volatile sig_atomic_t got;
 static void on_usr1(int s) { (void)s; got = 1; }
@@ -16,6 +18,14 @@ int main(int argc, char **argv) {
     if (argc < 2) return 2;
     /* The handler is there from the start, so a signal at any moment finds it. */
     if (!strcmp(argv[1], "usr1")) signal(SIGUSR1, on_usr1);
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    int sfd = -1;
+    if (!strcmp(argv[1], "sigfd")) {
+        sigprocmask(SIG_BLOCK, &usr1, NULL);
+        sfd = signalfd(-1, &usr1, 0);
+    }
     const char *secs = getenv("REMOTE_SPIN");
     spin(secs ? atof(secs) : 0.6);
     if (!strcmp(argv[1], "open") && argc > 2) {
@@ -30,6 +40,15 @@ int main(int argc, char **argv) {
         while (!got && now() < end) {
         }
         printf("handler ran: %d\n", (int)got);
+        return 0;
+    }
+    if (!strcmp(argv[1], "sigfd")) {
+        printf("waiting\n");
+        fflush(stdout);
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof si);
+        printf("read %zd: signal %u from %s\n", n, si.ssi_signo,
+               si.ssi_pid == (unsigned)getpid() ? "itself" : "another process");
         return 0;
     }
     if (!strcmp(argv[1], "exit42")) return 42;

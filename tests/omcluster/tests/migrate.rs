@@ -363,7 +363,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 30] = [
+const ENGINE_PROGRAMS: [&str; 31] = [
     "altstack",
     "attrs",
     "avx",
@@ -391,6 +391,7 @@ const ENGINE_PROGRAMS: [&str; 30] = [
     "rseq_robust",
     "shared_mem",
     "sighandler",
+    "signalfd",
     "stdio_buffered",
     "tls",
     "vdso_time",
@@ -490,6 +491,16 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
     // kill -USR1 at home runs the handler at node 2.
     let o = remote(&c, "usr1", "usr1", "sleep 0.8; kill -USR1 $P");
     assert!(o.contains("where 2") && o.contains("handler ran: 1"), "{o}");
+    assert!(o.contains("status 0"), "{o}");
+
+    // A signal sent at home while the guest waits for it in a read of a signalfd (the
+    // signalfd is at home) is read there.
+    let o = remote(&c, "sigfd", "sigfd", "sleep 3; kill -USR1 $P");
+    assert!(o.contains("where 2"), "{o}");
+    assert!(
+        o.contains("read 128: signal 10 from another process\n"),
+        "{o}"
+    );
     assert!(o.contains("status 0"), "{o}");
 
     // The exit status reaches the parent shell.
