@@ -26,6 +26,32 @@ pub struct Frozen {
     image: ProcessImage,
     memory: ProcessMemory,
     tracer: Option<TracerThread>,
+    /// Timer signals the capture took from the process's queue (see [`Requeue`]).
+    taken: Requeue,
+}
+
+/// Timer signals a capture dequeued, to learn how many expirations they had missed
+/// (only `sigtimedwait` tells). Dropped, it queues them back to the process, with those
+/// overruns in their siginfo: a capture that does not end in a move leaves the process
+/// with its signals. [`Requeue::forget`] once the process has moved.
+#[derive(Default)]
+pub(crate) struct Requeue {
+    pid: i32,
+    sigs: Vec<Vec<u8>>,
+}
+
+impl Requeue {
+    fn forget(&mut self) {
+        self.sigs.clear();
+    }
+}
+
+impl Drop for Requeue {
+    fn drop(&mut self) {
+        for info in std::mem::take(&mut self.sigs) {
+            let _ = sys::queue_siginfo(self.pid, &info);
+        }
+    }
 }
 
 impl Frozen {
@@ -58,6 +84,7 @@ impl Frozen {
     /// Ends the process (SIGKILL), e.g. after a complete checkpoint, and waits until it is
     /// gone. If the caller is also its parent, the process is reaped here.
     pub fn kill(mut self) -> Result<(), CaptureError> {
+        self.taken.forget();
         let pid = self.pid;
         let Some(tracer) = self.tracer.take() else {
             return Ok(());
@@ -95,6 +122,7 @@ impl Frozen {
             });
         };
         let image = self.image.clone();
+        let mut taken = std::mem::take(&mut self.taken);
         let r = tracer.run(move || {
             let ctl = crate::deputy::DeputyCtl::new(pid, &image);
             if ctl.is_err() {
@@ -102,6 +130,9 @@ impl Frozen {
                 let _ = ptrace::setregs(p, image.regs.to_raw());
                 let _ = sys::set_sigmask(p, image.sigmask);
                 let _ = ptrace::detach(p, None);
+                drop(taken);
+            } else {
+                taken.forget();
             }
             f(ctl)
         });
@@ -187,7 +218,7 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
             what: "a tracer thread".into(),
             source,
         })?;
-    let image = tracer
+    let (image, taken) = tracer
         .run(move || capture_on_tracer(pid, opts))
         .map_err(|source| CaptureError::Proc {
             pid,
@@ -204,6 +235,7 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
         image,
         memory,
         tracer: Some(tracer),
+        taken,
     })
 }
 
@@ -360,11 +392,11 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
     }
 }
 
-fn capture_on_tracer(pid: i32, opts: Options) -> Result<ProcessImage, CaptureError> {
+fn capture_on_tracer(pid: i32, opts: Options) -> Result<(ProcessImage, Requeue), CaptureError> {
     let p = Pid::from_raw(pid);
     freeze(p, opts.while_stopping)?;
     match capture_frozen(pid, opts.keep_files, opts.guest) {
-        Ok(image) => Ok(image),
+        Ok(captured) => Ok(captured),
         Err(e) => {
             let _ = ptrace::detach(p, None);
             Err(e)
@@ -372,7 +404,11 @@ fn capture_on_tracer(pid: i32, opts: Options) -> Result<ProcessImage, CaptureErr
     }
 }
 
-fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImage, CaptureError> {
+fn capture_frozen(
+    pid: i32,
+    keep_files: bool,
+    guest: bool,
+) -> Result<(ProcessImage, Requeue), CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
     let st = read_status(pid)?;
@@ -607,7 +643,25 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
                 Refusal::UnsupportedMapping("no syscall instruction in [vdso]".into()),
             )
         })?;
-    let injected = ask_process(p, insn, sigmask, timers).map_err(inject_err)?;
+    // Queued timer signals are taken, for their overruns (see `Requeue`).
+    let queued = queued_timer_signals(&pending, &timers);
+    let mut injected = ask_process(p, insn, sigmask, timers, &queued).map_err(inject_err)?;
+    let taken = Requeue {
+        pid,
+        sigs: std::mem::take(&mut injected.taken),
+    };
+    for t in injected
+        .timers
+        .iter()
+        .filter(|t| t.queued_overrun.is_some())
+    {
+        if let Some(i) = pending
+            .iter()
+            .position(|s| timer_signal_of(&s.siginfo) == Some(t.id))
+        {
+            pending.remove(i);
+        }
+    }
 
     let stat = proc_
         .stat()
@@ -638,7 +692,7 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
         .to_string_lossy()
         .into_owned();
 
-    Ok(ProcessImage {
+    let image = ProcessImage {
         version: IMAGE_VERSION,
         pid,
         comm,
@@ -670,7 +724,35 @@ fn capture_frozen(pid: i32, keep_files: bool, guest: bool) -> Result<ProcessImag
             gid: st.gid,
             groups: st.groups,
         },
-    })
+    };
+    Ok((image, taken))
+}
+
+/// `si_code` of a signal a POSIX timer queued.
+const SI_TIMER: i32 = -2;
+
+/// The id of the timer that queued the raw `siginfo`, if a timer did.
+pub(crate) fn timer_signal_of(siginfo: &[u8]) -> Option<i32> {
+    let int_at = |at: usize| {
+        Some(i32::from_ne_bytes(
+            siginfo.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    (int_at(8)? == SI_TIMER).then(|| int_at(16)).flatten()
+}
+
+/// The timers (id, signal) whose signal is queued first of its number (so that
+/// `sigtimedwait` for that number takes it): a timer's signal is queued once, whatever
+/// it misses meanwhile, and only its delivery tells how much that was.
+fn queued_timer_signals(pending: &[PendingSignal], timers: &[PosixTimer]) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for t in timers {
+        let first = pending.iter().find(|s| s.signo() == t.signo);
+        if first.is_some_and(|s| timer_signal_of(&s.siginfo) == Some(t.id)) {
+            out.push((t.id, t.signo));
+        }
+    }
+    out
 }
 
 /// `membarrier` command: the commands the process registered for.
@@ -685,6 +767,8 @@ struct Injected {
     mm_state: MmState,
     clear_child_tid: u64,
     brk: u64,
+    /// Raw siginfos of the timer signals taken (see [`Requeue`]).
+    taken: Vec<Vec<u8>>,
 }
 
 /// The POSIX timers `/proc/PID/timers` lists, without their times (asked of the process
@@ -706,6 +790,8 @@ pub(crate) fn parse_timers(text: &str) -> Option<Vec<PosixTimer>> {
                 value: 0,
                 interval_ns: 0,
                 remaining_ns: 0,
+                overrun: 0,
+                queued_overrun: None,
             });
             continue;
         }
@@ -737,7 +823,7 @@ pub(crate) fn parse_timers(text: &str) -> Option<Vec<PosixTimer>> {
     Some(out)
 }
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
 }
 
@@ -746,10 +832,11 @@ fn ask_process(
     insn: u64,
     sigmask: u64,
     timers: Vec<PosixTimer>,
+    queued: &[(i32, i32)],
 ) -> Result<Injected, InjectError> {
     let mut inj = Injector::new(p, insn)?;
     sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
-    let result = ask_with(&mut inj, timers);
+    let result = ask_with(&mut inj, timers, queued);
     if inj.scratch != 0 {
         let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, PAGE_SIZE]);
     }
@@ -761,7 +848,11 @@ fn ask_process(
     Ok(r)
 }
 
-fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected, InjectError> {
+fn ask_with(
+    inj: &mut Injector,
+    mut timers: Vec<PosixTimer>,
+    queued: &[(i32, i32)],
+) -> Result<Injected, InjectError> {
     let scratch = inj.call(
         "mmap",
         libc::SYS_mmap,
@@ -822,6 +913,13 @@ fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected,
         let b = inj.read(scratch, 32)?;
         t.interval_ns = ns(&b, 0);
         t.remaining_ns = ns(&b, 16);
+        if t.interval_ns > 0 {
+            t.overrun = inj.call(
+                "timer_getoverrun",
+                libc::SYS_timer_getoverrun,
+                &[t.id as u64],
+            )? as i32;
+        }
     }
     let thp = inj.call(
         "prctl(PR_GET_THP_DISABLE)",
@@ -848,6 +946,31 @@ fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected,
     )?;
     let clear_child_tid = u64_at(&inj.read(scratch, 8)?, 0);
     let brk = inj.call("brk", libc::SYS_brk, &[0])?;
+    // Last, so that nothing can fail once a signal is taken (the caller puts it back if
+    // the capture goes no further).
+    let mut taken = Vec::new();
+    for t in timers.iter_mut().filter(|t| t.interval_ns > 0) {
+        if !queued.contains(&(t.id, t.signo)) {
+            continue;
+        }
+        inj.write(scratch, &(1u64 << (t.signo - 1)).to_ne_bytes())?;
+        inj.write(scratch + 16, &[0u8; 16])?;
+        let got = inj.call(
+            "rt_sigtimedwait",
+            libc::SYS_rt_sigtimedwait,
+            &[scratch, scratch + 64, scratch + 16, 8],
+        );
+        if !matches!(got, Ok(n) if n == t.signo as u64) {
+            continue;
+        }
+        let info = inj.read(scratch + 64, 128)?;
+        if timer_signal_of(&info) == Some(t.id) {
+            t.queued_overrun = Some(i32::from_ne_bytes(
+                info[20..24].try_into().unwrap_or([0; 4]),
+            ));
+        }
+        taken.push(info);
+    }
     Ok(Injected {
         sigactions,
         altstack,
@@ -856,6 +979,7 @@ fn ask_with(inj: &mut Injector, mut timers: Vec<PosixTimer>) -> Result<Injected,
         mm_state,
         clear_child_tid,
         brk,
+        taken,
     })
 }
 

@@ -269,6 +269,15 @@ pub struct PosixTimer {
     pub interval_ns: u64,
     /// Time to the next expiry, in nanoseconds (0: disarmed).
     pub remaining_ns: u64,
+    /// What `timer_getoverrun` answered: the overruns of the last signal delivered.
+    #[serde(default)]
+    pub overrun: i32,
+    /// A periodic timer whose signal was queued, not yet delivered: how many expirations
+    /// it had missed since (its `si_overrun` so far). The signal is then not in
+    /// [`ProcessImage::pending`]; restore makes the timer queue it again, with these
+    /// overruns and those still to come.
+    #[serde(default)]
+    pub queued_overrun: Option<i32>,
 }
 
 /// State of the whole address space that neither the mappings nor the registers show.

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::capture::file_id;
+use crate::capture::{file_id, u64_at};
 use crate::error::{InjectError, PageError, RestoreError};
 use crate::image::*;
 use crate::inject::Injector;
@@ -1086,6 +1086,43 @@ fn restore_mm_state(inj: &mut Injector, mm: &MmState) -> Result<(), RestoreError
     Ok(())
 }
 
+/// Whether timer `t` can be set behind to count overruns again: a periodic timer that
+/// signals, armed, on a clock an absolute expiry can be set on (not a CPU-time clock,
+/// whose time the new process starts at zero).
+fn counts_overruns(t: &PosixTimer) -> bool {
+    let signals = t.notify & !libc::SIGEV_THREAD_ID == libc::SIGEV_SIGNAL;
+    let clock = matches!(
+        t.clock,
+        libc::CLOCK_REALTIME
+            | libc::CLOCK_MONOTONIC
+            | libc::CLOCK_BOOTTIME
+            | libc::CLOCK_REALTIME_ALARM
+            | libc::CLOCK_BOOTTIME_ALARM
+            | libc::CLOCK_TAI
+    );
+    signals && clock && t.interval_ns > 0 && t.remaining_ns > 0 && (1..=64).contains(&t.signo)
+}
+
+/// The absolute expiry (ns on the timer's clock, now `now`) that makes a timer with
+/// `interval` have missed `missed` expirations after it, and next expire `remaining`
+/// from now: the kernel counts the intervals it forwards over as overruns. None if that
+/// lies before the clock's zero.
+fn expiry_behind(now: u64, remaining: u64, interval: u64, missed: i32) -> Option<u64> {
+    let back = (missed.max(0) as u64 + 1).checked_mul(interval)?;
+    (now + remaining).checked_sub(back).filter(|&at| at > 0)
+}
+
+/// The siginfo a timer queues (SI_TIMER), with `overrun` missed expirations.
+fn timer_siginfo(t: &PosixTimer, overrun: i32) -> Vec<u8> {
+    let mut info = vec![0u8; 128];
+    info[0..4].copy_from_slice(&t.signo.to_ne_bytes());
+    info[8..12].copy_from_slice(&(-2i32).to_ne_bytes());
+    info[16..20].copy_from_slice(&t.id.to_ne_bytes());
+    info[20..24].copy_from_slice(&overrun.to_ne_bytes());
+    info[24..32].copy_from_slice(&t.value.to_ne_bytes());
+    info
+}
+
 /// `prctl` option asking `timer_create` for the id its argument holds (Linux 6.16).
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 
@@ -1136,8 +1173,39 @@ fn restore_timers(
             &[t.clock as u64, s, s + 64],
         )
         .map_err(step(format!("recreate timer {}", t.id)))?;
+    }
+    // Overruns first: a timer whose last signal had missed expirations is set to have
+    // missed as many by now and its signal taken at once, so that timer_getoverrun says
+    // so again (timer_settime clears it) before any other timer can signal. Then the
+    // others; one whose signal was queued is set to queue it again now, its overruns
+    // counted from its missed expirations, as the kernel counts at delivery.
+    let (taken, others): (Vec<&PosixTimer>, Vec<&PosixTimer>) = image
+        .timers
+        .iter()
+        .partition(|t| t.queued_overrun.is_none() && t.overrun > 0);
+    let mut requeue = Vec::new();
+    for t in taken.into_iter().chain(others) {
+        let missed = t.queued_overrun.or((t.overrun > 0).then_some(t.overrun));
+        let behind = match missed {
+            Some(m) if counts_overruns(t) => {
+                inj.call(
+                    "clock_gettime",
+                    libc::SYS_clock_gettime,
+                    &[t.clock as u64, s],
+                )
+                .map_err(step(format!("read the clock of timer {}", t.id)))?;
+                let b = inj.read(s, 16).map_err(step("clock"))?;
+                let now = u64_at(&b, 0) * 1_000_000_000 + u64_at(&b, 8);
+                expiry_behind(now, t.remaining_ns, t.interval_ns, m)
+            }
+            _ => None,
+        };
+        let (flags, value) = match behind {
+            Some(at) => (libc::TIMER_ABSTIME as u64, at),
+            None => (0, t.remaining_ns),
+        };
         let mut its = Vec::with_capacity(32);
-        for ns in [t.interval_ns, t.remaining_ns] {
+        for ns in [t.interval_ns, value] {
             its.extend_from_slice(&(ns / 1_000_000_000).to_ne_bytes());
             its.extend_from_slice(&(ns % 1_000_000_000).to_ne_bytes());
         }
@@ -1145,9 +1213,36 @@ fn restore_timers(
         inj.call(
             "timer_settime",
             libc::SYS_timer_settime,
-            &[t.id as u64, 0, s + 128, 0],
+            &[t.id as u64, flags, s + 128, 0],
         )
         .map_err(step(format!("set timer {}", t.id)))?;
+        match (behind, t.queued_overrun) {
+            (Some(_), None) => {
+                // It expires at once (the kernel signals from its timer interrupt).
+                inj.put(0, &(1u64 << (t.signo - 1)).to_ne_bytes())
+                    .map_err(step("signal set"))?;
+                inj.put(16, &[1u64.to_ne_bytes(), 0u64.to_ne_bytes()].concat())
+                    .map_err(step("timeout"))?;
+                let got = inj.call(
+                    "rt_sigtimedwait",
+                    libc::SYS_rt_sigtimedwait,
+                    &[s, s + 64, s + 16, 8],
+                );
+                if got.is_ok_and(|n| n == t.signo as u64) {
+                    let info = inj.read(s + 64, 128).map_err(step("siginfo"))?;
+                    if crate::capture::timer_signal_of(&info) != Some(t.id) {
+                        requeue.push(info);
+                    }
+                }
+            }
+            // Its clock cannot be set behind: the signal is queued as it was captured.
+            (None, Some(k)) => requeue.push(timer_siginfo(t, k)),
+            _ => {}
+        }
+    }
+    for info in requeue {
+        sys::queue_siginfo(stub.as_raw(), &info)
+            .map_err(sys_err("queue a timer's signal again"))?;
     }
     inj.call(
         "prctl(PR_TIMER_CREATE_RESTORE_IDS)",

@@ -26,6 +26,19 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// Queues the signal of the raw `siginfo` (a `siginfo_t`, at most 128 bytes) to process
+/// `pid`, as rt_sigqueueinfo(2) does. Codes the kernel itself makes and that are
+/// negative, such as SI_TIMER, may be queued to another process.
+pub(crate) fn queue_siginfo(pid: i32, siginfo: &[u8]) -> io::Result<()> {
+    let mut info = [0u8; 128];
+    let n = siginfo.len().min(128);
+    info[..n].copy_from_slice(&siginfo[..n]);
+    let sig = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+    // SAFETY: the kernel reads one 128-byte siginfo_t from `info`, which is that long.
+    let ret = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, info.as_ptr()) };
+    check(ret).map(drop)
+}
+
 /// Reads the XSAVE area of a ptrace-stopped tracee.
 pub(crate) fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; XSTATE_MAX];

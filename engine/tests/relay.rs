@@ -543,6 +543,27 @@ relay_tests!(
     vdso_time
 );
 
+/// A periodic timer's overruns survive a move at each stage: moved while its signal
+/// waits queued (the expirations it missed are counted at delivery away), and moved and
+/// brought home after a signal was taken (timer_getoverrun still says what it said).
+#[test]
+fn posix_timer_overruns_survive_moves() {
+    let (native, _) = run("posix_timer", None, None);
+    assert!(
+        native.stdout.contains("overruns right (>= 5)"),
+        "{}",
+        native.stdout
+    );
+    for (away, home) in [(0.3, 0.2), (0.65, 0.3)] {
+        let (moved, how) = run("posix_timer", Some(away), Some(home));
+        assert_eq!(
+            moved, native,
+            "moved at {away} s, home {home} s later: {how}"
+        );
+        assert!(how.starts_with("CameHome"), "{how}");
+    }
+}
+
 #[test]
 fn remote_death_by_signal_is_death_by_signal_at_home() {
     let (native, _) = run_args("remote", &["segv"], None, None);
