@@ -99,6 +99,9 @@ pub struct DeputyCtl {
     /// stay queued at home, blocked in the deputy, for forwarded reads of the signalfd
     /// to find, rather than going to the guest.
     watched: u64,
+    /// A SIGCONT home sent itself to mirror a continue made at the remote node (see
+    /// [`DeputyCtl::go_on`]): the guest has continued already and must not get it.
+    own_cont: bool,
 }
 
 struct Mem<'a>(&'a Injector);
@@ -180,6 +183,7 @@ impl DeputyCtl {
             pending: Vec::new(),
             releasable: releasable(image),
             watched: sigfd::watched_signals(pid),
+            own_cont: false,
         };
         d.map_region(1 << 20, None)?;
         // Take every queued signal without delivering it: those in the image go to the
@@ -295,8 +299,9 @@ impl DeputyCtl {
         let mut passed = false;
         loop {
             let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+            let pid = self.pid;
             let cont = |sig: Option<Signal>| {
-                ptrace::cont(self.pid, sig).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))
+                ptrace::cont(pid, sig).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))
             };
             match waitpid(self.pid, Some(flags)) {
                 Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
@@ -309,7 +314,7 @@ impl DeputyCtl {
                     cont(Some(got))?;
                 }
                 Ok(WaitStatus::Stopped(_, got)) => {
-                    self.pending.push(got as i32);
+                    self.take(got as i32);
                     cont(None)?;
                 }
                 Ok(WaitStatus::PtraceEvent(_, _, ev))
@@ -326,6 +331,28 @@ impl DeputyCtl {
                 Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
             }
         }
+    }
+
+    /// Ends the group-stop [`DeputyCtl::stop`] entered, because the guest continued
+    /// without home's word (a SIGCONT sent to it at the remote node): the home process
+    /// continues too, so that its parent sees it run again. The SIGCONT that does it is
+    /// not passed on. Nothing happens if it is not stopped (home's own SIGCONT
+    /// continued both).
+    pub fn go_on(&mut self) -> Result<(), InjectError> {
+        if !self.stopped {
+            return Ok(());
+        }
+        self.own_cont = true;
+        nix::sys::signal::kill(self.pid, Signal::SIGCONT)
+            .map_err(|e| InjectError::Ptrace("kill", e))
+    }
+
+    /// Records a signal taken from the home process, for the guest.
+    fn take(&mut self, sig: i32) {
+        if sig == libc::SIGCONT && std::mem::take(&mut self.own_cont) {
+            return;
+        }
+        self.pending.push(sig);
     }
 
     /// Signals that arrived while parked (without waiting), or the end of the process.
@@ -346,7 +373,7 @@ impl DeputyCtl {
                 }
                 Ok(WaitStatus::Stopped(_, sig)) => {
                     if !self.is_nudge(sig) {
-                        self.pending.push(sig as i32);
+                        self.take(sig as i32);
                     }
                     self.parked = false;
                     if let Err(e) = self.park() {
@@ -380,7 +407,7 @@ impl DeputyCtl {
                 Ok(WaitStatus::Stopped(_, sig)) => {
                     // Taken, not delivered; the interrupt is still pending and stops it next.
                     if !self.is_nudge(sig) {
-                        self.pending.push(sig as i32);
+                        self.take(sig as i32);
                     }
                     ptrace::cont(self.pid, None)
                         .map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
@@ -411,7 +438,7 @@ impl DeputyCtl {
                     if self.is_nudge(sig) {
                         self.nudged = true;
                     } else {
-                        self.pending.push(sig as i32);
+                        self.take(sig as i32);
                     }
                     let r = ptrace::getregs(self.pid)
                         .map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;

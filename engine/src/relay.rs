@@ -84,6 +84,9 @@ pub enum Msg {
     /// Remote → home: why the guest is about to be reported dead (its node's
     /// out-of-memory killer), for the home node's log.
     Why(String),
+    /// Remote → home: the guest continued after a stop; if home did not continue it
+    /// (a SIGCONT sent at the remote node), home continues too.
+    Continued,
 }
 
 /// What the home end reports while the process is away (see [`run_home`]).
@@ -453,6 +456,17 @@ pub fn run_home(
                     }
                 }
             }
+            Some(Msg::Continued) => {
+                if let Err(e) = ctl.go_on() {
+                    match gone_of(&e) {
+                        Some(g) => {
+                            let _ = link.send(&Msg::Gone);
+                            return HomeEnd::Ended(g);
+                        }
+                        None => return fail(&mut ctl, format!("the deputy cannot continue: {e}")),
+                    }
+                }
+            }
             Some(Msg::AllHere) => match ctl.release_memory() {
                 Ok(freed) => progress(Progress::MemoryReleased(freed)),
                 Err(e) => match gone_of(&e) {
@@ -563,13 +577,14 @@ fn deliver(guest: &mut Guest, signals: &[i32]) {
     }
 }
 
-/// Tells home that the guest stopped (a stop signal acted on it), so that home stops
-/// too. Its continuing needs no word: it is home's SIGCONT that continued it.
+/// Tells home that the guest stopped (a stop signal acted on it) or continued, so that
+/// home does the same (a continue home itself caused changes nothing there).
 fn report_stop(guest: &mut Guest, link: &dyn Link) -> std::io::Result<()> {
     while let Some(sig) = guest.job_change() {
-        if sig != 0 {
-            link.send(&Msg::Stopped(sig))?;
-        }
+        link.send(&match sig {
+            0 => Msg::Continued,
+            s => Msg::Stopped(s),
+        })?;
     }
     Ok(())
 }

@@ -592,6 +592,70 @@ fn an_exec_only_program_of_an_ordinary_user_moves_and_comes_home() {
     }
 }
 
+/// A parent that reports what `waitpid(WUNTRACED | WCONTINUED)` tells of its child (as
+/// a shell with job control sees it), one line each in `events`.
+const WATCHING_PARENT: &str = r#"
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+open("pid", "w").write(str(pid))
+while True:
+    _, st = os.waitpid(pid, os.WUNTRACED | os.WCONTINUED)
+    if os.WIFSTOPPED(st): ev = "stopped %d" % os.WSTOPSIG(st)
+    elif os.WIFCONTINUED(st): ev = "continued"
+    elif os.WIFEXITED(st): ev = "exited %d" % os.WEXITSTATUS(st)
+    else: ev = "killed %d" % os.WTERMSIG(st)
+    with open("events", "a") as f: f.write(ev + "\n")
+    if not (os.WIFSTOPPED(st) or os.WIFCONTINUED(st)): break
+"#;
+
+/// A stop and a continue made at the remote node (`kill -STOP`, `kill -CONT` of the
+/// guest there) show at home as they would natively: the home process's parent sees it
+/// stop and continue, and the program ends as usual.
+#[test]
+fn a_stop_and_a_continue_at_the_remote_node_show_at_home() {
+    let c = cluster("t-migstop");
+    let bin = program("remote");
+    let comm = om_cluster::harness::comm_of(&bin);
+    let dir = "/tmp/stopcont";
+    let o = c.sh(
+        1,
+        &format!("mkdir -p {dir} && cat > {dir}/parent.py <<'EOF'\n{WATCHING_PARENT}\nEOF"),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let job = start(
+        &c,
+        dir,
+        &format!(
+            "REMOTE_SPIN=10 python3 parent.py {} -2 {bin} exit42",
+            tool("mosrun")
+        ),
+    );
+    let pid = pid_of(&c, dir);
+    let events = || sh(&c, 1, &format!("cat {dir}/events 2>/dev/null"));
+    wait_until("it runs at node 2", || {
+        sh(&c, 1, &format!("{} where {pid}", tool("mosctl"))).trim() == "2"
+    });
+    let guest = sh(&c, 2, &format!("pgrep -x {comm}")).trim().to_string();
+    assert!(
+        !guest.is_empty() && !guest.contains('\n'),
+        "guest at node 2: {guest:?}"
+    );
+    sh(&c, 2, &format!("kill -STOP {guest}"));
+    wait_until("its parent sees it stop", || events() == "stopped 19\n");
+    sh(&c, 2, &format!("kill -CONT {guest}"));
+    wait_until("its parent sees it continue", || {
+        events() == "stopped 19\ncontinued\n"
+    });
+    let (_, err) = finish(job);
+    assert_eq!(events(), "stopped 19\ncontinued\nexited 42\n", "{err}");
+    for node in 1..=3u16 {
+        let left = sh(&c, node, &format!("pgrep -x {comm} || true"));
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
+
 /// A guest that its node's out-of-memory killer ends dies by SIGKILL at home too, and the
 /// home node's log says at which node and why (the shell itself shows only "Killed").
 #[test]
