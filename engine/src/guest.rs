@@ -61,6 +61,8 @@ pub struct Guest {
     signalled: Option<std::time::Instant>,
     /// Its memory cgroup's file of OOM-kill counts, and the count as it started.
     oom: Option<(std::path::PathBuf, u64)>,
+    /// Copies of the home files it mapped here (see [`crate::homefile`]).
+    home_files: crate::homefile::HomeFiles,
 }
 
 impl GuestMem for ProcessMemory {
@@ -106,6 +108,7 @@ impl Guest {
             stopped_by: None,
             signalled: None,
             oom: oom_counter(pid.as_raw()).and_then(|f| Some((f.clone(), oom_kills(&f)?))),
+            home_files: Default::default(),
         })
     }
 
@@ -184,6 +187,24 @@ impl Guest {
             0,
             sys::NOTIF_FLAG_CONTINUE,
         )
+    }
+
+    /// The copies of home files it mapped here.
+    pub(crate) fn home_files(&mut self) -> &mut crate::homefile::HomeFiles {
+        &mut self.home_files
+    }
+
+    /// Lets trapped call `id` (an `mmap` of its descriptor `fd`) run in this kernel on
+    /// our descriptor `copy` instead, put into the guest as its descriptor `fd`. Its
+    /// descriptors are all at home, so the number is free here.
+    pub(crate) fn allow_on(
+        &self,
+        id: u64,
+        fd: u32,
+        copy: std::os::fd::RawFd,
+    ) -> std::io::Result<()> {
+        sys::notif_addfd(self.listener.as_raw_fd(), id, copy, fd)?;
+        self.allow(id)
     }
 
     fn send(&self, id: u64, val: i64, error: i32) -> std::io::Result<()> {
@@ -333,6 +354,7 @@ impl Guest {
             },
         )?;
         give_files_back(frozen.image_mut(), &self.stand_ins);
+        self.home_files.give_back(frozen.image_mut());
         Ok((frozen, GuestEnd { _guest: self }))
     }
 }

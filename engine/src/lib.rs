@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod deputy;
 pub mod error;
 pub mod guest;
+pub mod homefile;
 pub mod image;
 mod inject;
 pub mod lazy;

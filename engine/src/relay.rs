@@ -886,6 +886,21 @@ pub fn run_remote_counting(
                     return finish(&mut guest, Msg::Exit(code));
                 }
                 Action::Home(reason) => {
+                    if private_file_mapping(&t) {
+                        match map_home_file(&mut guest, link, commands, &t) {
+                            Mapped::Done => continue,
+                            Mapped::Errno(e) => {
+                                let _ = guest.fail(t.id, e);
+                                continue;
+                            }
+                            Mapped::Home => {}
+                            Mapped::Stop(Stop::Home(f)) => {
+                                return go_home(guest, f, ASKED.into(), link)
+                            }
+                            Mapped::Stop(Stop::End(e)) => return give_up(&guest, e),
+                            Mapped::Stop(Stop::Ended(e)) => return e,
+                        }
+                    }
                     let f = InFlight {
                         id: t.id,
                         nr: t.nr,
@@ -978,6 +993,231 @@ pub fn run_remote_counting(
                 },
             }
         }
+    }
+}
+
+/// Whether trapped call `t` is an `mmap` of a file with `MAP_PRIVATE`, which the remote
+/// end can make from a copy of the file (see [`crate::homefile`]).
+fn private_file_mapping(t: &crate::guest::Trapped) -> bool {
+    let flags = t.args[3] as i32;
+    t.nr == libc::SYS_mmap as u64
+        && flags & libc::MAP_ANONYMOUS == 0
+        && flags & 0x0f == libc::MAP_PRIVATE
+        && (t.args[4] as i32) >= 0
+}
+
+/// The id of the remote end's own forwarded calls (a guest's calls carry the kernel's
+/// notification cookies, which start at a random number).
+const OWN_CALL: u64 = u64::MAX;
+
+/// Where the remote end's own calls keep their buffers (an address of no process: the
+/// bytes travel in the call and its reply, never into the guest).
+const OWN_BUF: u64 = 0x1000;
+
+/// Why the remote end stopped waiting for its own call.
+enum Stop {
+    /// Asked to send the process home (the trapped call restarts there).
+    Home(Option<InFlight>),
+    /// The link failed, or the guest died: give up with this reason.
+    End(String),
+    /// The home process ended.
+    Ended(RemoteEnd),
+}
+
+/// What became of a file mapping the guest asked for.
+enum Mapped {
+    /// It was made here (or the guest was interrupted and will ask again).
+    Done,
+    /// It fails with this errno, as it would at home.
+    Errno(i32),
+    /// It cannot be made here: the process goes home to make it.
+    Home,
+    Stop(Stop),
+}
+
+/// Memory for the remote end's own calls: `bytes` at `at`.
+struct Given {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl crate::syscalls::GuestMem for Given {
+    fn read(&self, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let off = addr.checked_sub(self.at).map(|o| o as usize);
+        match off.and_then(|o| self.bytes.get(o..o.checked_add(len)?)) {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
+        }
+    }
+}
+
+/// Makes call `nr(args)` at home for the remote end itself, while the guest waits in
+/// trapped call `t`; signals and requests from home are handled meanwhile.
+fn ask_home(
+    guest: &mut Guest,
+    link: &dyn Link,
+    commands: &Receiver<Command>,
+    t: &crate::guest::Trapped,
+    nr: i64,
+    args: [u64; 6],
+    mem: &Given,
+) -> Result<Reply, Mapped> {
+    let Action::Forward(call) = crate::syscalls::plan(nr as u64, args, mem) else {
+        return Err(Mapped::Home);
+    };
+    if let Err(e) = link.send(&Msg::Call { id: OWN_CALL, call }) {
+        return Err(Mapped::Stop(Stop::End(lost(e))));
+    }
+    let flight = InFlight {
+        id: t.id,
+        nr: t.nr,
+        sent: Instant::now(),
+    };
+    loop {
+        match link.recv(Some(Duration::from_millis(200))) {
+            Err(e) => return Err(Mapped::Stop(Stop::End(lost(e)))),
+            Ok(None) => {
+                if commands.try_recv() == Ok(Command::ComeHome) {
+                    return Err(Mapped::Stop(Stop::Home(Some(flight))));
+                }
+                if guest.ended().is_some() {
+                    return Err(Mapped::Stop(Stop::End("the guest was killed here".into())));
+                }
+            }
+            Ok(Some(Msg::Reply { id, reply, signals })) if id == OWN_CALL => {
+                deliver(guest, &signals);
+                return Ok(reply);
+            }
+            Ok(Some(m)) => match from_home(m, guest, Some(flight)) {
+                Next::Go => {}
+                Next::Home(f) => return Err(Mapped::Stop(Stop::Home(f))),
+                Next::End(e) => return Err(Mapped::Stop(Stop::Ended(e))),
+            },
+        }
+    }
+}
+
+/// Makes the private file mapping the guest asks for in trapped call `t` from a copy of
+/// the file, read from home (see [`crate::homefile`]).
+fn map_home_file(
+    guest: &mut Guest,
+    link: &dyn Link,
+    commands: &Receiver<Command>,
+    t: &crate::guest::Trapped,
+) -> Mapped {
+    match map_home_file_inner(guest, link, commands, t) {
+        Ok(m) | Err(m) => m,
+    }
+}
+
+fn map_home_file_inner(
+    guest: &mut Guest,
+    link: &dyn Link,
+    commands: &Receiver<Command>,
+    t: &crate::guest::Trapped,
+) -> Result<Mapped, Mapped> {
+    use crate::homefile::{wanted, Identity, WHOLE};
+    let fd = t.args[4] as i32 as u64;
+    let (len, offset) = (t.args[1], t.args[5]);
+    let none = Given {
+        at: 0,
+        bytes: Vec::new(),
+    };
+    let st = ask_home(
+        guest,
+        link,
+        commands,
+        t,
+        libc::SYS_fstat,
+        [fd, OWN_BUF, 0, 0, 0, 0],
+        &none,
+    )?;
+    if st.ret < 0 {
+        return Ok(Mapped::Errno(-st.ret as i32));
+    }
+    let Some(id) = st.outs.first().and_then(|(_, b)| Identity::of_stat(b)) else {
+        return Ok(Mapped::Home);
+    };
+    let want = wanted(id.size, offset, len);
+    let io = |_| Mapped::Home;
+    let missing = guest.home_files().copy_of(id).map_err(io)?.missing(want);
+    let more = missing.iter().map(|(s, e)| e - s).sum();
+    if !guest.home_files().has_room(more) {
+        return Ok(Mapped::Home);
+    }
+    let whole = id.size <= WHOLE && missing.first().is_some_and(|r| r.0 == 0);
+    let mut hash = whole.then(blake3::Hasher::new);
+    for (start, end) in missing {
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(crate::syscalls::MAX_BUFFER);
+            let r = ask_home(
+                guest,
+                link,
+                commands,
+                t,
+                libc::SYS_pread64,
+                [fd, OWN_BUF, n, at, 0, 0],
+                &none,
+            )?;
+            // Not readable (a write-only descriptor): home says how mmap fails.
+            let Some((_, bytes)) = r.outs.first().filter(|_| r.ret > 0) else {
+                if r.ret < 0 {
+                    return Ok(Mapped::Home);
+                }
+                guest.home_files().copy_of(id).map_err(io)?.ends_at(at, end);
+                break;
+            };
+            if let Some(h) = hash.as_mut() {
+                h.update(bytes);
+            }
+            guest
+                .home_files()
+                .copy_of(id)
+                .map_err(io)?
+                .fill(at, bytes)
+                .map_err(io)?;
+            at += bytes.len() as u64;
+        }
+    }
+    if let Some(h) = hash {
+        let link_path = format!("/proc/self/fd/{}\0", fd as i32);
+        let mut bytes = link_path.into_bytes();
+        bytes.resize(4096, 0);
+        let path_at = OWN_BUF + 0x10000;
+        let mem = Given { at: path_at, bytes };
+        let r = ask_home(
+            guest,
+            link,
+            commands,
+            t,
+            libc::SYS_readlink,
+            [path_at, OWN_BUF, 4096, 0, 0, 0],
+            &mem,
+        )?;
+        let path = r
+            .outs
+            .first()
+            .filter(|_| r.ret > 0)
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .filter(|p| p.starts_with('/') && !p.ends_with(" (deleted)"));
+        if let Some(path) = path {
+            let hash = h.finalize().to_hex().to_string();
+            guest
+                .home_files()
+                .copy_of(id)
+                .map_err(io)?
+                .whole(path, id.size, hash);
+        }
+    }
+    let Some(copy) = guest.home_files().fd_of(&id) else {
+        return Ok(Mapped::Home);
+    };
+    match guest.allow_on(t.id, fd as u32, copy) {
+        Ok(()) => Ok(Mapped::Done),
+        // The guest was interrupted (a signal): it makes the call again.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Mapped::Done),
+        Err(_) => Ok(Mapped::Home),
     }
 }
 

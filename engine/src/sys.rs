@@ -441,6 +441,38 @@ nix::ioctl_readwrite!(notif_send_ioctl, b'!', 1, SeccompNotifResp);
 /// Let the call run in the kernel as if it had been allowed.
 pub(crate) const NOTIF_FLAG_CONTINUE: u32 = 1;
 
+/// `struct seccomp_notif_addfd`.
+#[repr(C)]
+struct SeccompNotifAddfd {
+    id: u64,
+    flags: u32,
+    srcfd: u32,
+    newfd: u32,
+    newfd_flags: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SeccompNotifAddfd>() == 24);
+
+nix::ioctl_write_ptr!(notif_addfd_ioctl, b'!', 3, SeccompNotifAddfd);
+
+/// `SECCOMP_ADDFD_FLAG_SETFD`: install at `newfd`, replacing what is there.
+const ADDFD_FLAG_SETFD: u32 = 1;
+
+/// Puts a duplicate of our descriptor `src` into the process whose call `id` waits on
+/// listener `fd`, as its descriptor `at` (close-on-exec), replacing any there.
+pub(crate) fn notif_addfd(fd: RawFd, id: u64, src: RawFd, at: u32) -> io::Result<()> {
+    let a = SeccompNotifAddfd {
+        id,
+        flags: ADDFD_FLAG_SETFD,
+        srcfd: src as u32,
+        newfd: at,
+        newfd_flags: libc::O_CLOEXEC as u32,
+    };
+    // SAFETY: `a` is a valid `struct seccomp_notif_addfd`; the kernel only reads it.
+    unsafe { notif_addfd_ioctl(fd, &a) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
 /// A call trapped by the seccomp filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Notification {

@@ -8,7 +8,8 @@
 //!   meaning is exactly the home node's: files, pipes, sockets, terminal, pids, identity.
 //! - [`Class::Exit`]: the process ends; the deputy ends the same way at home.
 //! - [`Class::Home`]: the process is brought home first and makes the call natively there
-//!   (fork, execve, file mappings, SysV IPC, ptrace, and everything not listed here).
+//!   (fork, execve, shared file mappings, SysV IPC, ptrace, and everything not listed here;
+//!   the remote end makes private file mappings itself, see [`crate::homefile`]).
 //! - [`Class::Refuse`]: numbers no kernel implements: `ENOSYS`, as natively.
 //!
 //! This module is pure: [`plan`] turns a trapped call into a [`Call`] (reading the

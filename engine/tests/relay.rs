@@ -528,6 +528,7 @@ relay_tests!(
     mappings,
     mm_state,
     mmap_file,
+    mmap_away,
     mprotect,
     nanosleep,
     pending,
@@ -562,6 +563,26 @@ fn posix_timer_overruns_survive_moves() {
         );
         assert!(how.starts_with("CameHome"), "{how}");
     }
+}
+
+/// Files mapped while away are mapped there, from copies read at home: the process
+/// stays away to its end, with every mapping right.
+#[test]
+fn files_mapped_away_are_mapped_there() {
+    let (native, _) = run("mmap_away", None, None);
+    let (moved, how) = run("mmap_away", Some(0.05), None);
+    assert_eq!(moved, native, "{how}");
+    assert!(how.starts_with("Ended(Exited(0))"), "it went home: {how}");
+    // Brought home while it keeps one: home maps its own file there again.
+    let (native, _) = run_args("mmap_away", &["maps"], None, None);
+    assert!(
+        native.stdout.contains("kept mapping shows the file 1"),
+        "{}",
+        native.stdout
+    );
+    let (moved, how) = run_args("mmap_away", &["maps"], Some(0.05), Some(1.0));
+    assert_eq!(moved, native, "{how}");
+    assert!(how.starts_with("CameHome"), "{how}");
 }
 
 #[test]

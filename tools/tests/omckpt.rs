@@ -301,6 +301,7 @@ program_tests! {
     file_read => &[], None;
     file_flags => &[], None;
     mmap_file => &[], None;
+    mmap_away => &[], None;
     mprotect => &[], None;
     brk => &[], None;
     env_argv => &["one", "two words", "--three=3"], None;

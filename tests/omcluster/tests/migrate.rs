@@ -363,7 +363,7 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
 /// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 31] = [
+const ENGINE_PROGRAMS: [&str; 32] = [
     "altstack",
     "attrs",
     "avx",
@@ -382,6 +382,7 @@ const ENGINE_PROGRAMS: [&str; 31] = [
     "mappings",
     "mm_state",
     "mmap_file",
+    "mmap_away",
     "mprotect",
     "nanosleep",
     "pending",
@@ -399,20 +400,20 @@ const ENGINE_PROGRAMS: [&str; 31] = [
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_1() {
-    for prog in &ENGINE_PROGRAMS[..14] {
+    for prog in &ENGINE_PROGRAMS[..16] {
         program(prog);
     }
     let c = cluster("t-mig3a");
-    fidelity(&c, &ENGINE_PROGRAMS[..14]);
+    fidelity(&c, &ENGINE_PROGRAMS[..16]);
 }
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_2() {
-    for prog in &ENGINE_PROGRAMS[14..] {
+    for prog in &ENGINE_PROGRAMS[16..] {
         program(prog);
     }
     let c = cluster("t-mig3b");
-    fidelity(&c, &ENGINE_PROGRAMS[14..]);
+    fidelity(&c, &ENGINE_PROGRAMS[16..]);
 }
 
 /// A program whose shared library node 2 lacks and node 3 holds with other bytes at the
