@@ -1236,7 +1236,7 @@ fn read_str(mem: &dyn GuestMem, addr: u64) -> Result<Vec<u8>, i32> {
         out.extend_from_slice(&chunk);
         at += n as u64;
     }
-    Err(36) // ENAMETOOLONG
+    Err(libc::ENAMETOOLONG)
 }
 
 fn u64s(b: &[u8]) -> impl Iterator<Item = u64> + '_ {

@@ -12,9 +12,10 @@
 //! forwarded call costs ([`FORWARD_COST`]).
 
 use crate::balance::{self, Dest, Hint, NodeLoad, Proc, Snapshot, Why};
-use crate::migrate::{Migrations, Target};
+use crate::migrate::Migrations;
 use om_map::NodeId;
 use om_proto::JobKind;
+use om_proto::MigrateTo;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -301,7 +302,7 @@ fn carry_out(m: &Arc<Migrations>, p: &Proc, to: Dest, why: Why) {
     );
     let result = match (to, p.home) {
         (Dest::Node(n), None) => m
-            .carry_out(p.pid, Target::Node(n), false, true)
+            .carry_out(p.pid, MigrateTo::Node(n), false, true)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         (Dest::Home, _) => {

@@ -34,11 +34,7 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
                 Ok(m) => m,
                 Err(e) => return e,
             };
-            let target = match to {
-                om_proto::MigrateTo::Home => crate::migrate::Target::Home,
-                om_proto::MigrateTo::Node(n) => crate::migrate::Target::Node(n),
-                om_proto::MigrateTo::Balance => crate::migrate::Target::Balance,
-            };
+            let target = to;
             outcome(m.request(pid, target, uid, wait, eager))
         }
         Request::Lock { pid, on } => match migrations() {

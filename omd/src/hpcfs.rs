@@ -327,11 +327,7 @@ impl HpcFs {
         let request = match PID_FILES[k] {
             "goto" => Request::Migrate {
                 pid,
-                to: match value {
-                    "home" | "0" => om_proto::MigrateTo::Home,
-                    "balance" => om_proto::MigrateTo::Balance,
-                    n => om_proto::MigrateTo::Node(n.parse().map_err(|_| Errno::EINVAL)?),
-                },
+                to: value.parse().map_err(|_| Errno::EINVAL)?,
                 wait: false,
                 eager: false,
             },

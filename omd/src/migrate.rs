@@ -17,6 +17,7 @@ use om_engine::relay::{
 };
 use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
+use om_proto::MigrateTo;
 use om_proto::{JobKind, Setting};
 
 use crate::balance::{Balancer, OpportunityCost};
@@ -125,17 +126,6 @@ pub fn start(
     m.listen(listener);
     crate::balancer::start(m.clone());
     let _ = REGISTRY.set(m);
-}
-
-/// Where to send a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Its home node.
-    Home,
-    /// A node number.
-    Node(NodeId),
-    /// The best node by load and speed.
-    Balance,
 }
 
 /// A process of this node that is (or was) under migration.
@@ -630,9 +620,9 @@ impl Migrations {
             return Err(MigrateError::Locked(pid));
         }
         let target = if to == self.me {
-            Target::Home
+            MigrateTo::Home
         } else {
-            Target::Node(to)
+            MigrateTo::Node(to)
         };
         self.carry_out_in_background(pid, target, false, true)
     }
@@ -642,7 +632,7 @@ impl Migrations {
     fn carry_out_in_background(
         self: &Arc<Self>,
         pid: i32,
-        target: Target,
+        target: MigrateTo,
         eager: bool,
         auto: bool,
     ) -> Result<(), MigrateError> {
@@ -773,7 +763,7 @@ impl Migrations {
     pub fn request(
         self: &Arc<Self>,
         pid: i32,
-        target: Target,
+        target: MigrateTo,
         uid: u32,
         wait: bool,
         eager: bool,
@@ -785,7 +775,7 @@ impl Migrations {
         // Asynchronous, as openMosix's migrate: the outcome shows in `cantmove`/`where`.
         // What can be known at once is said at once (a best node is chosen only once).
         let to = match target {
-            Target::Balance => None,
+            MigrateTo::Balance => None,
             t => Some(self.resolve(t, self.where_is(pid), pid)?),
         };
         self.carry_out_in_background(pid, target, eager, false)?;
@@ -797,11 +787,11 @@ impl Migrations {
     }
 
     /// The node `target` means for a process that runs at `cur` (0 = home).
-    fn resolve(&self, target: Target, cur: NodeId, pid: i32) -> Result<NodeId, MigrateError> {
+    fn resolve(&self, target: MigrateTo, cur: NodeId, pid: i32) -> Result<NodeId, MigrateError> {
         Ok(match target {
-            Target::Home => 0,
-            Target::Node(n) if n == self.me => 0,
-            Target::Node(n) => {
+            MigrateTo::Home => 0,
+            MigrateTo::Node(n) if n == self.me => 0,
+            MigrateTo::Node(n) => {
                 let nd = self.node.lock().expect("node lock");
                 if !nd.members().contains(&n) {
                     return Err(MigrateError::NotInMap(n));
@@ -811,7 +801,7 @@ impl Migrations {
                 }
                 n
             }
-            Target::Balance => {
+            MigrateTo::Balance => {
                 if cur == 0 && self.node.lock().expect("node lock").up_nodes().len() < 2 {
                     return Err(MigrateError::NoNodeUp);
                 }
@@ -845,7 +835,7 @@ impl Migrations {
     pub(crate) fn carry_out(
         self: &Arc<Self>,
         pid: i32,
-        target: Target,
+        target: MigrateTo,
         eager: bool,
         auto: bool,
     ) -> Outcome {
@@ -860,7 +850,7 @@ impl Migrations {
     fn carry_out_claimed(
         self: &Arc<Self>,
         pid: i32,
-        target: Target,
+        target: MigrateTo,
         eager: bool,
         auto: bool,
     ) -> Outcome {

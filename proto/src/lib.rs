@@ -120,6 +120,25 @@ pub enum MigrateTo {
     Balance,
 }
 
+/// A target that is not `home`, `0`, `balance` or a node number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a node number, `home` or `balance`")]
+pub struct BadTarget(pub String);
+
+impl std::str::FromStr for MigrateTo {
+    type Err = BadTarget;
+
+    /// `home` (or `0`), `balance`, or a node number: what `migrate` and a process's
+    /// `goto` file take.
+    fn from_str(s: &str) -> Result<Self, BadTarget> {
+        Ok(match s {
+            "home" | "0" => MigrateTo::Home,
+            "balance" => MigrateTo::Balance,
+            n => MigrateTo::Node(n.parse().map_err(|_| BadTarget(n.to_string()))?),
+        })
+    }
+}
+
 /// The per-node settings of `mosctl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -555,6 +574,25 @@ pub fn call(request: Request) -> Result<Response, ClientError> {
 /// The error for a reply of the wrong kind (a daemon of another build).
 pub fn unexpected(reply: &Response) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::{BadTarget, MigrateTo};
+
+    #[test]
+    fn targets_are_parsed_once_for_every_tool() {
+        assert_eq!("home".parse(), Ok(MigrateTo::Home));
+        assert_eq!("0".parse(), Ok(MigrateTo::Home));
+        assert_eq!("balance".parse(), Ok(MigrateTo::Balance));
+        assert_eq!("3".parse(), Ok(MigrateTo::Node(3)));
+        let bad: Result<MigrateTo, _> = "node7".parse();
+        assert_eq!(bad, Err(BadTarget("node7".into())));
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "`node7` is not a node number, `home` or `balance`"
+        );
+    }
 }
 
 #[cfg(test)]

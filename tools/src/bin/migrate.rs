@@ -1,6 +1,6 @@
 //! migrate: move a process to another node, as openMosix's migrate(1).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser};
 use om_proto::{MigrateTo, Request, Response};
 use om_tools::{ask, finish, print_json};
@@ -41,19 +41,8 @@ fn main() -> ExitCode {
     finish("migrate", run(Args::parse()))
 }
 
-fn target(s: &str) -> Result<MigrateTo> {
-    Ok(match s {
-        "home" | "0" => MigrateTo::Home,
-        "balance" => MigrateTo::Balance,
-        n => MigrateTo::Node(
-            n.parse()
-                .with_context(|| format!("`{n}` is not a node number, `home` or `balance`"))?,
-        ),
-    })
-}
-
 fn run(args: Args) -> Result<ExitCode> {
-    let to = target(&args.target)?;
+    let to: MigrateTo = args.target.parse()?;
     let reply = ask(Request::Migrate {
         pid: args.pid,
         to,
