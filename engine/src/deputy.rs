@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::ended::Ended;
 use crate::error::{InjectError, RestoreError};
 use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
@@ -24,22 +25,13 @@ use crate::sigfd;
 use crate::sys;
 use crate::syscalls::{Call, Reply, Scratch};
 
-/// How the deputy ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gone {
-    /// It exited with this code.
-    Exited(i32),
-    /// It was killed by this signal (SIGKILL sent at home, for example).
-    Killed(i32),
-}
-
 /// What a deputy operation saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Signals sent to the home process, to be delivered at the remote one, in order.
     Signals(Vec<i32>),
     /// The home process is gone.
-    Gone(Gone),
+    Gone(Ended),
 }
 
 /// The result of a forwarded call.
@@ -52,7 +44,7 @@ pub enum Outcome {
     /// made again, here or wherever the process goes next.
     Interrupted,
     /// The home process is gone.
-    Gone(Gone),
+    Gone(Ended),
 }
 
 /// The signal omd sends a deputy (see [`nudge`]).
@@ -115,11 +107,11 @@ impl Scratch for Mem<'_> {
     }
 }
 
-pub(crate) fn gone_of(e: &InjectError) -> Option<Gone> {
+pub(crate) fn gone_of(e: &InjectError) -> Option<Ended> {
     match e {
-        InjectError::Exited(c) => Some(Gone::Exited(*c)),
-        InjectError::Killed(s) => Some(Gone::Killed(*s as i32)),
-        InjectError::Ptrace(_, nix::errno::Errno::ESRCH) => Some(Gone::Killed(libc::SIGKILL)),
+        InjectError::Exited(c) => Some(Ended::Exited(*c)),
+        InjectError::Killed(s) => Some(Ended::killed(*s as i32)),
+        InjectError::Ptrace(_, nix::errno::Errno::ESRCH) => Some(Ended::killed(libc::SIGKILL)),
         _ => None,
     }
 }
@@ -382,14 +374,19 @@ impl DeputyCtl {
                         }
                     }
                 }
-                Ok(WaitStatus::Exited(_, c)) => return Event::Gone(Gone::Exited(c)),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Event::Gone(Gone::Killed(s as i32)),
+                Ok(WaitStatus::Exited(_, c)) => return Event::Gone(Ended::Exited(c)),
+                Ok(WaitStatus::Signaled(_, s, core)) => {
+                    return Event::Gone(Ended::Killed {
+                        signal: s as i32,
+                        core,
+                    })
+                }
                 Ok(WaitStatus::PtraceEvent(..)) => {
                     self.parked = false;
                     let _ = self.park();
                 }
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return Event::Gone(Gone::Killed(libc::SIGKILL)),
+                Err(_) => return Event::Gone(Ended::killed(libc::SIGKILL)),
             }
         }
         Event::Signals(std::mem::take(&mut self.pending))
@@ -583,7 +580,7 @@ impl DeputyCtl {
     }
 
     /// Ends the home process with `exit_group(code)`, as the remote one did.
-    pub fn exit(&mut self, code: i32) -> Gone {
+    pub fn exit(&mut self, code: i32) -> Ended {
         if self.unpark().is_err() {
             return self.reap();
         }
@@ -594,7 +591,7 @@ impl DeputyCtl {
     }
 
     /// Ends the home process by signal `sig` (default action), as the remote one died.
-    pub fn die(&mut self, sig: i32) -> Gone {
+    pub fn die(&mut self, sig: i32) -> Ended {
         let r = (|| -> Result<(), InjectError> {
             self.unpark()?;
             let dfl = self.inj.put(0, &[0u8; 32])?;
@@ -625,12 +622,17 @@ impl DeputyCtl {
     }
 
     /// Waits for the end, letting signal `sig` act when it stops the process.
-    fn reap_passing(&mut self, sig: i32) -> Gone {
+    fn reap_passing(&mut self, sig: i32) -> Ended {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => return Gone::Exited(c),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Gone::Killed(s as i32),
+                Ok(WaitStatus::Exited(_, c)) => return Ended::Exited(c),
+                Ok(WaitStatus::Signaled(_, s, core)) => {
+                    return Ended::Killed {
+                        signal: s as i32,
+                        core,
+                    }
+                }
                 Ok(WaitStatus::Stopped(_, s)) => {
                     let pass = (s as i32 == sig).then_some(s);
                     let _ = ptrace::cont(self.pid, pass);
@@ -640,28 +642,33 @@ impl DeputyCtl {
                 }
                 Ok(WaitStatus::StillAlive) => return self.kill(),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return Gone::Killed(sig),
+                Err(_) => return Ended::killed(sig),
             }
         }
     }
 
     /// Kills the home process (SIGKILL) and waits until it is gone.
-    pub fn kill(&mut self) -> Gone {
+    pub fn kill(&mut self) -> Ended {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
         self.reap()
     }
 
-    fn reap(&mut self) -> Gone {
+    fn reap(&mut self) -> Ended {
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::Exited(_, c)) => return Gone::Exited(c),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Gone::Killed(s as i32),
+                Ok(WaitStatus::Exited(_, c)) => return Ended::Exited(c),
+                Ok(WaitStatus::Signaled(_, s, core)) => {
+                    return Ended::Killed {
+                        signal: s as i32,
+                        core,
+                    }
+                }
                 Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => {
                     let _ = ptrace::cont(self.pid, None);
                 }
                 Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
                 // Reaped by its parent already.
-                Err(_) => return Gone::Killed(libc::SIGKILL),
+                Err(_) => return Ended::killed(libc::SIGKILL),
             }
         }
     }

@@ -30,19 +30,7 @@ pub struct Trapped {
     pub args: [u64; 6],
 }
 
-/// How the guest ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// Exited with this code.
-    Exited(i32),
-    /// Killed by this signal; `core` if it dumped core.
-    Killed {
-        /// The signal.
-        signal: i32,
-        /// Core dumped.
-        core: bool,
-    },
-}
+pub use crate::ended::Ended;
 
 /// A restored guest and its seccomp listener.
 pub struct Guest {

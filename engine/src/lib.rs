@@ -13,6 +13,7 @@ pub mod bytes;
 pub mod capture;
 pub mod checkpoint;
 pub mod deputy;
+pub mod ended;
 pub mod error;
 pub mod guest;
 pub mod homefile;

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
-use crate::deputy::{gone_of, DeputyCtl, Event, Gone, Outcome};
+use crate::deputy::{gone_of, DeputyCtl, Event, Outcome};
+use crate::ended::Ended;
 use crate::error::PageError;
-use crate::guest::{Ended, Guest};
+use crate::guest::Guest;
 use crate::image::ProcessImage;
 use crate::pages::{read_for_peer, PageSource};
 use crate::syscalls::{Action, Call, Reply};
@@ -126,7 +127,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HomeEnd {
     /// The process ended (exited, killed, or died by a signal at the remote).
-    Ended(Gone),
+    Ended(Ended),
     /// The process is home and runs natively again.
     CameHome(String),
     /// The remote end was lost; the process was killed.

@@ -653,7 +653,10 @@ fn signals_to_oneself_arrive_before_the_call_returns() {
     assert_eq!(native.stdout, "usr1 40 usr2 20\nstatus 143\n");
     let (moved, how) = run("selfsig", Some(0.05), None);
     assert_eq!(moved, native, "{how}");
-    assert!(how.starts_with("Ended(Killed(15))"), "{how}");
+    assert!(
+        how.starts_with("Ended(Killed { signal: 15, core: false })"),
+        "{how}"
+    );
 }
 
 /// Calls blocked at home that a signal interrupts end as natively: not at all for a

@@ -1067,8 +1067,8 @@ impl Migrations {
                 }
             }
             Ok(HomeEnd::Ended(g)) => {
-                tracing::info!(pid, "process ended away from home: {g:?}");
-                self.ended_as(pid, format!("it ended away from home ({g:?})"));
+                tracing::info!(pid, "process ended away from home: {g}");
+                self.ended_as(pid, format!("it ended away from home ({g})"));
                 h.remove(&pid);
             }
             Ok(HomeEnd::Lost(why)) => {
