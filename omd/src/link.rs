@@ -131,12 +131,7 @@ impl Conn {
         let mut w = self.write.lock().map_err(|_| bad("poisoned"))?;
         let seq = w.1;
         w.1 += 1;
-        let t = tag(&self.session, seq, &payload);
-        let mut frame = Vec::with_capacity(payload.len() + 4 + TAG);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&payload);
-        frame.extend_from_slice(&t);
-        w.0.write_all(&frame)
+        w.0.write_all(&frame(&self.session, seq, &payload))
     }
 
     /// Receives one message, waiting at most `timeout` for it to start (None: forever).
@@ -158,29 +153,52 @@ impl Conn {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut len = [0u8; 4];
-        r.0.read_exact(&mut len)?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > MAX_FRAME {
-            return Err(bad("frame too large"));
-        }
-        let mut buf = vec![0u8; len + TAG];
-        r.0.read_exact(&mut buf)?;
         let seq = r.1;
         r.1 += 1;
-        let (payload, t) = buf.split_at(len);
-        if !constant_eq(t, &tag(&self.session, seq, payload)) {
-            return Err(bad("a frame failed authentication"));
-        }
-        postcard::from_bytes(payload)
-            .map(Some)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let payload = read_frame(&mut r.0, &self.session, seq)?;
+        decode(&payload).map(Some)
     }
 
     /// Readable when a frame waits.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.poll.as_fd()
     }
+}
+
+/// Frame number `seq` of a link with session key `session`, carrying `payload`:
+/// `u32 length (little-endian), payload, 16-byte tag`.
+pub fn frame(session: &[u8; 32], seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 4 + TAG);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&tag(session, seq, payload));
+    frame
+}
+
+/// Reads frame number `seq` from `r` and returns its payload once its tag proves it. A
+/// length over the largest frame is refused before anything is allocated.
+pub fn read_frame(r: &mut impl Read, session: &[u8; 32], seq: u64) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(bad("frame too large"));
+    }
+    let mut buf = vec![0u8; len + TAG];
+    r.read_exact(&mut buf)?;
+    let (payload, t) = buf.split_at(len);
+    if !constant_eq(t, &tag(session, seq, payload)) {
+        return Err(bad("a frame failed authentication"));
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Decodes a frame's payload: a [`Setup`] message, or once the migration runs, an
+/// [`om_engine::relay::Msg`] (postcard).
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> std::io::Result<T> {
+    postcard::from_bytes(payload)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Whether `a` and `b` are equal, in time that does not depend on where they differ.
@@ -242,4 +260,35 @@ pub enum Setup {
     /// Node hosting a guest → its home: the balancer here would send home process `pid`
     /// on to node `to`. Answered with `Accept(0)` or `Refuse`.
     MoveOn { pid: i32, to: NodeId },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode, frame, read_frame, Setup, MAX_FRAME};
+    use std::io::Cursor;
+
+    #[test]
+    fn frames_come_back_only_with_their_key_and_number() {
+        let session = [9u8; 32];
+        let payload = postcard::to_stdvec(&Setup::MoveOn { pid: 42, to: 3 }).unwrap();
+        let f = frame(&session, 5, &payload);
+        let got = read_frame(&mut Cursor::new(&f), &session, 5).unwrap();
+        assert!(matches!(
+            decode::<Setup>(&got).unwrap(),
+            Setup::MoveOn { pid: 42, to: 3 }
+        ));
+        // Replayed, reordered or forged: refused.
+        assert!(read_frame(&mut Cursor::new(&f), &session, 6).is_err());
+        assert!(read_frame(&mut Cursor::new(&f), &[8u8; 32], 5).is_err());
+        let mut flipped = f.clone();
+        flipped[6] ^= 1;
+        assert!(read_frame(&mut Cursor::new(&flipped), &session, 5).is_err());
+        // Truncated, or announcing more than a frame may hold.
+        assert!(read_frame(&mut Cursor::new(&f[..f.len() - 1]), &session, 5).is_err());
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        let e = read_frame(&mut Cursor::new(&huge), &session, 0).unwrap_err();
+        assert_eq!(e.to_string(), "frame too large");
+        // Garbage is an error, not a panic.
+        assert!(decode::<Setup>(&[200, 200, 200]).is_err());
+    }
 }
