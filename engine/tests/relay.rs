@@ -499,50 +499,19 @@ fn there_and_back(name: &str) {
     );
 }
 
-macro_rules! relay_tests {
-    ($($name:ident),*) => {$(
+/// One test per program of the manifest ([`om_testprogs::with_programs`]) that this
+/// runner takes.
+macro_rules! relay_test {
+    ($name:ident, $args:expr, $stdin:expr) => {
         #[test]
         fn $name() {
             same(stringify!($name));
             there_and_back(stringify!($name));
         }
-    )*};
+    };
 }
 
-relay_tests!(
-    altstack,
-    attrs,
-    avx,
-    bigheap,
-    brk,
-    checksum,
-    chroot_home,
-    cwd,
-    env_argv,
-    file_flags,
-    file_read,
-    file_write,
-    fork_after,
-    fpu,
-    itimer,
-    mappings,
-    mm_state,
-    mmap_file,
-    mmap_away,
-    mprotect,
-    nanosleep,
-    pending,
-    posix_timer,
-    prctl_state,
-    recursion,
-    rseq_robust,
-    sighandler,
-    shared_mem,
-    signalfd,
-    stdio_buffered,
-    tls,
-    vdso_time
-);
+om_testprogs::with_programs!(relay, relay_test);
 
 /// A periodic timer's overruns survive a move at each stage: moved while its signal
 /// waits queued (the expirations it missed are counted at delivery away), and moved and

@@ -271,8 +271,10 @@ fn run_program(spec: Spec) {
     }
 }
 
-macro_rules! program_tests {
-    ($($name:ident => $args:expr, $stdin:expr;)*) => {$(
+/// One test per program of the manifest ([`om_testprogs::with_programs`]) that this
+/// runner takes.
+macro_rules! program_test {
+    ($name:ident, $args:expr, $stdin:expr) => {
         #[test]
         fn $name() {
             run_program(Spec {
@@ -281,40 +283,10 @@ macro_rules! program_tests {
                 stdin: $stdin,
             });
         }
-    )*};
+    };
 }
 
-program_tests! {
-    checksum => &[], None;
-    bigheap => &[], None;
-    recursion => &[], None;
-    tls => &[], None;
-    fpu => &[], None;
-    avx => &[], None;
-    sighandler => &[], None;
-    pending => &[], None;
-    altstack => &[], None;
-    itimer => &[], None;
-    nanosleep => &[], None;
-    stdin_read => &[], Some("first line\nsecond line\nthe end\n");
-    file_write => &[], None;
-    file_read => &[], None;
-    file_flags => &[], None;
-    mmap_file => &[], None;
-    mmap_away => &[], None;
-    mprotect => &[], None;
-    brk => &[], None;
-    env_argv => &["one", "two words", "--three=3"], None;
-    mappings => &[], None;
-    cwd => &[], None;
-    attrs => &[], None;
-    fork_after => &[], None;
-    rseq_robust => &[], None;
-    vdso_time => &[], None;
-    stdio_buffered => &[], None;
-    posix_timer => &[], None;
-    mm_state => &[], None;
-}
+om_testprogs::with_programs!(ckpt, program_test);
 
 /// Starts program `name` (no arguments, no input) in a fresh work directory tagged `tag`
 /// and lets it run for `ms` milliseconds.

@@ -361,59 +361,48 @@ fn moment() -> u64 {
         .random_range(20..=150)
 }
 
-/// Every program of the engine's migration suite (engine/tests/relay.rs), in two halves
-/// that run in parallel.
-const ENGINE_PROGRAMS: [&str; 32] = [
-    "altstack",
-    "attrs",
-    "avx",
-    "bigheap",
-    "brk",
-    "checksum",
-    "chroot_home",
-    "cwd",
-    "env_argv",
-    "file_flags",
-    "file_read",
-    "file_write",
-    "fork_after",
-    "fpu",
-    "itimer",
-    "mappings",
-    "mm_state",
-    "mmap_file",
-    "mmap_away",
-    "mprotect",
-    "nanosleep",
-    "pending",
-    "posix_timer",
-    "prctl_state",
-    "recursion",
-    "rseq_robust",
-    "shared_mem",
-    "sighandler",
-    "signalfd",
-    "stdio_buffered",
-    "tls",
-    "vdso_time",
-];
+/// Every program of the engine's migration suite that the fidelity runner takes (the
+/// manifest, [`om_testprogs::with_programs`]), in two halves that run in parallel.
+fn engine_programs() -> Vec<&'static str> {
+    let mut all = Vec::new();
+    macro_rules! take {
+        ($name:ident, $args:expr, $stdin:expr) => {
+            all.push(stringify!($name));
+        };
+    }
+    om_testprogs::with_programs!(cluster, take);
+    all
+}
+
+/// One half of [`engine_programs`].
+fn engine_half(second: bool) -> Vec<&'static str> {
+    let all = engine_programs();
+    let (a, b) = all.split_at(all.len() / 2);
+    if second {
+        b.to_vec()
+    } else {
+        a.to_vec()
+    }
+}
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_1() {
-    for prog in &ENGINE_PROGRAMS[..16] {
+    let progs = engine_half(false);
+    for prog in &progs {
         program(prog);
     }
     let c = cluster("t-mig3a");
-    fidelity(&c, &ENGINE_PROGRAMS[..16]);
+    fidelity(&c, &progs);
 }
 
 #[test]
 fn engine_programs_move_between_nodes_and_back_2() {
-    for prog in &ENGINE_PROGRAMS[16..] {
+    let progs = engine_half(true);
+    for prog in &progs {
         program(prog);
     }
     let c = cluster("t-mig3b");
-    fidelity(&c, &ENGINE_PROGRAMS[16..]);
+    fidelity(&c, &progs);
 }
 
 /// A program whose shared library node 2 lacks and node 3 holds with other bytes at the

@@ -77,3 +77,76 @@ pub fn build(name: &str, out_dir: &Path) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", out.display()));
     out
 }
+
+/// The engine's self-checking test programs, declared once for every runner that moves
+/// or checkpoints them: `with_programs!(RUNNER, CALLBACK)` calls `CALLBACK!(name, args,
+/// stdin)` for each program RUNNER takes.
+///
+/// - `relay`: engine/tests/relay.rs, migrated in-process, and there and back.
+/// - `ckpt`: tools/tests/omckpt.rs, dumped at random moments and restored, eagerly and
+///   lazily (with `args` and `stdin`).
+/// - `cluster`: tests/omcluster/tests/migrate.rs, the fidelity runner: moved through a
+///   3-node cluster whose nodes have files of their own.
+///
+/// A program a runner does not take says why beside it.
+#[macro_export]
+macro_rules! with_programs {
+    ($runner:ident, $callback:ident) => {
+        $crate::with_programs!(@each $runner $callback [
+            altstack: [relay ckpt cluster], [], None;
+            attrs: [relay ckpt cluster], [], None;
+            avx: [relay ckpt cluster], [], None;
+            bigheap: [relay ckpt cluster], [], None;
+            brk: [relay ckpt cluster], [], None;
+            checksum: [relay ckpt cluster], [], None;
+            // A checkpoint restores no chroot.
+            chroot_home: [relay cluster], [], None;
+            cwd: [relay ckpt cluster], [], None;
+            env_argv: [relay ckpt cluster], ["one", "two words", "--three=3"], None;
+            file_flags: [relay ckpt cluster], [], None;
+            file_read: [relay ckpt cluster], [], None;
+            file_write: [relay ckpt cluster], [], None;
+            fork_after: [relay ckpt cluster], [], None;
+            fpu: [relay ckpt cluster], [], None;
+            itimer: [relay ckpt cluster], [], None;
+            mappings: [relay ckpt cluster], [], None;
+            mm_state: [relay ckpt cluster], [], None;
+            mmap_away: [relay ckpt cluster], [], None;
+            mmap_file: [relay ckpt cluster], [], None;
+            mprotect: [relay ckpt cluster], [], None;
+            nanosleep: [relay ckpt cluster], [], None;
+            pending: [relay ckpt cluster], [], None;
+            posix_timer: [relay ckpt cluster], [], None;
+            // Its state is about processes at home (parent-death signal, subreaper).
+            prctl_state: [relay cluster], [], None;
+            recursion: [relay ckpt cluster], [], None;
+            rseq_robust: [relay ckpt cluster], [], None;
+            // A checkpoint holds no memfd or deleted file (only a migration's source does).
+            shared_mem: [relay cluster], [], None;
+            sighandler: [relay ckpt cluster], [], None;
+            // A checkpoint restores no signalfd.
+            signalfd: [relay cluster], [], None;
+            // Reads its standard input, which only the checkpoint runner gives it.
+            stdin_read: [ckpt], [], Some("first line\nsecond line\nthe end\n");
+            stdio_buffered: [relay ckpt cluster], [], None;
+            tls: [relay ckpt cluster], [], None;
+            vdso_time: [relay ckpt cluster], [], None;
+        ]);
+    };
+    (@each $runner:ident $cb:ident [$($name:ident: [$($r:ident)*], [$($arg:literal),*], $stdin:expr;)*]) => {
+        $( $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin; $($r)*); )*
+    };
+    (@pick relay $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; relay $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin);
+    };
+    (@pick ckpt $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; ckpt $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin);
+    };
+    (@pick cluster $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; cluster $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin);
+    };
+    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; $other:ident $($rest:ident)*) => {
+        $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin; $($rest)*);
+    };
+    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr;) => {};
+}
