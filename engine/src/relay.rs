@@ -1052,48 +1052,50 @@ impl crate::syscalls::GuestMem for Given {
     }
 }
 
-/// Makes call `nr(args)` at home for the remote end itself, while the guest waits in
-/// trapped call `t`; signals and requests from home are handled meanwhile.
-fn ask_home(
-    guest: &mut Guest,
-    link: &dyn Link,
-    commands: &Receiver<Command>,
-    t: &crate::guest::Trapped,
-    nr: i64,
-    args: [u64; 6],
-    mem: &Given,
-) -> Result<Reply, Mapped> {
-    let Action::Forward(call) = crate::syscalls::plan(nr as u64, args, mem) else {
-        return Err(Mapped::Home);
-    };
-    if let Err(e) = link.send(&Msg::Call { id: OWN_CALL, call }) {
-        return Err(Mapped::Stop(Stop::End(lost(e))));
-    }
-    let flight = InFlight {
-        id: t.id,
-        nr: t.nr,
-        sent: Instant::now(),
-    };
-    loop {
-        match link.recv(Some(Duration::from_millis(200))) {
-            Err(e) => return Err(Mapped::Stop(Stop::End(lost(e)))),
-            Ok(None) => {
-                if commands.try_recv() == Ok(Command::ComeHome) {
-                    return Err(Mapped::Stop(Stop::Home(Some(flight))));
+/// The remote end asking home for calls of its own, while the guest waits in trapped
+/// call `t`; signals and requests from home are handled meanwhile.
+struct AskHome<'a> {
+    guest: &'a mut Guest,
+    link: &'a dyn Link,
+    commands: &'a Receiver<Command>,
+    t: &'a crate::guest::Trapped,
+}
+
+impl AskHome<'_> {
+    /// Makes call `nr(args)` at home (its pointers into `mem`).
+    fn ask(&mut self, nr: i64, args: [u64; 6], mem: &Given) -> Result<Reply, Mapped> {
+        let Action::Forward(call) = crate::syscalls::plan(nr as u64, args, mem) else {
+            return Err(Mapped::Home);
+        };
+        if let Err(e) = self.link.send(&Msg::Call { id: OWN_CALL, call }) {
+            return Err(Mapped::Stop(Stop::End(lost(e))));
+        }
+        let flight = InFlight {
+            id: self.t.id,
+            nr: self.t.nr,
+            sent: Instant::now(),
+        };
+        loop {
+            match self.link.recv(Some(Duration::from_millis(200))) {
+                Err(e) => return Err(Mapped::Stop(Stop::End(lost(e)))),
+                Ok(None) => {
+                    if self.commands.try_recv() == Ok(Command::ComeHome) {
+                        return Err(Mapped::Stop(Stop::Home(Some(flight))));
+                    }
+                    if self.guest.ended().is_some() {
+                        return Err(Mapped::Stop(Stop::End("the guest was killed here".into())));
+                    }
                 }
-                if guest.ended().is_some() {
-                    return Err(Mapped::Stop(Stop::End("the guest was killed here".into())));
+                Ok(Some(Msg::Reply { id, reply, signals })) if id == OWN_CALL => {
+                    deliver(self.guest, &signals);
+                    return Ok(reply);
                 }
+                Ok(Some(m)) => match from_home(m, self.guest, Some(flight)) {
+                    Next::Go => {}
+                    Next::Home(f) => return Err(Mapped::Stop(Stop::Home(f))),
+                    Next::End(e) => return Err(Mapped::Stop(Stop::Ended(e))),
+                },
             }
-            Ok(Some(Msg::Reply { id, reply, signals })) if id == OWN_CALL => {
-                deliver(guest, &signals);
-                return Ok(reply);
-            }
-            Ok(Some(m)) => match from_home(m, guest, Some(flight)) {
-                Next::Go => {}
-                Next::Home(f) => return Err(Mapped::Stop(Stop::Home(f))),
-                Next::End(e) => return Err(Mapped::Stop(Stop::Ended(e))),
-            },
         }
     }
 }
@@ -1118,21 +1120,19 @@ fn map_home_file_inner(
     t: &crate::guest::Trapped,
 ) -> Result<Mapped, Mapped> {
     use crate::homefile::{wanted, Identity, WHOLE};
+    let mut home = AskHome {
+        guest,
+        link,
+        commands,
+        t,
+    };
     let fd = t.args[4] as i32 as u64;
     let (len, offset) = (t.args[1], t.args[5]);
     let none = Given {
         at: 0,
         bytes: Vec::new(),
     };
-    let st = ask_home(
-        guest,
-        link,
-        commands,
-        t,
-        libc::SYS_fstat,
-        [fd, OWN_BUF, 0, 0, 0, 0],
-        &none,
-    )?;
+    let st = home.ask(libc::SYS_fstat, [fd, OWN_BUF, 0, 0, 0, 0], &none)?;
     if st.ret < 0 {
         return Ok(Mapped::Errno(-st.ret as i32));
     }
@@ -1141,9 +1141,14 @@ fn map_home_file_inner(
     };
     let want = wanted(id.size, offset, len);
     let io = |_| Mapped::Home;
-    let missing = guest.home_files().copy_of(id).map_err(io)?.missing(want);
+    let missing = home
+        .guest
+        .home_files()
+        .copy_of(id)
+        .map_err(io)?
+        .missing(want);
     let more = missing.iter().map(|(s, e)| e - s).sum();
-    if !guest.home_files().has_room(more) {
+    if !home.guest.home_files().has_room(more) {
         return Ok(Mapped::Home);
     }
     let whole = id.size <= WHOLE && missing.first().is_some_and(|r| r.0 == 0);
@@ -1152,27 +1157,23 @@ fn map_home_file_inner(
         let mut at = start;
         while at < end {
             let n = (end - at).min(crate::syscalls::MAX_BUFFER);
-            let r = ask_home(
-                guest,
-                link,
-                commands,
-                t,
-                libc::SYS_pread64,
-                [fd, OWN_BUF, n, at, 0, 0],
-                &none,
-            )?;
+            let r = home.ask(libc::SYS_pread64, [fd, OWN_BUF, n, at, 0, 0], &none)?;
             // Not readable (a write-only descriptor): home says how mmap fails.
             let Some((_, bytes)) = r.outs.first().filter(|_| r.ret > 0) else {
                 if r.ret < 0 {
                     return Ok(Mapped::Home);
                 }
-                guest.home_files().copy_of(id).map_err(io)?.ends_at(at, end);
+                home.guest
+                    .home_files()
+                    .copy_of(id)
+                    .map_err(io)?
+                    .ends_at(at, end);
                 break;
             };
             if let Some(h) = hash.as_mut() {
                 h.update(bytes);
             }
-            guest
+            home.guest
                 .home_files()
                 .copy_of(id)
                 .map_err(io)?
@@ -1187,15 +1188,7 @@ fn map_home_file_inner(
         bytes.resize(4096, 0);
         let path_at = OWN_BUF + 0x10000;
         let mem = Given { at: path_at, bytes };
-        let r = ask_home(
-            guest,
-            link,
-            commands,
-            t,
-            libc::SYS_readlink,
-            [path_at, OWN_BUF, 4096, 0, 0, 0],
-            &mem,
-        )?;
+        let r = home.ask(libc::SYS_readlink, [path_at, OWN_BUF, 4096, 0, 0, 0], &mem)?;
         let path = r
             .outs
             .first()
@@ -1204,17 +1197,17 @@ fn map_home_file_inner(
             .filter(|p| p.starts_with('/') && !p.ends_with(" (deleted)"));
         if let Some(path) = path {
             let hash = h.finalize().to_hex().to_string();
-            guest
+            home.guest
                 .home_files()
                 .copy_of(id)
                 .map_err(io)?
                 .whole(path, id.size, hash);
         }
     }
-    let Some(copy) = guest.home_files().fd_of(&id) else {
+    let Some(copy) = home.guest.home_files().fd_of(&id) else {
         return Ok(Mapped::Home);
     };
-    match guest.allow_on(t.id, fd as u32, copy) {
+    match home.guest.allow_on(t.id, fd as u32, copy) {
         Ok(()) => Ok(Mapped::Done),
         // The guest was interrupted (a signal): it makes the call again.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Mapped::Done),

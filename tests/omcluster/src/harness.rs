@@ -73,6 +73,22 @@ impl TestCluster {
             .output()
             .expect("run omcluster exec")
     }
+
+    /// Runs a shell script inside `node` as the ordinary user nobody (uid and gid
+    /// 65534, no other groups) and returns its output.
+    pub fn sh_as_nobody(&self, node: u16, script: &str) -> Output {
+        self.command(node, "setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .expect("run omcluster exec")
+    }
 }
 
 impl Drop for TestCluster {

@@ -548,18 +548,7 @@ fn an_exec_only_program_of_an_ordinary_user_moves_and_comes_home() {
          echo \"where $({mosctl} where $P)\"; {migrate} --wait $P home; \
          echo \"then $({mosctl} where $P)\"; wait $P; echo \"status $?\""
     );
-    let o = c
-        .command(1, "setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
+    let o = c.sh_as_nobody(1, &script);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let logs = sh(&c, 1, "grep -i migrat /run/omd/omd.log || true");
@@ -734,10 +723,7 @@ fn the_hpc_tree_shows_locks_and_moves_processes() {
 
     // Another user may neither move nor unlock it.
     for f in ["goto", "lock"] {
-        let o = c.sh(
-            1,
-            &format!("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo 0 > /run/hpc/{pid}/{f}'"),
-        );
+        let o = c.sh_as_nobody(1, &format!("echo 0 > /run/hpc/{pid}/{f}"));
         assert!(!o.status.success(), "nobody wrote {f}");
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("Permission denied"),

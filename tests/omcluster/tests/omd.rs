@@ -213,19 +213,7 @@ fn settings_through_mosctl_and_files_need_root() {
     // An ordinary user may look but not change anything (with a copy of mosctl it can
     // reach wherever the checkout is).
     let mosctl = c.for_everyone(1, &tool("mosctl"));
-    let as_nobody = |cmd: &str| {
-        c.command(1, "setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sh",
-                "-c",
-                cmd,
-            ])
-            .output()
-            .unwrap()
-    };
+    let as_nobody = |cmd: &str| c.sh_as_nobody(1, cmd);
     let o = as_nobody(&format!("{mosctl} block"));
     assert!(!o.status.success());
     assert!(
