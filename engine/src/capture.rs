@@ -709,6 +709,7 @@ fn capture_frozen(
         altstack: injected.altstack,
         itimers: injected.itimers,
         timers: injected.timers,
+        timers_read_at_ns: injected.timers_read_at_ns,
         mm_state: injected.mm_state,
         robust_list,
         rseq,
@@ -769,6 +770,8 @@ struct Injected {
     brk: u64,
     /// Raw siginfos of the timer signals taken (see [`Requeue`]).
     taken: Vec<Vec<u8>>,
+    /// When the timers' times were read (time of day, ns since the epoch).
+    timers_read_at_ns: u64,
 }
 
 /// The POSIX timers `/proc/PID/timers` lists, without their times (asked of the process
@@ -921,6 +924,7 @@ fn ask_with(
             )? as i32;
         }
     }
+    let timers_read_at_ns = crate::restore::wall_clock_ns();
     let thp = inj.call(
         "prctl(PR_GET_THP_DISABLE)",
         libc::SYS_prctl,
@@ -980,6 +984,7 @@ fn ask_with(
         clear_child_tid,
         brk,
         taken,
+        timers_read_at_ns,
     })
 }
 

@@ -389,6 +389,10 @@ pub struct ProcessImage {
     /// POSIX timers (none in a version 1 image).
     #[serde(default)]
     pub timers: Vec<PosixTimer>,
+    /// When the timers' times were read: the time of day in nanoseconds since the epoch
+    /// (0: unknown). Restored timers have run on since, as the clocks have.
+    #[serde(default)]
+    pub timers_read_at_ns: u64,
     /// Memory-wide state the kernel keeps for the process (version 2).
     #[serde(default)]
     pub mm_state: MmState,

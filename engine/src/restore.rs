@@ -1086,12 +1086,11 @@ fn restore_mm_state(inj: &mut Injector, mm: &MmState) -> Result<(), RestoreError
     Ok(())
 }
 
-/// Whether timer `t` can be set behind to count overruns again: a periodic timer that
-/// signals, armed, on a clock an absolute expiry can be set on (not a CPU-time clock,
-/// whose time the new process starts at zero).
-fn counts_overruns(t: &PosixTimer) -> bool {
-    let signals = t.notify & !libc::SIGEV_THREAD_ID == libc::SIGEV_SIGNAL;
-    let clock = matches!(
+/// Whether timer `t` counts time on a clock it can be set on by an absolute time that
+/// means the same here as where it was captured (not a CPU-time clock, whose time the new
+/// process starts at zero).
+fn on_a_shared_clock(t: &PosixTimer) -> bool {
+    matches!(
         t.clock,
         libc::CLOCK_REALTIME
             | libc::CLOCK_MONOTONIC
@@ -1099,17 +1098,55 @@ fn counts_overruns(t: &PosixTimer) -> bool {
             | libc::CLOCK_REALTIME_ALARM
             | libc::CLOCK_BOOTTIME_ALARM
             | libc::CLOCK_TAI
-    );
-    signals && clock && t.interval_ns > 0 && t.remaining_ns > 0 && (1..=64).contains(&t.signo)
+    )
 }
 
-/// The absolute expiry (ns on the timer's clock, now `now`) that makes a timer with
-/// `interval` have missed `missed` expirations after it, and next expire `remaining`
-/// from now: the kernel counts the intervals it forwards over as overruns. None if that
-/// lies before the clock's zero.
-fn expiry_behind(now: u64, remaining: u64, interval: u64, missed: i32) -> Option<u64> {
-    let back = (missed.max(0) as u64 + 1).checked_mul(interval)?;
-    (now + remaining).checked_sub(back).filter(|&at| at > 0)
+/// The time of day, in nanoseconds since the epoch.
+pub(crate) fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// How a restored timer is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    /// To expire this long from now (0: disarmed).
+    Relative(u64),
+    /// To expire at this time of its clock; `take`: its signal, due at once, is taken
+    /// by the restore (so that timer_getoverrun says the overruns it brings).
+    Absolute { at: u64, take: bool },
+}
+
+/// How to set timer `t` again, its clock reading `now` (None: a clock of the process's
+/// own), `elapsed` ns after it was read at the capture.
+///
+/// Its next expiry is where it would have been had the process not moved. A periodic
+/// timer that signals is set that many intervals earlier as it has overruns to bring
+/// (the kernel counts the intervals it forwards over as overruns): those of the signal it
+/// had queued, which it then queues again at once, or else those of its last signal,
+/// which restore then takes. A timer due already (it expired on the way) is set to
+/// expire at once.
+fn arm(t: &PosixTimer, now: Option<u64>, elapsed: u64) -> Arm {
+    let Some(now) = now.filter(|_| t.remaining_ns > 0) else {
+        return Arm::Relative(t.remaining_ns);
+    };
+    let next = now as i128 + t.remaining_ns as i128 - elapsed as i128;
+    let interval = t.interval_ns as i128;
+    let signals = t.notify & !libc::SIGEV_THREAD_ID == libc::SIGEV_SIGNAL
+        && interval > 0
+        && (1..=64).contains(&t.signo);
+    let (at, take) = match t.queued_overrun {
+        Some(k) if signals => (next - (k.max(0) as i128 + 1) * interval, false),
+        None if signals && t.overrun > 0 && next > now as i128 => {
+            (next - (t.overrun as i128 + 1) * interval, true)
+        }
+        _ => (next, false),
+    };
+    match u64::try_from(at) {
+        Ok(at) if at > 0 => Arm::Absolute { at, take },
+        _ => Arm::Relative(t.remaining_ns.saturating_sub(elapsed).max(1)),
+    }
 }
 
 /// The siginfo a timer queues (SI_TIMER), with `overrun` missed expirations.
@@ -1174,6 +1211,13 @@ fn restore_timers(
         )
         .map_err(step(format!("recreate timer {}", t.id)))?;
     }
+    // Timers ran on since they were read, as the clocks did: their next expiry is where
+    // it would have been had the process not moved or stopped (the nodes' clocks agree),
+    // and what they missed meanwhile are overruns.
+    let elapsed = match image.timers_read_at_ns {
+        0 => 0,
+        at => wall_clock_ns().saturating_sub(at),
+    };
     // Overruns first: a timer whose last signal had missed expirations is set to have
     // missed as many by now and its signal taken at once, so that timer_getoverrun says
     // so again (timer_settime clears it) before any other timer can signal. Then the
@@ -1185,24 +1229,22 @@ fn restore_timers(
         .partition(|t| t.queued_overrun.is_none() && t.overrun > 0);
     let mut requeue = Vec::new();
     for t in taken.into_iter().chain(others) {
-        let missed = t.queued_overrun.or((t.overrun > 0).then_some(t.overrun));
-        let behind = match missed {
-            Some(m) if counts_overruns(t) => {
-                inj.call(
-                    "clock_gettime",
-                    libc::SYS_clock_gettime,
-                    &[t.clock as u64, s],
-                )
-                .map_err(step(format!("read the clock of timer {}", t.id)))?;
-                let b = inj.read(s, 16).map_err(step("clock"))?;
-                let now = u64_at(&b, 0) * 1_000_000_000 + u64_at(&b, 8);
-                expiry_behind(now, t.remaining_ns, t.interval_ns, m)
-            }
-            _ => None,
+        let now = if on_a_shared_clock(t) {
+            inj.call(
+                "clock_gettime",
+                libc::SYS_clock_gettime,
+                &[t.clock as u64, s],
+            )
+            .map_err(step(format!("read the clock of timer {}", t.id)))?;
+            let b = inj.read(s, 16).map_err(step("clock"))?;
+            Some(u64_at(&b, 0) * 1_000_000_000 + u64_at(&b, 8))
+        } else {
+            None
         };
-        let (flags, value) = match behind {
-            Some(at) => (libc::TIMER_ABSTIME as u64, at),
-            None => (0, t.remaining_ns),
+        let armed = arm(t, now, elapsed);
+        let (flags, value, take) = match armed {
+            Arm::Relative(ns) => (0, ns, false),
+            Arm::Absolute { at, take } => (libc::TIMER_ABSTIME as u64, at, take),
         };
         let mut its = Vec::with_capacity(32);
         for ns in [t.interval_ns, value] {
@@ -1216,28 +1258,28 @@ fn restore_timers(
             &[t.id as u64, flags, s + 128, 0],
         )
         .map_err(step(format!("set timer {}", t.id)))?;
-        match (behind, t.queued_overrun) {
-            (Some(_), None) => {
-                // It expires at once (the kernel signals from its timer interrupt).
-                inj.put(0, &(1u64 << (t.signo - 1)).to_ne_bytes())
-                    .map_err(step("signal set"))?;
-                inj.put(16, &[1u64.to_ne_bytes(), 0u64.to_ne_bytes()].concat())
-                    .map_err(step("timeout"))?;
-                let got = inj.call(
-                    "rt_sigtimedwait",
-                    libc::SYS_rt_sigtimedwait,
-                    &[s, s + 64, s + 16, 8],
-                );
-                if got.is_ok_and(|n| n == t.signo as u64) {
-                    let info = inj.read(s + 64, 128).map_err(step("siginfo"))?;
-                    if crate::capture::timer_signal_of(&info) != Some(t.id) {
-                        requeue.push(info);
-                    }
+        if take {
+            // It expires at once (the kernel signals from its timer interrupt).
+            inj.put(0, &(1u64 << (t.signo - 1)).to_ne_bytes())
+                .map_err(step("signal set"))?;
+            inj.put(16, &[1u64.to_ne_bytes(), 0u64.to_ne_bytes()].concat())
+                .map_err(step("timeout"))?;
+            let got = inj.call(
+                "rt_sigtimedwait",
+                libc::SYS_rt_sigtimedwait,
+                &[s, s + 64, s + 16, 8],
+            );
+            if got.is_ok_and(|n| n == t.signo as u64) {
+                let info = inj.read(s + 64, 128).map_err(step("siginfo"))?;
+                if crate::capture::timer_signal_of(&info) != Some(t.id) {
+                    requeue.push(info);
                 }
             }
-            // Its clock cannot be set behind: the signal is queued as it was captured.
-            (None, Some(k)) => requeue.push(timer_siginfo(t, k)),
-            _ => {}
+        }
+        // Set relative, its queued signal cannot come from the timer: it is queued as it
+        // was captured.
+        if let (Arm::Relative(_), Some(k)) = (armed, t.queued_overrun) {
+            requeue.push(timer_siginfo(t, k));
         }
     }
     for info in requeue {
@@ -1276,7 +1318,75 @@ fn fill(
 
 #[cfg(test)]
 mod tests {
-    use super::{find_gap, own_path};
+    use super::{arm, find_gap, own_path, Arm};
+    use crate::image::PosixTimer;
+
+    const MS: u64 = 1_000_000;
+
+    fn timer(interval: u64, remaining: u64, overrun: i32, queued: Option<i32>) -> PosixTimer {
+        PosixTimer {
+            id: 0,
+            clock: libc::CLOCK_MONOTONIC,
+            notify: libc::SIGEV_SIGNAL,
+            signo: 40,
+            value: 0,
+            interval_ns: interval,
+            remaining_ns: remaining,
+            overrun,
+            queued_overrun: queued,
+        }
+    }
+
+    #[test]
+    fn timers_run_on_while_the_process_moves_and_bring_their_overruns() {
+        let now = 1_000_000 * MS;
+        // Plain: next expiry where it would have been, the 30 ms on the way counted.
+        let t = timer(250 * MS, 100 * MS, 0, None);
+        assert_eq!(
+            arm(&t, Some(now), 30 * MS),
+            Arm::Absolute {
+                at: now + 70 * MS,
+                take: false
+            }
+        );
+        // Its last signal had missed 2: set 3 intervals back, and the signal taken.
+        let t = timer(250 * MS, 100 * MS, 2, None);
+        assert_eq!(
+            arm(&t, Some(now), 0),
+            Arm::Absolute {
+                at: now + 100 * MS - 750 * MS,
+                take: true
+            }
+        );
+        // Its signal was queued with 1 missed: set 2 intervals back, the signal left to
+        // queue itself (the last signal's overruns cannot be said as well).
+        let t = timer(250 * MS, 100 * MS, 2, Some(1));
+        assert_eq!(
+            arm(&t, Some(now), 0),
+            Arm::Absolute {
+                at: now + 100 * MS - 500 * MS,
+                take: false
+            }
+        );
+        // Due on the way: it expires at once, and counts what it missed.
+        let t = timer(250 * MS, 100 * MS, 2, None);
+        assert_eq!(
+            arm(&t, Some(now), 400 * MS),
+            Arm::Absolute {
+                at: now - 300 * MS,
+                take: false
+            }
+        );
+        // A checkpoint's (nothing elapsed), a CPU-time clock's, a disarmed one.
+        assert_eq!(
+            arm(&timer(0, 5 * MS, 0, None), None, 0),
+            Arm::Relative(5 * MS)
+        );
+        assert_eq!(arm(&timer(MS, 0, 0, None), Some(now), 0), Arm::Relative(0));
+        // Never before the clock's zero.
+        let t = timer(250 * MS, 100 * MS, 0, Some(3));
+        assert_eq!(arm(&t, Some(10 * MS), 0), Arm::Relative(100 * MS));
+    }
 
     #[test]
     fn the_originals_own_proc_files_become_the_restored_ones() {
