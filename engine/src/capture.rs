@@ -730,7 +730,7 @@ fn capture_frozen(
 }
 
 /// `si_code` of a signal a POSIX timer queued.
-const SI_TIMER: i32 = -2;
+pub(crate) const SI_TIMER: i32 = -2;
 
 /// The id of the timer that queued the raw `siginfo`, if a timer did.
 pub(crate) fn timer_signal_of(siginfo: &[u8]) -> Option<i32> {

@@ -1153,7 +1153,7 @@ fn arm(t: &PosixTimer, now: Option<u64>, elapsed: u64) -> Arm {
 fn timer_siginfo(t: &PosixTimer, overrun: i32) -> Vec<u8> {
     let mut info = vec![0u8; 128];
     info[0..4].copy_from_slice(&t.signo.to_ne_bytes());
-    info[8..12].copy_from_slice(&(-2i32).to_ne_bytes());
+    info[8..12].copy_from_slice(&crate::capture::SI_TIMER.to_ne_bytes());
     info[16..20].copy_from_slice(&t.id.to_ne_bytes());
     info[20..24].copy_from_slice(&overrun.to_ne_bytes());
     info[24..32].copy_from_slice(&t.value.to_ne_bytes());
