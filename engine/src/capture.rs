@@ -528,18 +528,7 @@ fn capture_frozen(
         if m.perms.contains(MMPermissions::EXECUTE) {
             prot |= libc::PROT_EXEC;
         }
-        let mut advice = Vec::new();
-        for (f, a) in [
-            (VmFlags::DD, libc::MADV_DONTDUMP),
-            (VmFlags::WF, libc::MADV_WIPEONFORK),
-            (VmFlags::DC, libc::MADV_DONTFORK),
-            (VmFlags::HG, libc::MADV_HUGEPAGE),
-            (VmFlags::NH, libc::MADV_NOHUGEPAGE),
-        ] {
-            if flags.contains(f) {
-                advice.push(a);
-            }
-        }
+        let advice = advice_of(flags);
         match &backing {
             Backing::Anon => pages.extend(
                 touched_pages(&pagemap, start, end, false).map_err(proc_err(pid, "pagemap"))?,
@@ -1165,6 +1154,22 @@ fn proc_limit(pid: i32, res: i32) -> Option<(u64, u64)> {
         }
     };
     Some((num(it.next()?)?, num(it.next()?)?))
+}
+
+/// The `madvise` advice a mapping with `flags` (`/proc/PID/smaps` VmFlags) was given,
+/// as far as a restore can give it again.
+pub(crate) fn advice_of(flags: VmFlags) -> Vec<i32> {
+    [
+        (VmFlags::DD, libc::MADV_DONTDUMP),
+        (VmFlags::WF, libc::MADV_WIPEONFORK),
+        (VmFlags::DC, libc::MADV_DONTFORK),
+        (VmFlags::HG, libc::MADV_HUGEPAGE),
+        (VmFlags::NH, libc::MADV_NOHUGEPAGE),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, a)| a)
+    .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use crate::ended::Ended;
 use crate::error::{InjectError, RestoreError};
 use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
-use crate::pages::PageSource;
+use crate::pages::{shared_pages, PageSource};
+use crate::ranges::RangeMap;
 use crate::restore::{find_gap, foreign_files, rebuild, Mode, Paging};
 use crate::sigfd;
 use crate::sys;
@@ -561,7 +562,10 @@ impl DeputyCtl {
     /// left (`MADV_DONTNEED`), once the remote node holds all of it. The home process
     /// runs calls only in the deputy's own area, and coming home rebuilds its memory from
     /// the remote, so nothing reads the old copy again. Returns how many resident bytes
-    /// that freed. A mapping the kernel will not drop (locked memory) stays.
+    /// that freed. A mapping the kernel will not drop (locked memory) stays, and so do
+    /// the pages the process shares with another (copy-on-write with a child it forked
+    /// before it left): dropping them frees nothing, and [`DeputyCtl::come_home`] keeps
+    /// the sharing of those still unchanged.
     pub fn release_memory(&mut self) -> Result<u64, InjectError> {
         let pid = self.pid.as_raw();
         let resident = || {
@@ -571,9 +575,21 @@ impl DeputyCtl {
         };
         let before = resident();
         self.unpark()?;
+        let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok();
         for (start, end) in std::mem::take(&mut self.releasable) {
+            let mut drop = RangeMap::new();
+            drop.insert(start, end);
+            let shared = pagemap
+                .as_ref()
+                .and_then(|pm| shared_pages(pm, start, end).ok())
+                .unwrap_or_default();
+            for r in shared {
+                drop.remove(r.addr, r.end());
+            }
             let advice = libc::MADV_DONTNEED as u64;
-            self.inject(libc::SYS_madvise, &[start, end - start, advice, 0, 0, 0])?;
+            for p in drop.iter() {
+                self.inject(libc::SYS_madvise, &[p.start, p.len(), advice, 0, 0, 0])?;
+            }
         }
         self.park()?;
         Ok(before.saturating_sub(resident()))

@@ -12,6 +12,7 @@
 pub mod bytes;
 pub mod capture;
 pub mod checkpoint;
+mod cow;
 pub mod deputy;
 pub mod ended;
 pub mod error;

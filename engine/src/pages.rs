@@ -42,10 +42,13 @@ pub fn read_for_peer(source: &mut dyn PageSource, addr: u64, len: u64) -> Vec<u8
     }
 }
 
-/// Reads (and writes) a process's memory directly: `process_vm_readv`/`writev` first, then
-/// `/proc/PID/mem` where they fail (it reaches pages the process itself may not, e.g.
-/// `PROT_NONE` or read-only ones). The vm calls come first because they wait for a page
-/// that userfaultfd has not filled in yet, where `/proc/PID/mem` fails with EIO.
+/// Reads (and writes) a process's memory directly. Reads go through `/proc/PID/mem`
+/// first: it reaches pages the process itself may not (`PROT_NONE` or read-only ones),
+/// and it leaves a page the process shares copy-on-write with a child shared, where
+/// `process_vm_readv` pins the page and so makes the process a private copy of it
+/// (doubling the memory of a parent and child). Where `/proc/PID/mem` fails (EIO at a
+/// page userfaultfd has not filled in yet) `process_vm_readv` reads the rest: it waits
+/// for such a page. Writes go through `process_vm_writev` first, then `/proc/PID/mem`.
 pub struct ProcessMemory {
     pid: Pid,
     mem: File,
@@ -74,17 +77,33 @@ impl ProcessMemory {
     /// Reads `buf.len()` bytes at `addr`.
     pub fn read_at(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let len = buf.len();
-        let done = {
-            let mut local = [IoSliceMut::new(buf)];
+        let mut done = 0;
+        while done < len {
+            match self.mem.read_at(&mut buf[done..], addr + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        while done < len {
+            let at = addr + done as u64;
+            let mut local = [IoSliceMut::new(&mut buf[done..])];
             let remote = [RemoteIoVec {
-                base: addr as usize,
-                len,
+                base: at as usize,
+                len: len - done,
             }];
-            process_vm_readv(self.pid, &mut local, &remote).unwrap_or(0)
-        };
-        if done < len {
-            self.mem
-                .read_exact_at(&mut buf[done..], addr + done as u64)?;
+            match process_vm_readv(self.pid, &mut local, &remote) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("no memory at {at:#x}"),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -175,6 +194,32 @@ impl PageSource for ImagePages {
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+const PM_EXCLUSIVE: u64 = 1 << 56;
+
+/// The runs of pages of `[start, end)` whose pagemap entry satisfies `keep`.
+fn pages_where(
+    pagemap: &File,
+    start: u64,
+    end: u64,
+    keep: impl Fn(u64) -> bool,
+) -> std::io::Result<Vec<PageRun>> {
+    let n = ((end - start) / PAGE_SIZE) as usize;
+    let mut raw = vec![0u8; n * 8];
+    pagemap.read_exact_at(&mut raw, start / PAGE_SIZE * 8)?;
+    let mut runs: Vec<PageRun> = Vec::new();
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let e = u64::from_ne_bytes(e.try_into().unwrap_or([0; 8]));
+        if !keep(e) {
+            continue;
+        }
+        let addr = start + i as u64 * PAGE_SIZE;
+        match runs.last_mut() {
+            Some(r) if r.end() == addr => r.pages += 1,
+            _ => runs.push(PageRun { addr, pages: 1 }),
+        }
+    }
+    Ok(runs)
+}
 
 /// The pages of `[start, end)` whose contents belong in an image: for anonymous memory
 /// every page that was ever touched (present or swapped); for a private file mapping
@@ -185,25 +230,22 @@ pub(crate) fn touched_pages(
     end: u64,
     file_backed: bool,
 ) -> std::io::Result<Vec<PageRun>> {
-    let n = ((end - start) / PAGE_SIZE) as usize;
-    let mut raw = vec![0u8; n * 8];
-    pagemap.read_exact_at(&mut raw, start / PAGE_SIZE * 8)?;
-    let mut runs: Vec<PageRun> = Vec::new();
-    for (i, e) in raw.chunks_exact(8).enumerate() {
-        let e = u64::from_ne_bytes(e.try_into().unwrap_or([0; 8]));
-        let keep = if file_backed {
+    pages_where(pagemap, start, end, |e| {
+        if file_backed {
             (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
         } else {
             e & (PM_PRESENT | PM_SWAPPED) != 0
-        };
-        if !keep {
-            continue;
         }
-        let addr = start + i as u64 * PAGE_SIZE;
-        match runs.last_mut() {
-            Some(r) if r.end() == addr => r.pages += 1,
-            _ => runs.push(PageRun { addr, pages: 1 }),
-        }
-    }
-    Ok(runs)
+    })
+}
+
+/// The private (anonymous) pages of `[start, end)` that another process maps too: the
+/// copy-on-write sharing of a parent and a child it forked, until either writes the
+/// page (the shared zero page counts too; it holds no memory of its own either).
+/// Dropping such a page frees nothing, and writing it, even with the same bytes, makes
+/// a copy.
+pub(crate) fn shared_pages(pagemap: &File, start: u64, end: u64) -> std::io::Result<Vec<PageRun>> {
+    pages_where(pagemap, start, end, |e| {
+        e & PM_PRESENT != 0 && e & (PM_FILE | PM_EXCLUSIVE) == 0
+    })
 }

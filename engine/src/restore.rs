@@ -14,6 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::capture::{file_id, u64_at};
+use crate::cow;
 use crate::error::{InjectError, PageError, RestoreError};
 use crate::image::*;
 use crate::inject::Injector;
@@ -437,6 +438,12 @@ pub(crate) fn rebuild(
     inj.scratch_len = scratch_len - PAGE_SIZE;
     let s = inj.scratch;
     let home = mode == Mode::Home;
+    // Coming home, mappings shared copy-on-write with a child stay (see `cow`).
+    let kept = if home {
+        cow::shared_at_home(stub.as_raw(), image)
+    } else {
+        Vec::new()
+    };
 
     // 1. Shed the stub's own state: rseq, descriptors, mappings.
     if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
@@ -468,6 +475,7 @@ pub(crate) fn rebuild(
         .collect();
     let mut keep: Vec<(u64, u64)> = stub_vdso.iter().map(|m| (m.0, m.1)).collect();
     keep.push((scratch, scratch + scratch_len));
+    keep.extend(kept.iter().map(|k| (k.start, k.end)));
     keep.sort_unstable();
     let mut at = PAGE_SIZE;
     for &(s0, e0) in keep.iter().chain(std::iter::once(&(TASK_END, TASK_END))) {
@@ -520,6 +528,7 @@ pub(crate) fn rebuild(
         let len = v.len();
         match &v.backing {
             Backing::Vdso { .. } => continue,
+            _ if cow::is_kept(&kept, v) => {}
             Backing::File(id) if !foreign.contains(&id.path) => {
                 let fd = file_fds[&id.path];
                 let share = if v.shared {
@@ -609,6 +618,13 @@ pub(crate) fn rebuild(
         }
     }
     anon_runs.sort_unstable_by_key(|r| r.addr);
+    let (kept_runs, anon_runs) = cow::split_runs(&kept, anon_runs);
+    for (start, end) in cow::uncovered(&kept, &kept_runs) {
+        let advice = libc::MADV_DONTNEED as u64;
+        inj.call("madvise", libc::SYS_madvise, &[start, end - start, advice])
+            .map_err(step(format!("drop the pages at {start:#x}-{end:#x}")))?;
+    }
+    cow::fill_kept(&mem, source.as_mut(), &kept_runs, &kept)?;
     fill(&mem, source.as_mut(), &file_runs)?;
     let mut pager = None;
     match paging {

@@ -124,6 +124,8 @@ struct Plan {
     /// For `poll_timeout`: ask it home (from the remote end) a second into its timed
     /// wait (poll, ppoll, select or pselect6).
     home_during_poll: bool,
+    /// Wait until the program has made this file before counting `migrate_after`.
+    ready: Option<&'static str>,
 }
 
 /// One end of a migration.
@@ -172,6 +174,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         exe,
         home_while_blocked,
         home_during_poll,
+        ready,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
@@ -223,6 +226,9 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         std::fs::write(dir.path().join("go"), "").unwrap();
     }
     if let Some(t) = migrate_after {
+        if let Some(f) = ready {
+            wait_for_file(&dir.path().join(f));
+        }
         std::thread::sleep(Duration::from_secs_f64(t));
         let frozen = capture_with(
             pid,
@@ -552,6 +558,37 @@ fn files_mapped_away_are_mapped_there() {
     let (moved, how) = run_args("mmap_away", &["maps"], Some(0.05), Some(1.0));
     assert_eq!(moved, native, "{how}");
     assert!(how.starts_with("CameHome"), "{how}");
+}
+
+/// Pages shared copy-on-write with a child forked before the move stay shared, away
+/// (home keeps them when it releases its copy) and once home again (only the pages the
+/// process changed away are written): the program reads its sharing in smaps.
+#[test]
+fn pages_shared_with_a_child_stay_shared() {
+    let (native, _) = run("cow_fork", None, None);
+    assert!(
+        native.stdout.contains("at least 30 MiB") && native.stdout.contains("child exit 42"),
+        "{}",
+        native.stdout
+    );
+    for home_after in [None, Some(0.2)] {
+        let plan = Plan {
+            migrate_after: Some(0.0),
+            home_after,
+            ready: Some("forked"),
+            ..Plan::default()
+        };
+        let run = run_plan("cow_fork", &[], plan);
+        assert_eq!(run.outcome, native, "{}", run.how);
+        let (want, why) = match home_after {
+            None => ("Ended(Exited(0))", "it went home"),
+            Some(_) => (
+                "CameHome(\"asked to go home\")",
+                "it did not come home when asked",
+            ),
+        };
+        assert!(run.how.starts_with(want), "{why}: {}", run.how);
+    }
 }
 
 #[test]

@@ -101,6 +101,8 @@ macro_rules! with_programs {
             checksum: [relay ckpt cluster], [], None;
             // A checkpoint restores no chroot.
             chroot_home: [relay cluster], [], None;
+            // A checkpoint restores no child (the restored process has none).
+            cow_fork: [relay cluster], [], None;
             cwd: [relay ckpt cluster], [], None;
             env_argv: [relay ckpt cluster], ["one", "two words", "--three=3"], None;
             file_flags: [relay ckpt cluster], [], None;
