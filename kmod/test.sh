@@ -13,7 +13,7 @@ tree=$("$here/kernel.sh" | tail -1)
 t_kernel=$(($(date +%s) - t0))
 echo "kmod/test.sh: kernel tree $tree (${t_kernel} s)"
 make -s -C "$tree" M="$here/omhpc" LLVM=1 modules
-(cd "$here/.." && cargo build -q -p om-daemon -p om-tools --bin omd --bin mosctl --bin mosrun)
+(cd "$here/.." && cargo build -q -p omd -p om-tools --bin omd --bin mosctl --bin mosrun)
 target=$(cd "$here/.." && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin=$(mktemp -d /var/tmp/om-kmod-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, fuzzing runs of the map parser, the gossip
+# The whole test suite: formatting, the crate layering, lints, fuzzing runs of the map parser, the gossip
 # packet decoder and the migration link's decoders, the /proc/hpc kernel module booted in
 # qemu (kmod/test.sh; the first run builds the test kernel into /var/cache/om-kmod, about
 # 5 minutes), and every test (unit, property, and the omcluster tests on real
@@ -13,6 +13,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "crate layering (scripts/layers.py)"
+python3 scripts/layers.py
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -1,7 +1,7 @@
 //! balance-bench: what the balancer achieves, measured in a 4-node omcluster whose nodes
 //! have 1, 0.5, 0.5 and 0.25 of a CPU, next to the simulator's figures for the same jobs.
 //!
-//! 1. A burst: `--jobs` equal CPU-bound jobs (tests/programs/balance/spin) started at
+//! 1. A burst: `--jobs` equal CPU-bound jobs (tests/testprogs/balance/spin) started at
 //!    once at node 1 with plain `mosrun` (the balancer), with `mosrun -h` (all at node 1)
 //!    and with `mosrun -j2-4` (random placement). Makespan, against the ideal: all their
 //!    work over the capacity the four nodes showed, measured in the same run by one job
@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use om_cluster::harness::TestCluster;
-use om_cluster::ClusterSpec;
-use om_daemon::simbalance::{self, JobSpec, Placement, Workload};
+use omcluster::harness::TestCluster;
+use omcluster::ClusterSpec;
+use omd::simbalance::{self, JobSpec, Placement, Workload};
 
 /// Measure the balancer in a 4-node omcluster.
 #[derive(Parser)]
@@ -234,7 +234,7 @@ fn mixed_jobs(n: usize, spread: f64, seed: u64) -> Vec<JobSpec> {
 
 fn run(args: Args) -> Result<()> {
     let (tools, omcluster) = common::Tools::find()?;
-    let spin = common::compile("balance-bench", "../tests/programs/balance/spin.c", "spin")?;
+    let spin = common::compile("balance-bench", "../tests/testprogs/balance/spin.c", "spin")?;
     eprintln!(
         "balance-bench: bringing up 4 nodes of 1, 0.5, 0.5 and 0.25 CPU (tools from {})",
         tools.0.display()
@@ -283,7 +283,7 @@ fn run(args: Args) -> Result<()> {
         jobs,
         work: args.work,
         mem: 1 << 30,
-        bandwidth: om_daemon::migrate::DEFAULT_BANDWIDTH,
+        bandwidth: omd::migrate::DEFAULT_BANDWIDTH,
         seed: args.seed,
     };
     let burst_params = sim_params(Workload::Burst, args.jobs);

@@ -76,7 +76,7 @@ fn run(args: Args) -> Result<()> {
     let hb = work.join("heartbeat");
     let launch = work.join("launch");
     compile(&root.join("heartbeat.c"), &hb)?;
-    compile(&root.join("../tests/programs/launch.c"), &launch)?;
+    compile(&root.join("../tests/testprogs/launch.c"), &launch)?;
     let criu = Command::new("criu")
         .arg("check")
         .output()

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use om_cluster::harness::{workspace_tool, TestCluster};
-use om_cluster::{ClusterSpec, DaemonSpec};
+use omcluster::harness::{workspace_tool, TestCluster};
+use omcluster::{ClusterSpec, DaemonSpec};
 
 /// The directory of this build's tools (omd, mosctl, mosrun, ...).
 pub struct Tools(pub PathBuf);
@@ -18,7 +18,7 @@ impl Tools {
         if !nix::unistd::geteuid().is_root() {
             bail!("run as root (the cluster lives in namespaces)");
         }
-        let omcluster = om_cluster::omcluster_bin();
+        let omcluster = omcluster::omcluster_bin();
         let omd = workspace_tool(&omcluster.display().to_string(), "omd");
         let dir = PathBuf::from(&omd)
             .parent()

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use om_cluster::harness::TestCluster;
-use om_cluster::ClusterSpec;
+use omcluster::harness::TestCluster;
+use omcluster::ClusterSpec;
 
 /// Measure migration between two nodes of an omcluster.
 #[derive(Parser)]

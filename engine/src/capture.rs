@@ -600,7 +600,9 @@ fn capture_frozen(
             }
         }
     }
-    let rseq = sys::get_rseq(p).map_err(proc_err(pid, "rseq"))?;
+    let rseq = sys::get_rseq(p)
+        .map_err(proc_err(pid, "rseq"))?
+        .map(Rseq::from);
     let robust_list = sys::get_robust_list(p).map_err(proc_err(pid, "robust list"))?;
     let mut rlimits = Vec::new();
     for res in 0..16 {

@@ -301,6 +301,16 @@ pub struct Rseq {
     pub signature: u32,
 }
 
+impl From<om_sys::Rseq> for Rseq {
+    fn from(r: om_sys::Rseq) -> Self {
+        Self {
+            addr: r.addr,
+            len: r.len,
+            signature: r.signature,
+        }
+    }
+}
+
 /// An open file descriptor (regular file or directory) to reopen by path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenFile {

@@ -27,7 +27,7 @@ pub mod relay;
 pub mod restore;
 pub mod seccomp;
 mod sigfd;
-mod sys;
+use om_sys as sys;
 pub mod syscalls;
 pub mod tracer;
 

@@ -6,7 +6,7 @@
 //! tells the module which directories and files the tree has (a `Tree` message, sent again
 //! whenever it changes) and answers every read and write of a file, which the module
 //! turns into a request that omd reads from the device (see `relay`). The protocol is
-//! `kmod/proto/src/wire.rs`, the same source omd compiles.
+//! `kmod/hpcproto/src/wire.rs`, the same source omd compiles.
 //!
 //! Unloading: while omd holds the device the module is in use (the device's `owner`), so
 //! `rmmod` is refused and nothing is freed under omd. Otherwise exit wakes every waiting
@@ -19,7 +19,7 @@ mod ffi;
 mod relay;
 mod tree;
 #[allow(dead_code, unreachable_pub)]
-#[path = "../proto/src/wire.rs"]
+#[path = "../hpcproto/src/wire.rs"]
 mod wire;
 
 module! {

@@ -1,4 +1,4 @@
-//! `om-daemon`: omd, the node daemon.
+//! `omd`: omd, the node daemon.
 //!
 //! Pure parts: [`wire`] (the gossip packet), [`gossip`] (the table and the choice of
 //! peer, shared with the simulator), [`load`] (load arithmetic), [`node`] (a node's view

@@ -2,8 +2,8 @@
 
 use clap::CommandFactory;
 use clap::Parser;
-use om_daemon::cli::{Cli, Cmd};
-use om_daemon::{simbalance, simulate};
+use omd::cli::{Cli, Cmd};
+use omd::{simbalance, simulate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -20,9 +20,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        None => om_daemon::daemon::run(cli.run),
+        None => omd::daemon::run(cli.run),
         Some(Cmd::Keygen { out, force }) => {
-            om_daemon::key::generate(&out, force)?;
+            omd::key::generate(&out, force)?;
             println!(
                 "omd: new cluster key in {} (mode 0600); copy it to the same place on every node",
                 out.display()
@@ -110,7 +110,7 @@ fn simulate_balance(
             jobs,
             work,
             mem: 4 << 30,
-            bandwidth: om_daemon::migrate::DEFAULT_BANDWIDTH,
+            bandwidth: omd::migrate::DEFAULT_BANDWIDTH,
             seed,
         };
         let js = simbalance::workload(&p);

@@ -1,7 +1,7 @@
 //! Shared pieces of the user commands: reading a map from a file or standard input, and
 //! reaching the node daemon.
 
-pub mod sigpipe;
+pub use om_sys::sigpipe;
 
 use anyhow::{Context, Result};
 use om_map::{parse, ClusterMap, MapErrors, SystemResolver};

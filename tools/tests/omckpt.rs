@@ -1,4 +1,4 @@
-//! omckpt end to end: every test program of tests/programs runs natively, then several
+//! omckpt end to end: every test program of tests/testprogs runs natively, then several
 //! times with a checkpoint at a random moment followed by a restore (eager and lazy). The
 //! output, the exit status and the files it writes must be byte-identical to the native
 //! run, and nothing may be left running. Set OMCKPT_SEED to replay the random moments.
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const OMCKPT: &str = env!("CARGO_BIN_EXE_omckpt");
 
-/// Builds the test program `tests/programs/NAME.c` (see [`om_testprogs::build`]).
+/// Builds the test program `tests/testprogs/NAME.c` (see [`om_testprogs::build`]).
 fn build(name: &str) -> PathBuf {
     om_testprogs::build(
         name,

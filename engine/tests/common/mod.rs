@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use om_engine::{PageError, PageSource};
 
-/// Builds the test program `tests/programs/NAME.c` (see [`om_testprogs::build`]).
+/// Builds the test program `tests/testprogs/NAME.c` (see [`om_testprogs::build`]).
 pub fn build(name: &str) -> PathBuf {
     om_testprogs::build(
         name,

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use om_daemon::link::{decode, frame, read_frame, Setup};
+use omd::link::{decode, frame, read_frame, Setup};
 use om_engine::relay::Msg;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! `om-cluster`: a cluster of openMosix nodes on one Linux machine.
+//! `omcluster`: a cluster of openMosix nodes on one Linux machine.
 //!
 //! Every node is a set of namespaces and cgroups, so that a node behaves like a machine
 //! of its own: its own network (a veth on a private bridge, address 198.18.0.N), its own

@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::unistd::Pid;
-use om_cluster::spec::format_mem;
-use om_cluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error, NodeState};
+use omcluster::spec::format_mem;
+use omcluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error, NodeState};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode};
 
@@ -141,17 +141,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         std::fs::canonicalize(d).with_context(|| format!("--share {}", d.display()))
                     })
                     .collect::<Result<_>>()?;
-                spec.fs = om_cluster::spec::FsSpec::private(Some(&cwd), share);
+                spec.fs = omcluster::spec::FsSpec::private(Some(&cwd), share);
             }
             if !no_omd {
-                let bin = om_cluster::sibling_bin("omd", "OMD_BIN").context(
+                let bin = omcluster::sibling_bin("omd", "OMD_BIN").context(
                     "omd was not found ($OMD_BIN, next to omcluster, or on the PATH); \
                      build it (cargo build) or give --no-omd",
                 )?;
-                spec.daemon = Some(om_cluster::DaemonSpec { bin, args: omd_arg });
+                spec.daemon = Some(omcluster::DaemonSpec { bin, args: omd_arg });
             }
             let bin = std::env::current_exe().context("cannot find the omcluster binary")?;
-            let state = om_cluster::up(&spec, &bin)?;
+            let state = omcluster::up(&spec, &bin)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
             } else {
@@ -159,7 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "cluster {}: {} node(s) up on {} ({})",
                     state.name,
                     state.nodes.len(),
-                    om_cluster::net::SUBNET,
+                    omcluster::net::SUBNET,
                     Cgroups::detect()?.describe()
                 );
                 print_nodes(&state.nodes, None);
@@ -174,12 +174,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Exec { name, node, cmd } => exec(&name.name, node, &cmd),
         Cmd::Status { name, all, json } => {
             if all {
-                for n in om_cluster::cluster_names() {
+                for n in omcluster::cluster_names() {
                     println!("{n}");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let status = om_cluster::status(&name.name)?;
+            let status = omcluster::status(&name.name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -190,12 +190,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Down { name, all } => {
             let names = if all {
-                om_cluster::cluster_names()
+                omcluster::cluster_names()
             } else {
                 vec![name.name]
             };
             for n in names {
-                let removed = om_cluster::down(&n)?;
+                let removed = omcluster::down(&n)?;
                 if removed.is_empty() {
                     println!("cluster {n}: nothing to remove");
                 } else {
@@ -218,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn print_nodes(nodes: &[NodeState], status: Option<&[om_cluster::NodeStatus]>) {
+fn print_nodes(nodes: &[NodeState], status: Option<&[omcluster::NodeStatus]>) {
     print!("NODE  HOST    ADDRESS       CPU   MEM     INIT-PID");
     if status.is_some() {
         print!("  STATE    PROCS  CPU-TIME  MEM-USED");
@@ -250,7 +250,7 @@ fn print_nodes(nodes: &[NodeState], status: Option<&[om_cluster::NodeStatus]>) {
 /// `omcluster exec`: enter the node, run the command there, pass on signals, and end
 /// the way the command ended (same exit code, or death by the same signal).
 fn exec(name: &str, node: u16, cmd: &[String]) -> Result<ExitCode> {
-    om_cluster::cluster::require_root()?;
+    omcluster::cluster::require_root()?;
     let state = ClusterState::load(name)?.ok_or_else(|| Error::NotUp(name.to_string()))?;
     let n = state.node(node)?;
     node::enter(&Cgroups::detect()?, name, n)?;

@@ -4,7 +4,7 @@
 //! late node gets work and `mosctl expel` empties a node. Every job's output is compared
 //! with a native run's, and nothing may be left running anywhere. Needs root.
 
-use om_cluster::harness::TestCluster;
+use omcluster::harness::TestCluster;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 
 fn tool(name: &str) -> String {
-    om_cluster::harness::workspace_tool(BIN, name)
+    omcluster::harness::workspace_tool(BIN, name)
 }
 
 /// A cluster of `n` nodes with private files (`cpu`, `mem`: `omcluster up`'s lists), once
@@ -23,7 +23,7 @@ fn cluster(name: &str, n: u16, cpu: Option<&str>, mem: Option<&str>) -> TestClus
         .join("../..")
         .canonicalize()
         .unwrap();
-    om_cluster::harness::private_cluster(BIN, name, usize::from(n), (cpu, mem), &checkout)
+    omcluster::harness::private_cluster(BIN, name, usize::from(n), (cpu, mem), &checkout)
 }
 
 fn up(c: &TestCluster, at: u16, node: u16) -> bool {
@@ -46,7 +46,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Test program `name` (below tests/programs), built on the host, copied into node 1's
+/// Test program `name` (below tests/testprogs), built on the host, copied into node 1's
 /// own /var/tmp, which no other node has. Returns the host's build and node 1's copy.
 fn program(c: &TestCluster, name: &str) -> (PathBuf, String) {
     let host = om_testprogs::build(
@@ -157,7 +157,7 @@ fn log_lines(c: &TestCluster, node: u16, what: &str) -> Vec<String> {
 
 /// Checks that no process of program `prog` (node 1's copy) runs at any of the `n` nodes.
 fn nothing_left(c: &TestCluster, n: u16, prog: &str) {
-    let comm = om_cluster::harness::comm_of(prog);
+    let comm = omcluster::harness::comm_of(prog);
     for node in 1..=n {
         wait_until(
             &format!("nothing of {comm} left at node {node}"),

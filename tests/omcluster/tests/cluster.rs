@@ -3,8 +3,8 @@
 //! Every test brings up its own cluster under its own name, through the same harness the
 //! migration tests use, and checks what a user of the cluster would see.
 
-use om_cluster::harness::TestCluster;
-use om_cluster::{cgroup::Cgroups, net, ClusterSpec};
+use omcluster::harness::TestCluster;
+use omcluster::{cgroup::Cgroups, net, ClusterSpec};
 use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -90,7 +90,7 @@ fn files_written_in_one_node_are_invisible_in_another() {
     // Each node has its own map, host name and hosts file.
     assert_eq!(
         ok(c.sh(2, "cat /etc/openmosix.map")),
-        om_cluster::cluster::map_text(2)
+        omcluster::cluster::map_text(2)
     );
     assert_eq!(ok(c.sh(2, "hostname; cat /etc/hostname")), "node2\nnode2\n");
     assert!(ok(c.sh(1, "cat /etc/hosts")).contains("198.18.0.2 node2\n"));
@@ -173,7 +173,7 @@ fn measure_share(c: &TestCluster, node: u16, secs: f64) -> f64 {
     let (t0, u0) = (Instant::now(), cg.cpu_usage_ns(c.name(), node).unwrap());
     std::thread::sleep(Duration::from_secs_f64(secs));
     let (t1, u1) = (Instant::now(), cg.cpu_usage_ns(c.name(), node).unwrap());
-    let status = om_cluster::harness::terminate(&mut spin);
+    let status = omcluster::harness::terminate(&mut spin);
     assert_eq!(
         status.signal(),
         Some(15),

@@ -3,7 +3,7 @@
 //! must equal a native run's, their files must exist at node 1 only, and nothing may be
 //! left running anywhere. Needs root.
 
-use om_cluster::harness::TestCluster;
+use omcluster::harness::TestCluster;
 use rand::rngs::SmallRng;
 use rand::Rng;
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 
 fn tool(name: &str) -> String {
-    om_cluster::harness::workspace_tool(BIN, name)
+    omcluster::harness::workspace_tool(BIN, name)
 }
 
 fn cluster(name: &str) -> TestCluster {
@@ -28,7 +28,7 @@ fn cluster_with_mem(name: &str, mem: Option<&str>) -> TestCluster {
         .join("../..")
         .canonicalize()
         .unwrap();
-    om_cluster::harness::private_cluster(BIN, name, 3, (None, mem), &checkout)
+    omcluster::harness::private_cluster(BIN, name, 3, (None, mem), &checkout)
 }
 
 /// Where node 1 keeps programs that only it has (its own /var/tmp).
@@ -142,7 +142,7 @@ fn migrate_how(c: &TestCluster, pid: &str, to: &str, eager: bool) -> (bool, Stri
 /// Runs test program `prog` natively and with migrations, and compares everything.
 fn compare(c: &TestCluster, prog: &str, kind: &Kind<'_>) -> Verdict {
     let bin = at_home_only(c, &program(prog));
-    let comm = om_cluster::harness::comm_of(&bin);
+    let comm = omcluster::harness::comm_of(&bin);
     try_compare(c, prog, &bin, "cat out", &comm, kind)
 }
 
@@ -596,7 +596,7 @@ while True:
 fn a_stop_and_a_continue_at_the_remote_node_show_at_home() {
     let c = cluster("t-migstop");
     let bin = program("remote");
-    let comm = om_cluster::harness::comm_of(&bin);
+    let comm = omcluster::harness::comm_of(&bin);
     let dir = "/tmp/stopcont";
     let o = c.sh(
         1,

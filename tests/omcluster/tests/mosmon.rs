@@ -2,8 +2,8 @@
 //! shows the four nodes, and a CPU-bound loop started in node 3 raises node 3's bar.
 //! Needs root and tmux.
 
-use om_cluster::harness::{TestCluster, Tmux};
-use om_cluster::{ClusterSpec, DaemonSpec};
+use omcluster::harness::{TestCluster, Tmux};
+use omcluster::{ClusterSpec, DaemonSpec};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 const SOCKET: &str = "om-mosmon-test";
 
 fn tool(name: &str) -> String {
-    om_cluster::harness::workspace_tool(BIN, name)
+    omcluster::harness::workspace_tool(BIN, name)
 }
 
 /// The number of full cells of each node's bar in a captured mosmon screen: the columns

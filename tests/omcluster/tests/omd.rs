@@ -2,10 +2,10 @@
 //! tools and files that show them. Needs root. Every test starts its own cluster with an
 //! omd in every node (a fresh cluster key each time).
 
-use om_cluster::harness::TestCluster;
-use om_cluster::{ClusterSpec, DaemonSpec};
-use om_daemon::wire::{self, Key, Packet, WireRecord};
 use om_proto::{NodeRecord, Status};
+use omcluster::harness::TestCluster;
+use omcluster::{ClusterSpec, DaemonSpec};
+use omd::wire::{self, Key, Packet, WireRecord};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 
 fn tool(name: &str) -> String {
-    om_cluster::harness::workspace_tool(BIN, name)
+    omcluster::harness::workspace_tool(BIN, name)
 }
 
 fn cluster(name: &str, nodes: usize, cpu: Option<&str>, down_after: &str) -> TestCluster {
@@ -259,7 +259,7 @@ fn a_busy_node_shows_its_load_elsewhere_and_it_decays() {
     );
     // A little longer, so that node 2 has measured whole seconds of the loop.
     std::thread::sleep(Duration::from_secs(2));
-    let ended = om_cluster::harness::terminate(&mut spin);
+    let ended = omcluster::harness::terminate(&mut spin);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&ended),
         Some(nix::sys::signal::Signal::SIGTERM as i32),
@@ -340,7 +340,7 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
         "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
         c.name()
     );
-    let key = om_daemon::key::load(Path::new(&key_file)).unwrap();
+    let key = omd::key::load(Path::new(&key_file)).unwrap();
     let evil = NodeRecord {
         load: 99_999,
         speed: 1,
@@ -367,7 +367,7 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
         ("replayed", replayed.to_vec()),
         (
             "random-exact",
-            om_daemon::key::random().unwrap().0.repeat(45)[..wire::PACKET_LEN].to_vec(),
+            omd::key::random().unwrap().0.repeat(45)[..wire::PACKET_LEN].to_vec(),
         ),
         ("random-short", b"\x01\x02 not a gossip packet".to_vec()),
     ];

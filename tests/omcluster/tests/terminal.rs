@@ -4,9 +4,9 @@
 //! "Stopped") and go on after `fg`, stop for tty input when put in the background, keep
 //! reading across window resizes, and run its Ctrl-C handler. Needs root and tmux.
 
-use om_cluster::harness::{TestCluster, Tmux};
-use om_cluster::spec::FsSpec;
-use om_cluster::{ClusterSpec, DaemonSpec};
+use omcluster::harness::{TestCluster, Tmux};
+use omcluster::spec::FsSpec;
+use omcluster::{ClusterSpec, DaemonSpec};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,11 +15,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_omcluster");
 const SOCKET: &str = "om-terminal-test";
 
 fn tool(name: &str) -> String {
-    om_cluster::harness::workspace_tool(BIN, name)
+    omcluster::harness::workspace_tool(BIN, name)
 }
 
 fn tmux(args: &[&str]) -> String {
-    om_cluster::harness::tmux(SOCKET, args)
+    omcluster::harness::tmux(SOCKET, args)
 }
 
 /// Types `keys` (tmux key names) into the pane.

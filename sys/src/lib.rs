@@ -1,22 +1,35 @@
-//! The raw kernel interfaces the engine needs and neither `nix` nor `libc` wraps safely:
-//! ptrace register sets and queries, `pidfd_getfd`, the userfaultfd handshake, and the
-//! fork of the restore stub. Every `unsafe` block of the engine lives here.
+//! om-sys: the raw kernel interfaces the project needs and neither `nix` nor `libc`
+//! wraps safely: ptrace register sets and queries, `pidfd_getfd`, the userfaultfd
+//! handshake, seccomp user notification, the fork of the restore stub, and the SIGPIPE
+//! disposition of the tools. Every `unsafe` block of the project's user-space code lives
+//! in this crate (the kernel module's own FFI aside), each with a `// SAFETY:` comment;
+//! what depends on the processor's architecture is in [`arch`].
+//!
+//! It is the bottom of the stack and uses no other crate of the project.
 #![allow(unsafe_code)]
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "om-sys supports x86-64 only: the register sets, the XSAVE area and the siginfo layout \
+     it reads are x86-64's (add src/arch/<arch>.rs to port it)"
+);
+
+#[cfg(target_arch = "x86_64")]
+#[path = "arch/x86_64.rs"]
+pub mod arch;
+pub mod sigpipe;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::unistd::Pid;
 
-use crate::image::Rseq;
+use crate::arch::{NT_X86_XSTATE, XSTATE_MAX};
 
-const NT_X86_XSTATE: libc::c_int = 0x202;
 const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
 const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
 const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
-/// Largest XSAVE area we accept (the CPU here uses 2688 bytes).
-pub(crate) const XSTATE_MAX: usize = 16384;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -29,7 +42,7 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// Queues the signal of the raw `siginfo` (a `siginfo_t`, at most 128 bytes) to process
 /// `pid`, as rt_sigqueueinfo(2) does. Codes the kernel itself makes and that are
 /// negative, such as SI_TIMER, may be queued to another process.
-pub(crate) fn queue_siginfo(pid: i32, siginfo: &[u8]) -> io::Result<()> {
+pub fn queue_siginfo(pid: i32, siginfo: &[u8]) -> io::Result<()> {
     let mut info = [0u8; 128];
     let n = siginfo.len().min(128);
     info[..n].copy_from_slice(&siginfo[..n]);
@@ -40,7 +53,7 @@ pub(crate) fn queue_siginfo(pid: i32, siginfo: &[u8]) -> io::Result<()> {
 }
 
 /// Reads the XSAVE area of a ptrace-stopped tracee.
-pub(crate) fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
+pub fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; XSTATE_MAX];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -62,7 +75,7 @@ pub(crate) fn get_xstate(pid: Pid) -> io::Result<Vec<u8>> {
 }
 
 /// Writes the XSAVE area of a ptrace-stopped tracee.
-pub(crate) fn set_xstate(pid: Pid, data: &[u8]) -> io::Result<()> {
+pub fn set_xstate(pid: Pid, data: &[u8]) -> io::Result<()> {
     let mut copy = data.to_vec();
     let mut iov = libc::iovec {
         iov_base: copy.as_mut_ptr().cast(),
@@ -81,7 +94,7 @@ pub(crate) fn set_xstate(pid: Pid, data: &[u8]) -> io::Result<()> {
 }
 
 /// The tracee's blocked-signal mask.
-pub(crate) fn get_sigmask(pid: Pid) -> io::Result<u64> {
+pub fn get_sigmask(pid: Pid) -> io::Result<u64> {
     let mut mask = 0u64;
     // SAFETY: the kernel writes exactly 8 bytes (the size passed as `addr`) to `mask`.
     let ret = unsafe {
@@ -97,7 +110,7 @@ pub(crate) fn get_sigmask(pid: Pid) -> io::Result<u64> {
 }
 
 /// Sets the tracee's blocked-signal mask (the kernel never blocks SIGKILL/SIGSTOP).
-pub(crate) fn set_sigmask(pid: Pid, mask: u64) -> io::Result<()> {
+pub fn set_sigmask(pid: Pid, mask: u64) -> io::Result<()> {
     // SAFETY: the kernel reads exactly 8 bytes from `mask`.
     let ret = unsafe {
         libc::ptrace(
@@ -118,7 +131,7 @@ struct PeekSiginfoArgs {
 }
 
 /// Queued signals of the tracee: its own queue, or the process-wide one.
-pub(crate) fn peek_siginfo(pid: Pid, shared: bool) -> io::Result<Vec<Vec<u8>>> {
+pub fn peek_siginfo(pid: Pid, shared: bool) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     loop {
         let args = PeekSiginfoArgs {
@@ -155,8 +168,19 @@ struct RseqConfiguration {
     pad: u32,
 }
 
+/// A restartable sequence registration (`rseq(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rseq {
+    /// Address of the `struct rseq`.
+    pub addr: u64,
+    /// Its registered length.
+    pub len: u32,
+    /// The abort signature.
+    pub signature: u32,
+}
+
 /// The tracee's registered restartable sequence, if any.
-pub(crate) fn get_rseq(pid: Pid) -> io::Result<Option<Rseq>> {
+pub fn get_rseq(pid: Pid) -> io::Result<Option<Rseq>> {
     let mut conf = RseqConfiguration::default();
     let size = std::mem::size_of::<RseqConfiguration>();
     // SAFETY: the kernel writes at most `size` bytes into `conf`, which is that large.
@@ -177,7 +201,7 @@ pub(crate) fn get_rseq(pid: Pid) -> io::Result<Option<Rseq>> {
 }
 
 /// Head and length of another process's robust futex list.
-pub(crate) fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
+pub fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
     let mut head = 0u64;
     let mut len = 0u64;
     // SAFETY: the kernel stores one pointer into `head` and one size_t into `len`.
@@ -194,7 +218,7 @@ pub(crate) fn get_robust_list(pid: Pid) -> io::Result<(u64, u64)> {
 }
 
 /// Reads one resource limit of any process (`prlimit64`).
-pub(crate) fn get_rlimit(pid: Pid, resource: i32) -> io::Result<(u64, u64)> {
+pub fn get_rlimit(pid: Pid, resource: i32) -> io::Result<(u64, u64)> {
     let mut old = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,
@@ -213,7 +237,7 @@ pub(crate) fn get_rlimit(pid: Pid, resource: i32) -> io::Result<(u64, u64)> {
 }
 
 /// Sets one resource limit of any process (`prlimit64`).
-pub(crate) fn set_rlimit(pid: Pid, resource: i32, cur: u64, max: u64) -> io::Result<()> {
+pub fn set_rlimit(pid: Pid, resource: i32, cur: u64, max: u64) -> io::Result<()> {
     let new = libc::rlimit64 {
         rlim_cur: cur,
         rlim_max: max,
@@ -231,7 +255,7 @@ pub(crate) fn set_rlimit(pid: Pid, resource: i32, cur: u64, max: u64) -> io::Res
 }
 
 /// `pidfd_open(pid, 0)`.
-pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: plain system call with integer arguments.
     let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
     // SAFETY: on success the kernel returned a new descriptor that nothing else owns.
@@ -239,7 +263,7 @@ pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_getfd`: a duplicate of descriptor `fd` of the process behind `pidfd`.
-pub(crate) fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     // SAFETY: plain system call with integer arguments.
     let new = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
@@ -258,7 +282,7 @@ nix::ioctl_readwrite!(uffdio_api_ioctl, 0xAA, 0x3F, UffdioApi);
 
 /// The userfaultfd API handshake (`UFFDIO_API`) asking for `features`; returns the
 /// features the kernel granted.
-pub(crate) fn uffd_api(fd: RawFd, features: u64) -> io::Result<u64> {
+pub fn uffd_api(fd: RawFd, features: u64) -> io::Result<u64> {
     let mut api = UffdioApi {
         api: UFFD_API,
         features,
@@ -272,7 +296,7 @@ pub(crate) fn uffd_api(fd: RawFd, features: u64) -> io::Result<u64> {
 /// Forks the restore stub: the child maps `len` bytes read/write/execute at `scratch`,
 /// copies `code` to its start, asks to be traced by the calling thread and stops itself
 /// with SIGSTOP. It runs no Rust code after the fork, only async-signal-safe libc calls.
-pub(crate) fn fork_stub(scratch: u64, len: usize, code: &[u8]) -> io::Result<Pid> {
+pub fn fork_stub(scratch: u64, len: usize, code: &[u8]) -> io::Result<Pid> {
     // SAFETY: after fork the child only calls async-signal-safe functions (mmap, memcpy
     // on its private copy, ptrace, raise, _exit) and never returns into Rust code that
     // could touch locks held by other threads of the parent.
@@ -319,7 +343,7 @@ pub(crate) fn fork_stub(scratch: u64, len: usize, code: &[u8]) -> io::Result<Pid
 
 /// `UFFDIO_COPY` of `src` to `dst` in the address space behind `uffd`, waking the faulting
 /// thread. Returns the bytes copied.
-pub(crate) fn uffd_copy(uffd: &userfaultfd::Uffd, src: &[u8], dst: u64) -> Result<usize, UffdErr> {
+pub fn uffd_copy(uffd: &userfaultfd::Uffd, src: &[u8], dst: u64) -> Result<usize, UffdErr> {
     // SAFETY: `src` is a live slice of this process, valid for `src.len()` bytes; `dst` is
     // an address in the *other* process's registered range, which the kernel checks and
     // which aliases nothing of ours.
@@ -337,7 +361,7 @@ pub(crate) fn uffd_copy(uffd: &userfaultfd::Uffd, src: &[u8], dst: u64) -> Resul
 /// A failed userfaultfd operation, with the errno pulled out of the crate's error (which
 /// uses another `nix` version's `Errno`).
 #[derive(Debug)]
-pub(crate) enum UffdErr {
+pub enum UffdErr {
     /// Only this many bytes were copied (an event is pending).
     Partial(usize),
     /// The kernel's error number.
@@ -359,11 +383,7 @@ impl From<userfaultfd::Error> for UffdErr {
 }
 
 /// `UFFDIO_ZEROPAGE` of `[dst, dst + len)` behind `uffd`, waking the faulting thread.
-pub(crate) fn uffd_zeropage(
-    uffd: &userfaultfd::Uffd,
-    dst: u64,
-    len: usize,
-) -> Result<usize, UffdErr> {
+pub fn uffd_zeropage(uffd: &userfaultfd::Uffd, dst: u64, len: usize) -> Result<usize, UffdErr> {
     // SAFETY: `dst` is an address in the other process's registered range; nothing of
     // this process is read or written.
     unsafe { uffd.zeropage(dst as *mut libc::c_void, len, true) }.map_err(UffdErr::from)
@@ -381,11 +401,7 @@ nix::ioctl_readwrite!(uffdio_poison_ioctl, 0xAA, 0x08, UffdioPoison);
 /// `UFFDIO_POISON` of `[dst, dst + len)` behind `uffd` (Linux 6.6): each missing page
 /// there raises SIGBUS when touched, and faulting threads are woken to meet it. Returns
 /// the bytes poisoned.
-pub(crate) fn uffd_poison(
-    uffd: &userfaultfd::Uffd,
-    dst: u64,
-    len: usize,
-) -> Result<usize, UffdErr> {
+pub fn uffd_poison(uffd: &userfaultfd::Uffd, dst: u64, len: usize) -> Result<usize, UffdErr> {
     use std::os::fd::AsRawFd;
     let mut arg = UffdioPoison {
         start: dst,
@@ -403,7 +419,7 @@ pub(crate) fn uffd_poison(
 }
 
 /// Wraps a userfaultfd descriptor (already through the `UFFDIO_API` handshake).
-pub(crate) fn uffd_from_fd(fd: OwnedFd) -> userfaultfd::Uffd {
+pub fn uffd_from_fd(fd: OwnedFd) -> userfaultfd::Uffd {
     use std::os::fd::IntoRawFd;
     // SAFETY: `fd` is an open userfaultfd descriptor we own; ownership moves into `Uffd`,
     // which closes it on drop.
@@ -439,7 +455,7 @@ nix::ioctl_readwrite!(notif_recv_ioctl, b'!', 0, SeccompNotif);
 nix::ioctl_readwrite!(notif_send_ioctl, b'!', 1, SeccompNotifResp);
 
 /// Let the call run in the kernel as if it had been allowed.
-pub(crate) const NOTIF_FLAG_CONTINUE: u32 = 1;
+pub const NOTIF_FLAG_CONTINUE: u32 = 1;
 
 /// `struct seccomp_notif_addfd`.
 #[repr(C)]
@@ -460,7 +476,7 @@ const ADDFD_FLAG_SETFD: u32 = 1;
 
 /// Puts a duplicate of our descriptor `src` into the process whose call `id` waits on
 /// listener `fd`, as its descriptor `at` (close-on-exec), replacing any there.
-pub(crate) fn notif_addfd(fd: RawFd, id: u64, src: RawFd, at: u32) -> io::Result<()> {
+pub fn notif_addfd(fd: RawFd, id: u64, src: RawFd, at: u32) -> io::Result<()> {
     let a = SeccompNotifAddfd {
         id,
         flags: ADDFD_FLAG_SETFD,
@@ -475,7 +491,7 @@ pub(crate) fn notif_addfd(fd: RawFd, id: u64, src: RawFd, at: u32) -> io::Result
 
 /// A call trapped by the seccomp filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Notification {
+pub struct Notification {
     /// Cookie for the answer.
     pub id: u64,
     /// Thread that made it.
@@ -489,7 +505,7 @@ pub(crate) struct Notification {
 }
 
 /// Receives the next trapped call from seccomp listener `fd` (blocks until there is one).
-pub(crate) fn notif_recv(fd: RawFd) -> io::Result<Notification> {
+pub fn notif_recv(fd: RawFd) -> io::Result<Notification> {
     let mut n = SeccompNotif::default();
     // SAFETY: `n` is a zeroed `struct seccomp_notif` of the size the ioctl expects; the
     // kernel fills it in.
@@ -505,7 +521,7 @@ pub(crate) fn notif_recv(fd: RawFd) -> io::Result<Notification> {
 
 /// Answers trapped call `id`: its result is `val`, or `-error` when `error` is not zero;
 /// with [`NOTIF_FLAG_CONTINUE`] the kernel runs the call itself.
-pub(crate) fn notif_send(fd: RawFd, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
+pub fn notif_send(fd: RawFd, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
     let mut r = SeccompNotifResp {
         id,
         val,
@@ -517,10 +533,11 @@ pub(crate) fn notif_send(fd: RawFd, id: u64, val: i64, error: i32, flags: u32) -
     Ok(())
 }
 
-/// Makes system call `nr` with `args` in this process. Tests only: they measure how many
-/// bytes the kernel writes into a buffer, to check the system-call table's struct sizes.
-#[cfg(test)]
-pub(crate) fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
+/// Makes system call `nr` with `args` in this process. For tests only (feature
+/// `test-raw-syscall`): they measure how many bytes the kernel writes into a buffer, to
+/// check the system-call table's struct sizes.
+#[cfg(feature = "test-raw-syscall")]
+pub fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
     // SAFETY: tests call this only with pointer arguments into buffers they own that are
     // larger than anything the call writes (4 KiB), or with descriptors they own.
     let r = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
@@ -533,7 +550,7 @@ pub(crate) fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
 
 /// `PTRACE_LISTEN`: the seized tracee, in a group-stop, stays stopped (as its parent
 /// sees it) but is woken, and reports again, when SIGCONT or another signal arrives.
-pub(crate) fn ptrace_listen(pid: Pid) -> io::Result<()> {
+pub fn ptrace_listen(pid: Pid) -> io::Result<()> {
     // SAFETY: PTRACE_LISTEN takes no addresses (both are 0); it only changes the tracee's
     // state, and the kernel refuses it unless the tracee is in a group-stop.
     let ret = unsafe {
@@ -549,7 +566,7 @@ pub(crate) fn ptrace_listen(pid: Pid) -> io::Result<()> {
 
 /// Of the signal a ptrace-stopped tracee stopped with (`PTRACE_GETSIGINFO`): its number,
 /// `si_code` and the sending process (`si_pid`, meaningful for signals sent by kill).
-pub(crate) fn stop_siginfo(pid: Pid) -> io::Result<(i32, i32, i32)> {
+pub fn stop_siginfo(pid: Pid) -> io::Result<(i32, i32, i32)> {
     let mut info = [0u8; 128];
     // SAFETY: the kernel writes one 128-byte `siginfo_t` into `info`, which has exactly
     // that size and outlives the call.
@@ -566,7 +583,7 @@ pub(crate) fn stop_siginfo(pid: Pid) -> io::Result<(i32, i32, i32)> {
 }
 
 /// (`si_signo`, `si_code`, `si_pid`) of a raw x86-64 `siginfo_t`.
-pub(crate) fn siginfo_sender(info: &[u8]) -> (i32, i32, i32) {
+pub fn siginfo_sender(info: &[u8]) -> (i32, i32, i32) {
     let at = |o: usize| {
         info.get(o..o + 4)
             .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))

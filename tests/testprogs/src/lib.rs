@@ -1,4 +1,4 @@
-//! Builds the C test programs that live beside this crate (`tests/programs/NAME.c`, each
+//! Builds the C test programs that live beside this crate (`tests/testprogs/NAME.c`, each
 //! including `prog.h`) for the integration tests of several crates.
 //!
 //! Tests run in processes of their own, and several may ask for the same program at
@@ -40,7 +40,7 @@ pub fn sources() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Compiles program `name` (a path below `tests/programs` without `.c`, e.g. `fpu` or
+/// Compiles program `name` (a path below `tests/testprogs` without `.c`, e.g. `fpu` or
 /// `refuse/threads`) into `out_dir` unless an up-to-date build is there, and returns the
 /// executable's path (`/` in `name` becomes `_`). Panics, naming the program, if it
 /// cannot be built: it is meant for tests.

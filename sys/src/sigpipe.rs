@@ -1,6 +1,4 @@
-//! SIGPIPE back to its default (the one `unsafe` of the tools' library).
-
-#![allow(unsafe_code)]
+//! SIGPIPE back to its default, for the command-line tools.
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 

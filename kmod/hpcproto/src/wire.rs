@@ -1,6 +1,6 @@
 // The wire format of /dev/hpc. This file is the whole protocol: omd compiles it through
 // `om_hpcproto` (lib.rs); the kernel module compiles the same file as its `wire` module
-// (`#[path = "../proto/src/wire.rs"]`), because a module cannot link crates. So it uses
+// (`#[path = "../hpcproto/src/wire.rs"]`), because a module cannot link crates. So it uses
 // only `core`, allocates nothing, and never panics on any input.
 
 /// The protocol version; both sides refuse messages of another.
