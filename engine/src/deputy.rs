@@ -46,6 +46,8 @@ pub enum Outcome {
     Interrupted,
     /// The home process is gone.
     Gone(Ended),
+    /// The call is not one the deputy may make (see [`Call::check`]): it was not made.
+    Refused(crate::syscalls::Unlawful),
 }
 
 /// The signal omd sends a deputy (see [`nudge`]).
@@ -500,6 +502,9 @@ impl DeputyCtl {
 
     /// Executes a forwarded call.
     pub fn call(&mut self, call: &Call) -> Result<Outcome, InjectError> {
+        if let Err(why) = call.check() {
+            return Ok(Outcome::Refused(why));
+        }
         match self.call_inner(call) {
             Err(e) => match gone_of(&e) {
                 Some(g) => Ok(Outcome::Gone(g)),

@@ -97,8 +97,11 @@ pub enum Progress {
     CpuAway(Duration),
     /// The home copy of its memory was dropped, freeing this many resident bytes.
     MemoryReleased(u64),
-    /// The remote end says why the process died there.
+    /// The remote end said why the process died there.
     DiedBecause(String),
+    /// The remote end asked for a call the deputy may not make (a node that lies, or
+    /// runs another build): it was answered EPERM, and not made.
+    Refused(String),
 }
 
 /// How often the remote end reports the guest's CPU time.
@@ -395,6 +398,17 @@ pub fn run_home(
                 inbox.set_in_call(false);
                 match outcome {
                     Ok(Outcome::Done(reply, signals)) => {
+                        if let Err(e) = link.send(&Msg::Reply { id, reply, signals }) {
+                            return fail(&mut ctl, lost(e));
+                        }
+                    }
+                    Ok(Outcome::Refused(why)) => {
+                        progress(Progress::Refused(why.to_string()));
+                        let reply = Reply {
+                            ret: -i64::from(libc::EPERM),
+                            outs: Vec::new(),
+                        };
+                        let signals = Vec::new();
                         if let Err(e) = link.send(&Msg::Reply { id, reply, signals }) {
                             return fail(&mut ctl, lost(e));
                         }

@@ -1244,6 +1244,49 @@ fn u64s(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
 }
 
+/// The argument layout of the forwarded call `e` with `args`: its entry's, with the
+/// pointer argument of an ioctl, fcntl or prctl from their sub-tables; or what happens
+/// to the call instead (an ioctl or prctl that is not forwarded).
+fn layout(e: &Entry, args: &[u64; 6]) -> Result<Vec<Arg>, Action> {
+    let mut specs: Vec<Arg> = e.args.to_vec();
+    match e.name {
+        "ioctl" => match ioctl_arg(args[1]) {
+            Some(a) => specs[2] = a,
+            None => return Err(Action::Home(format!("ioctl {:#x}", args[1]))),
+        },
+        "fcntl" => specs[2] = fcntl_arg(args[1]),
+        "prctl" => match prctl_arg(args[0]) {
+            None => return Err(Action::Native),
+            Some(Err(())) => return Err(Action::Home("prctl(PR_SET_SECCOMP)".into())),
+            Some(Ok(a)) => specs[1] = a,
+        },
+        _ => {}
+    }
+    Ok(specs)
+}
+
+/// Why a [`Call`] from the remote end is not one the deputy may make.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unlawful {
+    /// The table does not forward this call (it runs at the remote node, brings the
+    /// process home, ends it, or does not exist).
+    #[error("{0} is not a forwarded call")]
+    NotForwarded(String),
+    /// The table forwards the call, but not with these arguments (an ioctl, fcntl or
+    /// prctl it does not forward).
+    #[error("{0} with these arguments is not forwarded")]
+    NotWithThese(String),
+    /// An argument is not laid out as the table says: a pointer without its bytes, a
+    /// buffer of another size than its length argument says, a string without its end.
+    #[error("{name}: argument {arg} is not laid out as the table says")]
+    Layout {
+        /// The call.
+        name: String,
+        /// Which argument (0-based).
+        arg: usize,
+    },
+}
+
 /// Decides what happens to call `nr` with `args`, reading the bytes it passes in.
 pub fn plan(nr: u64, mut args: [u64; 6], mem: &dyn GuestMem) -> Action {
     let e = entry(nr);
@@ -1258,20 +1301,10 @@ pub fn plan(nr: u64, mut args: [u64; 6], mem: &dyn GuestMem) -> Action {
         Class::Native => return Action::Native,
         Class::Forward => {}
     }
-    let mut specs: Vec<Arg> = e.args.to_vec();
-    match e.name {
-        "ioctl" => match ioctl_arg(args[1]) {
-            Some(a) => specs[2] = a,
-            None => return Action::Home(format!("ioctl {:#x}", args[1])),
-        },
-        "fcntl" => specs[2] = fcntl_arg(args[1]),
-        "prctl" => match prctl_arg(args[0]) {
-            None => return Action::Native,
-            Some(Err(())) => return Action::Home("prctl(PR_SET_SECCOMP)".into()),
-            Some(Ok(a)) => specs[1] = a,
-        },
-        _ => {}
-    }
+    let specs = match layout(&e, &args) {
+        Ok(specs) => specs,
+        Err(a) => return a,
+    };
     let len_of = |l: Len, args: &[u64; 6]| -> Result<u64, i32> {
         Ok(match l {
             Of(i) => args[i],
@@ -1388,6 +1421,94 @@ pub trait Scratch {
 }
 
 impl Call {
+    /// Checks a call that came from the remote end against the table, before the deputy
+    /// makes it at home: it must be a forwarded call, and each argument must be laid out
+    /// as [`plan`] lays it out (a value; a pointer with the bytes or buffer of exactly the
+    /// size its length argument gives, at most [`MAX_BUFFER`]; or a NULL pointer). A
+    /// remote node that sends anything else is refused, so that it cannot make the home
+    /// process fork, exec, ptrace or map memory at home, or make a call read or write home
+    /// memory outside the buffers placed for it.
+    pub fn check(&self) -> Result<(), Unlawful> {
+        let e = entry(self.nr);
+        if e.class != Class::Forward {
+            return Err(Unlawful::NotForwarded(name(self.nr)));
+        }
+        let specs =
+            layout(&e, &self.args).map_err(|_| Unlawful::NotWithThese(e.name.to_string()))?;
+        let bad = |arg: usize| Unlawful::Layout {
+            name: e.name.to_string(),
+            arg,
+        };
+        for (k, s) in self.slots.iter().enumerate() {
+            let i = s.arg as usize;
+            if i >= specs.len() || self.slots[..k].iter().any(|t| t.arg == s.arg) {
+                return Err(bad(i));
+            }
+        }
+        let slot = |i: usize| {
+            self.slots
+                .iter()
+                .find(|s| s.arg as usize == i)
+                .map(|s| &s.kind)
+        };
+        let len_of = |l: Len| -> u64 {
+            match l {
+                Of(j) => self.args[j],
+                Fixed(n) => n as u64,
+                Items(j, size) => self.args[j].saturating_mul(size as u64),
+                FdSet(j) => self.args[j].min(1 << 20).div_ceil(64) * 8,
+                PtrU32(j) => match slot(j) {
+                    Some(SlotKind::In(b) | SlotKind::InOut(b)) if b.len() == 4 => {
+                        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u64
+                    }
+                    _ => 0,
+                },
+            }
+        };
+        let sized = |l: Len, n: usize| n as u64 == len_of(l) && n as u64 <= MAX_BUFFER;
+        let iov_ok = |c: usize, lens: &mut dyn Iterator<Item = u64>| {
+            let (mut count, mut total) = (0u64, 0u64);
+            for n in lens {
+                count += 1;
+                total = total.saturating_add(n);
+            }
+            count == self.args[c] && count <= 1024 && total <= MAX_BUFFER
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let ok = match (*spec, slot(i)) {
+                (Val, s) => s.is_none(),
+                (Null, s) => {
+                    matches!(s, Some(SlotKind::Null)) || (s.is_none() && self.args[i] == 0)
+                }
+                // A NULL pointer passes as it is.
+                (_, None) => self.args[i] == 0,
+                (Str, Some(SlotKind::In(b))) => b.len() <= MAX_STR && b.last() == Some(&0),
+                (In(l), Some(SlotKind::In(b))) | (InOut(l), Some(SlotKind::InOut(b))) => {
+                    sized(l, b.len())
+                }
+                (Out(l, bound), Some(SlotKind::Out { len, items })) => {
+                    let want = match bound {
+                        Whole => 0,
+                        RetBytes => 1,
+                        RetItems(s) => s,
+                    };
+                    *items == want && sized(l, *len as usize)
+                }
+                (IovIn(c), Some(SlotKind::IovIn(bufs))) => {
+                    iov_ok(c, &mut bufs.iter().map(|b| b.len() as u64))
+                }
+                (IovOut(c), Some(SlotKind::IovOut(parts))) => {
+                    iov_ok(c, &mut parts.iter().map(|p| p.1))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(bad(i));
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of scratch memory the call needs (each buffer 16-byte aligned).
     pub fn scratch_len(&self) -> u64 {
         let a = |n: u64| n.div_ceil(16) * 16;
@@ -1809,5 +1930,161 @@ mod tests {
             return;
         };
         assert_eq!(call.args[2], MAX_BUFFER);
+    }
+
+    /// Memory that holds zeros at every address.
+    struct Zeros;
+    impl GuestMem for Zeros {
+        fn read(&self, _addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            Ok(vec![0; len])
+        }
+    }
+
+    #[test]
+    fn every_call_the_remote_end_plans_passes_the_deputys_check() {
+        // Arguments drawn from values that make every layout happen: descriptors,
+        // small lengths and counts, pointers, NULL, and the ioctl, fcntl and prctl
+        // commands the sub-tables forward.
+        let values: Vec<u64> = [0u64, 1, 2, 3, 16, 144, 0x10000, 0x7fff_0000]
+            .into_iter()
+            .chain([
+                libc::TCGETS,
+                libc::TIOCGWINSZ,
+                libc::TIOCSPGRP,
+                libc::FIONBIO,
+            ])
+            .chain([5, 7, 15, 16, 1035])
+            .chain([libc::PR_GET_NAME, libc::PR_SET_NAME, libc::PR_SET_PDEATHSIG].map(|v| v as u64))
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            values[(seed % values.len() as u64) as usize]
+        };
+        let mut checked = 0;
+        for e in table().iter().filter(|e| e.class == Class::Forward) {
+            for _ in 0..300 {
+                let args = [next(), next(), next(), next(), next(), next()];
+                if let Action::Forward(call) = plan(e.nr, args, &Zeros) {
+                    assert_eq!(call.check(), Ok(()), "{} {args:x?}: {call:?}", e.name);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000, "only {checked} calls were planned");
+    }
+
+    #[test]
+    fn the_deputy_refuses_calls_the_table_does_not_forward_as_they_are() {
+        let call = |nr: i64, args: [u64; 6], slots: Vec<Slot>| Call {
+            nr: nr as u64,
+            args,
+            slots,
+            tty_quiet: 0,
+        };
+        let slot = |arg: u8, kind: SlotKind| Slot { arg, kind };
+        // Calls that are not forwarded at all.
+        for nr in [
+            libc::SYS_execve,
+            libc::SYS_fork,
+            libc::SYS_clone,
+            libc::SYS_ptrace,
+            libc::SYS_mmap,
+            libc::SYS_exit_group,
+            1000,
+        ] {
+            assert!(
+                matches!(
+                    call(nr, [0; 6], vec![]).check(),
+                    Err(Unlawful::NotForwarded(_))
+                ),
+                "{}",
+                name(nr as u64)
+            );
+        }
+        // An ioctl the table does not forward (TIOCSTI would type into home's terminal).
+        let sti = call(libc::SYS_ioctl, [0, libc::TIOCSTI, 0, 0, 0, 0], vec![]);
+        assert!(matches!(sti.check(), Err(Unlawful::NotWithThese(_))));
+        let layout = |c: Call, arg: usize| {
+            assert_eq!(
+                c.check(),
+                Err(Unlawful::Layout {
+                    name: name(c.nr),
+                    arg
+                }),
+                "{c:?}"
+            )
+        };
+        // write of 100 bytes with 10 of them: the kernel would read 90 of home's.
+        let w = |n: usize| {
+            call(
+                libc::SYS_write,
+                [1, 0x1000, 100, 0, 0, 0],
+                vec![slot(1, SlotKind::In(vec![b'x'; n]))],
+            )
+        };
+        assert_eq!(w(100).check(), Ok(()));
+        layout(w(10), 1);
+        // read into a raw pointer: it would write into home's memory at that address.
+        layout(call(libc::SYS_read, [0, 0x5000, 100, 0, 0, 0], vec![]), 1);
+        // A read buffer smaller than the count.
+        let short = SlotKind::Out { len: 10, items: 1 };
+        layout(
+            call(
+                libc::SYS_read,
+                [0, 0x5000, 100, 0, 0, 0],
+                vec![slot(1, short)],
+            ),
+            1,
+        );
+        // A path without its end.
+        let open = |p: &[u8]| {
+            call(
+                libc::SYS_openat,
+                [0, 0x1000, 0, 0, 0, 0],
+                vec![slot(1, SlotKind::In(p.to_vec()))],
+            )
+        };
+        assert_eq!(open(b"/etc/hostname\0").check(), Ok(()));
+        layout(open(b"/etc/hostname"), 1);
+        // Bytes for a number, and two slots for one argument.
+        layout(
+            call(
+                libc::SYS_close,
+                [3, 0, 0, 0, 0, 0],
+                vec![slot(0, SlotKind::In(vec![0; 8]))],
+            ),
+            0,
+        );
+        let twice = vec![
+            slot(1, SlotKind::In(vec![0; 4])),
+            slot(1, SlotKind::In(vec![0; 4])),
+        ];
+        layout(call(libc::SYS_write, [1, 0x1000, 4, 0, 0, 0], twice), 1);
+        // An iovec array of another count than the call's.
+        let iov = SlotKind::IovIn(vec![vec![1; 4]]);
+        layout(
+            call(
+                libc::SYS_writev,
+                [1, 0x1000, 2, 0, 0, 0],
+                vec![slot(1, iov)],
+            ),
+            1,
+        );
+        // A buffer larger than any forwarded call carries.
+        let big = SlotKind::Out {
+            len: MAX_BUFFER + 4096,
+            items: 1,
+        };
+        layout(
+            call(
+                libc::SYS_read,
+                [0, 0x5000, MAX_BUFFER + 4096, 0, 0, 0],
+                vec![slot(1, big)],
+            ),
+            1,
+        );
     }
 }

@@ -759,3 +759,134 @@ fn a_timed_call_in_flight_across_a_move_keeps_its_time() {
         assert!(run.how.starts_with("CameHome"), "{how}: {}", run.how);
     }
 }
+
+/// A remote end that lies: it asks the deputy for calls the table does not forward
+/// (execve, fork, ptrace, mmap) and for forwarded calls laid out wrongly (a write whose
+/// bytes are fewer than its count, a read into a raw pointer, a path without its end).
+/// The deputy makes none of them: each is answered EPERM and reported, the home process
+/// neither forks nor execs, and an honest call afterwards still works.
+#[test]
+fn a_remote_end_that_lies_gets_no_call_it_may_not_make() {
+    use om_engine::relay::Progress;
+    use om_engine::syscalls::{Call, Slot, SlotKind};
+    let program = build("recursion");
+    let mut child = Command::new(&program)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Running the program (not still the test's fork about to exec it).
+    let exe = |pid: i32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let start = Instant::now();
+    while exe(pid).as_deref() != Some(program.as_path()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "it did not start"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let frozen = capture_with(
+        pid,
+        Options {
+            keep_files: true,
+            while_stopping: None,
+            guest: false,
+        },
+    )
+    .unwrap();
+    let (home_link, remote_link) = pair();
+    let (_htx, hrx) = channel::<Cmd>();
+    let slot = |arg: u8, kind: SlotKind| Slot { arg, kind };
+    let call = |nr: i64, args: [u64; 6], slots: Vec<Slot>| Call {
+        nr: nr as u64,
+        args,
+        slots,
+        tty_quiet: 0,
+    };
+    let lies = vec![
+        call(libc::SYS_execve, [0x1000, 0, 0, 0, 0, 0], vec![]),
+        call(libc::SYS_fork, [0; 6], vec![]),
+        call(
+            libc::SYS_ptrace,
+            [libc::PTRACE_TRACEME as u64, 0, 0, 0, 0, 0],
+            vec![],
+        ),
+        call(libc::SYS_mmap, [0, 4096, 7, 0x22, u64::MAX, 0], vec![]),
+        call(
+            libc::SYS_write,
+            [2, 0x1000, 4096, 0, 0, 0],
+            vec![slot(1, SlotKind::In(b"ten bytes!".to_vec()))],
+        ),
+        call(libc::SYS_read, [0, 0x7fff_0000_0000, 64, 0, 0, 0], vec![]),
+        call(
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, 0x1000, 0, 0, 0, 0],
+            vec![slot(1, SlotKind::In(b"/etc/passwd".to_vec()))],
+        ),
+    ];
+    let n_lies = lies.len();
+    let liar = std::thread::spawn(move || {
+        let reply = |id: u64| loop {
+            match remote_link.recv(Some(Duration::from_secs(20))).unwrap() {
+                Some(Msg::Reply { id: got, reply, .. }) if got == id => break reply.ret,
+                Some(Msg::Reply { id: got, .. }) => panic!("reply to {got}, not {id}"),
+                Some(_) => {}
+                None => panic!("no reply to call {id} in 20 s"),
+            }
+        };
+        let mut rets = Vec::new();
+        for (id, c) in lies.into_iter().enumerate() {
+            remote_link
+                .send(&Msg::Call {
+                    id: id as u64,
+                    call: c,
+                })
+                .unwrap();
+            rets.push(reply(id as u64));
+        }
+        // An honest call still works: the home process's parent is this test.
+        let honest = call(libc::SYS_getppid, [0; 6], vec![]);
+        remote_link
+            .send(&Msg::Call {
+                id: 100,
+                call: honest,
+            })
+            .unwrap();
+        let ppid = reply(100);
+        // No child was forked at home.
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        remote_link.send(&Msg::Exit(7)).unwrap();
+        (rets, ppid, children)
+    });
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    let progress = move |p: Progress| {
+        if let Progress::Refused(why) = p {
+            seen.lock().unwrap().push(why);
+        }
+    };
+    let end = frozen
+        .into_deputy(move |ctl| match ctl {
+            Ok(ctl) => run_home(ctl, &home_link, hrx, &progress),
+            Err(e) => HomeEnd::Lost(format!("no deputy: {e}")),
+        })
+        .unwrap();
+    let (rets, ppid, children) = liar.join().unwrap();
+    assert_eq!(rets, vec![-i64::from(libc::EPERM); n_lies]);
+    assert_eq!(ppid, i64::from(std::process::id() as i32));
+    assert_eq!(children.trim(), "", "the home process forked");
+    let refused = refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), n_lies, "{refused:?}");
+    assert!(
+        refused[0].contains("execve is not a forwarded call"),
+        "{refused:?}"
+    );
+    assert!(refused[4].contains("write: argument 1"), "{refused:?}");
+    // It exited as the (lying) remote end said, never having exec'd anything; the
+    // deputy reaped it (this test is its parent and, through the deputy, its tracer).
+    assert!(
+        matches!(end, HomeEnd::Ended(om_engine::ended::Ended::Exited(7))),
+        "{end:?}"
+    );
+    let _ = child.try_wait();
+}

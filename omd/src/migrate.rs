@@ -1049,6 +1049,12 @@ impl Migrations {
                 tracing::warn!(pid, "process died at node {to}: {why}");
                 me.ended_as(pid, format!("it died at node {to}: {why}"));
             }
+            Progress::Refused(why) => {
+                tracing::warn!(
+                    pid,
+                    "node {to} asked home for a call it may not: {why} (refused)"
+                );
+            }
         };
         let end = frozen.into_deputy(move |ctl| match ctl {
             Ok(ctl) => run_home(ctl, &link, crx, &progress),
