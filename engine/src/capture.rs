@@ -60,9 +60,9 @@ impl Frozen {
         &self.image
     }
 
-    /// The captured state, to correct what the process's own maps cannot tell (see
-    /// [`crate::guest::Guest::capture`]).
-    pub(crate) fn image_mut(&mut self) -> &mut ProcessImage {
+    /// The captured state, for a caller that knows more than the process's own maps and
+    /// registers tell (a supervisor that gave it stand-in mappings).
+    pub fn image_mut(&mut self) -> &mut ProcessImage {
         &mut self.image
     }
 
@@ -104,14 +104,15 @@ impl Frozen {
         flatten(pid, "kill", r)
     }
 
-    /// Turns the frozen process into the deputy of its migrated self and runs `f` with
-    /// it on the tracer thread (every ptrace call must come from there). If the deputy
-    /// cannot be set up, the process is put back as it was and runs on; `f` then gets the
-    /// error. When `f` returns, the process must be gone or have come home: a tracer
-    /// thread that ends lets its tracee run on.
-    pub fn into_deputy<R: Send + 'static>(
+    /// Hands the frozen process over to a controller of the caller's, on the tracer
+    /// thread (every ptrace call must come from there): `setup` makes it from the pid
+    /// and the image, then `f` runs with it. If `setup` fails, the process is put back
+    /// as it was and runs on; `f` then gets the error. When `f` returns, the process must
+    /// be gone or running untraced: a tracer thread that ends lets its tracee run on.
+    pub fn hand_over<T, E, R: Send + 'static>(
         mut self,
-        f: impl FnOnce(Result<crate::deputy::DeputyCtl, InjectError>) -> R + Send + 'static,
+        setup: impl FnOnce(i32, &ProcessImage) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(Result<T, E>) -> R + Send + 'static,
     ) -> Result<R, CaptureError> {
         let pid = self.pid;
         let Some(tracer) = self.tracer.take() else {
@@ -124,7 +125,7 @@ impl Frozen {
         let image = self.image.clone();
         let mut taken = std::mem::take(&mut self.taken);
         let r = tracer.run(move || {
-            let ctl = crate::deputy::DeputyCtl::new(pid, &image);
+            let ctl = setup(pid, &image);
             if ctl.is_err() {
                 let p = Pid::from_raw(pid);
                 let _ = ptrace::setregs(p, image.regs.to_raw());
@@ -204,14 +205,19 @@ pub struct Options {
     /// Called repeatedly until the process has stopped (a guest waiting for its seccomp
     /// supervisor stops only once its trapped call is answered).
     pub while_stopping: Option<Hook>,
-    /// The process is a guest: its seccomp filter is the one restore gave it, and its
-    /// supervisor (the caller) answers what the filter traps.
-    pub guest: bool,
+    /// The process's seccomp filter is the caller's own (one a restore installed, see
+    /// [`crate::restore::Mode::Confined`]), and the caller answers what the filter traps:
+    /// the filter does not refuse the capture.
+    pub filtered: bool,
+    /// Signals to leave queued in the process rather than take into the image, asked of
+    /// the frozen process's pid (signals its signalfds watch, for a process whose
+    /// descriptors stay where they are).
+    pub keep_queued: Option<fn(i32) -> u64>,
 }
 
 /// [`capture`] with options.
 pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
-    check_status(pid, opts.guest)?;
+    check_status(pid, opts.filtered)?;
     let tracer =
         TracerThread::spawn(&format!("om-trace-{pid}")).map_err(|source| CaptureError::Proc {
             pid,
@@ -302,8 +308,8 @@ pub fn check_movable(pid: i32) -> Result<(), CaptureError> {
     check_status(pid, false)
 }
 
-/// [`check_movable`], for a guest (`guest`: its seccomp filter is ours) or not.
-fn check_status(pid: i32, guest: bool) -> Result<(), CaptureError> {
+/// [`check_movable`], for a process whose seccomp filter is ours (`filtered`) or not.
+fn check_status(pid: i32, filtered: bool) -> Result<(), CaptureError> {
     if pid as u32 == std::process::id() {
         return Err(refused(pid, Refusal::SelfCapture));
     }
@@ -318,7 +324,7 @@ fn check_status(pid: i32, guest: bool) -> Result<(), CaptureError> {
     // and a filter of its own may kill it or fail them.
     match st.seccomp {
         1 => return Err(refused(pid, Refusal::SeccompStrict)),
-        2 if !guest => return Err(refused(pid, Refusal::SeccompFilter)),
+        2 if !filtered => return Err(refused(pid, Refusal::SeccompFilter)),
         _ => {}
     }
     if st.threads > 1 {
@@ -394,8 +400,14 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
 
 fn capture_on_tracer(pid: i32, opts: Options) -> Result<(ProcessImage, Requeue), CaptureError> {
     let p = Pid::from_raw(pid);
-    freeze(p, opts.while_stopping)?;
-    match capture_frozen(pid, opts.keep_files, opts.guest) {
+    let Options {
+        keep_files,
+        while_stopping,
+        filtered,
+        keep_queued,
+    } = opts;
+    freeze(p, while_stopping)?;
+    match capture_frozen(pid, keep_files, filtered, keep_queued) {
         Ok(captured) => Ok(captured),
         Err(e) => {
             let _ = ptrace::detach(p, None);
@@ -407,7 +419,8 @@ fn capture_on_tracer(pid: i32, opts: Options) -> Result<(ProcessImage, Requeue),
 fn capture_frozen(
     pid: i32,
     keep_files: bool,
-    guest: bool,
+    filtered: bool,
+    keep_queued: Option<fn(i32) -> u64>,
 ) -> Result<(ProcessImage, Requeue), CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
@@ -415,7 +428,7 @@ fn capture_frozen(
     // Checked again now that it is stopped, before anything is injected.
     match st.seccomp {
         1 => return Err(refused(pid, Refusal::SeccompStrict)),
-        2 if !guest => return Err(refused(pid, Refusal::SeccompFilter)),
+        2 if !filtered => return Err(refused(pid, Refusal::SeccompFilter)),
         _ => {}
     }
     if st.threads > 1 {
@@ -586,16 +599,12 @@ fn capture_frozen(
         .unwrap_or(0);
     let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
     let mut pending = Vec::new();
-    // Signals a signalfd watches stay queued where the signalfd stays (see `sigfd`).
-    let stay = if keep_files {
-        crate::sigfd::watched_signals(pid)
-    } else {
-        0
-    };
+    let stay = keep_queued.map_or(0, |f| f(pid));
     for shared in [false, true] {
         for siginfo in sys::peek_siginfo(p, shared).map_err(proc_err(pid, "pending signals"))? {
             let signal = PendingSignal { shared, siginfo };
-            if stay & crate::sigfd::signal_bit(signal.signo()) == 0 {
+            let bit = 1u64.checked_shl(signal.signo() as u32 - 1).unwrap_or(0);
+            if stay & bit == 0 {
                 pending.push(signal);
             }
         }

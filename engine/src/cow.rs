@@ -10,9 +10,9 @@
 //! other page of the image is written, and the pages the image lacks (the process
 //! dropped them away) are dropped.
 //!
-//! The home process holds the pages as they were when it left: while it is a deputy it
-//! runs calls only in its own area, and [`crate::deputy::DeputyCtl::release_memory`]
-//! keeps the pages it shares.
+//! This relies on the original process holding the pages as they were when it left:
+//! whatever kept it meanwhile (a deputy) must not have touched its memory outside its
+//! own area, and may have dropped only the pages it did not share.
 
 use procfs::process::{MMPermissions, MMapPath, MemoryMap, Process};
 

@@ -8,15 +8,16 @@
 //! Pointer arguments are placed in a scratch area of the deputy (see
 //! [`crate::syscalls::Call::place`]) rather than at the remote's addresses, so the
 //! deputy's own memory, which serves the remote's lazy page faults, is never written.
-//! All methods run on the tracer thread: see [`crate::Frozen::into_deputy`].
+//! All methods run on the tracer thread: see [`IntoDeputy::into_deputy`].
 
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::capture::{Frozen, Options};
 use crate::ended::Ended;
-use crate::error::{InjectError, RestoreError};
+use crate::error::{CaptureError, InjectError, RestoreError};
 use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::{shared_pages, PageSource};
@@ -33,6 +34,39 @@ pub enum Event {
     Signals(Vec<i32>),
     /// The home process is gone.
     Gone(Ended),
+}
+
+/// How to capture a process that leaves home and keeps a deputy there: its descriptors
+/// stay at home with the deputy, and so do the signals its signalfds watch (see
+/// [`sigfd`]), queued for the forwarded reads of those signalfds to find.
+pub fn leaving_home() -> Options {
+    Options {
+        keep_files: true,
+        while_stopping: None,
+        filtered: false,
+        keep_queued: Some(sigfd::watched_signals),
+    }
+}
+
+/// Turns a [`Frozen`] process into the deputy of its migrated self.
+pub trait IntoDeputy {
+    /// Makes the frozen process the deputy and runs `f` with it on the tracer thread
+    /// (every ptrace call must come from there). If the deputy cannot be set up, the
+    /// process is put back as it was and runs on; `f` then gets the error. When `f`
+    /// returns, the process must be gone or have come home.
+    fn into_deputy<R: Send + 'static>(
+        self,
+        f: impl FnOnce(Result<DeputyCtl, InjectError>) -> R + Send + 'static,
+    ) -> Result<R, CaptureError>;
+}
+
+impl IntoDeputy for Frozen {
+    fn into_deputy<R: Send + 'static>(
+        self,
+        f: impl FnOnce(Result<DeputyCtl, InjectError>) -> R + Send + 'static,
+    ) -> Result<R, CaptureError> {
+        self.hand_over(DeputyCtl::new, f)
+    }
 }
 
 /// The result of a forwarded call.
@@ -740,7 +774,7 @@ impl DeputyCtl {
             image,
             source,
             Paging::Eager,
-            Mode::Home,
+            Mode::InPlace,
             &foreign,
         )?;
         let mut signals = std::mem::take(&mut self.pending);

@@ -11,11 +11,13 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::capture::{capture_with, Frozen, Options};
-use crate::error::{CaptureError, RestoreError};
+use crate::error::{CaptureError, InjectError, RestoreError};
 use crate::image::{Backing, PageRun, ProcessImage, Vma, PAGE_SIZE};
+use crate::inject::Injector;
 use crate::lazy::PagerStats;
 use crate::pages::{PageSource, ProcessMemory};
-use crate::restore::{restore_guest_here, Paging, Restored};
+use crate::restore::{restore_confined_here, Paging, Restored};
+use crate::seccomp;
 use crate::sys;
 use crate::syscalls::{GuestMem, Reply};
 
@@ -71,7 +73,8 @@ impl Guest {
         uid: u32,
         gid: u32,
     ) -> Result<Guest, RestoreError> {
-        let (restored, listener, foreign) = restore_guest_here(image, source, paging, uid, gid)?;
+        let (restored, listener, foreign) =
+            restore_confined_here(image, source, paging, (uid, gid), confine)?;
         let stand_ins = image
             .vmas
             .iter()
@@ -338,7 +341,8 @@ impl Guest {
             Options {
                 keep_files: true,
                 while_stopping: Some(hook),
-                guest: true,
+                filtered: true,
+                keep_queued: Some(crate::sigfd::watched_signals),
             },
         )?;
         give_files_back(frozen.image_mut(), &self.stand_ins);
@@ -498,6 +502,72 @@ fn take_trapped(listener: BorrowedFd<'_>) -> Option<Trapped> {
 /// killed) releases the listener and pidfd.
 pub struct GuestEnd {
     _guest: Guest,
+}
+
+/// Installs the guest's seccomp filter in `stub` (being restored: the last step before
+/// its registers) and returns its listener; the guest dies with the restoring thread.
+fn confine(inj: &mut Injector, stub: Pid) -> Result<OwnedFd, RestoreError> {
+    const PR_SET_NO_NEW_PRIVS: u64 = 38;
+    const PR_SET_PDEATHSIG: u64 = 1;
+    // After the identity change, which would clear it: the guest dies with the thread
+    // that restored it (its supervisor), so it never outlives omd.
+    inj.call(
+        "prctl",
+        libc::SYS_prctl,
+        &[PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0, 0, 0],
+    )
+    .map_err(step("set the parent-death signal"))?;
+    inj.call("prctl", libc::SYS_prctl, &[PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])
+        .map_err(step("set no_new_privs"))?;
+    let prog = seccomp::guest_filter();
+    let code = inj.put(256, &prog).map_err(step("seccomp filter"))?;
+    let mut fprog = Vec::new();
+    fprog.extend_from_slice(&((prog.len() / 8) as u64).to_ne_bytes());
+    fprog.extend_from_slice(&code.to_ne_bytes());
+    let fprog_at = inj.put(0, &fprog).map_err(step("seccomp program"))?;
+    let fd = inj
+        .call(
+            "seccomp",
+            libc::SYS_seccomp,
+            &[
+                seccomp::SET_MODE_FILTER,
+                seccomp::FLAG_NEW_LISTENER | seccomp::FLAG_WAIT_KILLABLE_RECV,
+                fprog_at,
+            ],
+        )
+        .map_err(step("install the seccomp filter"))?;
+    let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
+    let listener = sys::pidfd_getfd(&pidfd, fd as i32).map_err(sys_err("pidfd_getfd"))?;
+    // close() is no longer allowed for the guest: let this one through by hand.
+    let r = inj
+        .raw_with(libc::SYS_close, &[fd], || {
+            let n = sys::notif_recv(listener.as_raw_fd())?;
+            sys::notif_send(listener.as_raw_fd(), n.id, 0, 0, sys::NOTIF_FLAG_CONTINUE)
+        })
+        .map_err(step("close the listener in the guest"))?;
+    if r != 0 {
+        return Err(step("close the listener in the guest")(
+            InjectError::Failed {
+                call: "close",
+                errno: nix::errno::Errno::from_raw(-r as i32),
+            },
+        ));
+    }
+    Ok(listener)
+}
+
+fn step(name: &str) -> impl FnOnce(InjectError) -> RestoreError + '_ {
+    move |source| RestoreError::Step {
+        step: name.into(),
+        source,
+    }
+}
+
+fn sys_err(what: &str) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
+    move |source| RestoreError::Sys {
+        what: what.into(),
+        source,
+    }
 }
 
 #[cfg(test)]

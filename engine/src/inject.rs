@@ -13,21 +13,21 @@ use nix::unistd::Pid;
 use crate::error::InjectError;
 
 /// Drives system calls inside a stopped tracee. Must be used on the tracer thread.
-pub(crate) struct Injector {
+pub struct Injector {
     pid: Pid,
     /// Address of a `syscall` instruction in the tracee.
-    pub(crate) insn: u64,
+    pub insn: u64,
     /// Registers to return to when done.
     saved: libc::user_regs_struct,
     /// `/proc/PID/mem`, for the bytes of pointer arguments.
     mem: File,
     /// A writable scratch area in the tracee for pointer arguments.
-    pub(crate) scratch: u64,
-    pub(crate) scratch_len: u64,
+    pub scratch: u64,
+    pub scratch_len: u64,
 }
 
 impl Injector {
-    pub(crate) fn new(pid: Pid, insn: u64) -> Result<Self, InjectError> {
+    pub fn new(pid: Pid, insn: u64) -> Result<Self, InjectError> {
         let saved = ptrace::getregs(pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
         let mem = File::options()
             .read(true)
@@ -46,13 +46,13 @@ impl Injector {
 
     /// Executes system call `nr` with `args` in the tracee; returns the raw result
     /// (negative errno on failure).
-    pub(crate) fn raw(&mut self, nr: i64, args: &[u64]) -> Result<i64, InjectError> {
+    pub fn raw(&mut self, nr: i64, args: &[u64]) -> Result<i64, InjectError> {
         self.raw_with(nr, args, || Ok(()))
     }
 
     /// Like [`Injector::raw`], running `during` while the call is under way (to answer
     /// it from a seccomp listener, for example).
-    pub(crate) fn raw_with(
+    pub fn raw_with(
         &mut self,
         nr: i64,
         args: &[u64],
@@ -86,12 +86,7 @@ impl Injector {
     }
 
     /// Like [`Injector::raw`], but a negative result is an error naming the call.
-    pub(crate) fn call(
-        &mut self,
-        name: &'static str,
-        nr: i64,
-        args: &[u64],
-    ) -> Result<u64, InjectError> {
+    pub fn call(&mut self, name: &'static str, nr: i64, args: &[u64]) -> Result<u64, InjectError> {
         let r = self.raw(nr, args)?;
         if (-4095..0).contains(&r) {
             Err(InjectError::Failed {
@@ -104,14 +99,14 @@ impl Injector {
     }
 
     /// Writes `data` into the tracee at `addr` (any protection: `/proc/PID/mem` forces).
-    pub(crate) fn write(&self, addr: u64, data: &[u8]) -> Result<(), InjectError> {
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), InjectError> {
         self.mem
             .write_all_at(data, addr)
             .map_err(|e| InjectError::Mem(addr, e))
     }
 
     /// Reads `len` bytes of the tracee at `addr`.
-    pub(crate) fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, InjectError> {
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, InjectError> {
         let mut buf = vec![0u8; len];
         self.mem
             .read_exact_at(&mut buf, addr)
@@ -120,7 +115,7 @@ impl Injector {
     }
 
     /// Writes `data` at offset `off` of the scratch area; returns its address there.
-    pub(crate) fn put(&self, off: u64, data: &[u8]) -> Result<u64, InjectError> {
+    pub fn put(&self, off: u64, data: &[u8]) -> Result<u64, InjectError> {
         if off + data.len() as u64 > self.scratch_len {
             return Err(InjectError::ScratchTooSmall(off + data.len() as u64));
         }
@@ -129,7 +124,7 @@ impl Injector {
     }
 
     /// A NUL-terminated string at offset `off` of the scratch area.
-    pub(crate) fn put_str(&self, off: u64, s: &str) -> Result<u64, InjectError> {
+    pub fn put_str(&self, off: u64, s: &str) -> Result<u64, InjectError> {
         let mut b = s.as_bytes().to_vec();
         b.push(0);
         self.put(off, &b)
@@ -137,7 +132,7 @@ impl Injector {
 
     /// Opens `path` in the tracee (`openat(AT_FDCWD, path, flags)`), the path passed
     /// through the start of the scratch area; returns the new descriptor.
-    pub(crate) fn open(&mut self, path: &str, flags: i32) -> Result<u64, InjectError> {
+    pub fn open(&mut self, path: &str, flags: i32) -> Result<u64, InjectError> {
         let p = self.put_str(0, path)?;
         self.call(
             "openat",
@@ -147,14 +142,14 @@ impl Injector {
     }
 
     /// Puts the saved registers back.
-    pub(crate) fn finish(self) -> Result<(), InjectError> {
+    pub fn finish(self) -> Result<(), InjectError> {
         ptrace::setregs(self.pid, self.saved).map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))
     }
 }
 
 /// Points `regs` (of stopped tracee `pid`) at the `syscall` instruction `insn` with call
 /// `nr(args)` loaded, and single-steps it: the call runs, and the tracee stops after it.
-pub(crate) fn start_call(
+pub fn start_call(
     pid: Pid,
     regs: libc::user_regs_struct,
     insn: u64,
@@ -167,7 +162,7 @@ pub(crate) fn start_call(
 }
 
 /// `regs` pointed at the `syscall` instruction `insn` with call `nr(args)` loaded.
-pub(crate) fn call_regs(
+pub fn call_regs(
     mut regs: libc::user_regs_struct,
     insn: u64,
     nr: i64,
@@ -190,7 +185,7 @@ pub(crate) fn call_regs(
 
 /// Finds a `syscall` instruction in the code of `pid` between `start` and `end` (its
 /// `[vdso]`), the instruction injected calls go through.
-pub(crate) fn syscall_insn_in(pid: i32, start: u64, end: u64) -> std::io::Result<Option<u64>> {
+pub fn syscall_insn_in(pid: i32, start: u64, end: u64) -> std::io::Result<Option<u64>> {
     let mut code = vec![0u8; (end - start) as usize];
     File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut code, start)?;
     Ok(find_syscall_insn(&code, start))

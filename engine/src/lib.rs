@@ -19,7 +19,7 @@ pub mod error;
 pub mod guest;
 pub mod homefile;
 pub mod image;
-mod inject;
+pub mod inject;
 pub mod lazy;
 pub mod pages;
 pub mod ranges;

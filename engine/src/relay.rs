@@ -330,7 +330,7 @@ impl PageSource for LinkPages {
 }
 
 /// Runs the home end until the process ends or comes home. Runs on the deputy's tracer
-/// thread (see [`crate::Frozen::into_deputy`]).
+/// thread (see [`crate::deputy::IntoDeputy::into_deputy`]).
 ///
 /// `progress` hears the CPU time the process has used at the remote node (each time the
 /// remote end reports it), and that the home copy of its memory was dropped (once the

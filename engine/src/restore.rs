@@ -5,7 +5,7 @@
 //! and let it run.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::sys::ptrace;
@@ -202,22 +202,23 @@ pub fn restore(
     restore_as(image, source, paging, Mode::Fresh).map(|(r, _)| r)
 }
 
-/// Restores `image` as a guest on the calling thread, which becomes the thread its
-/// parent-death signal is tied to: the guest is killed when this thread ends (so a guest
-/// never outlives the supervisor that serves it). Call it from the thread that will
-/// supervise the guest.
-pub(crate) fn restore_guest_here(
+/// Restores `image` as a confined process (see [`Mode::Confined`]) on the calling
+/// thread, which must be the one that will trace and supervise it: `confine` may tie
+/// the process's life to this thread (a parent-death signal). Returns it, the
+/// descriptor `confine` gave, and the files it maps from `source` (see
+/// [`foreign_files`]).
+pub fn restore_confined_here(
     image: &ProcessImage,
     source: Box<dyn PageSource>,
     paging: Paging,
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
+    confine: Confine,
 ) -> Result<(Restored, OwnedFd, HashSet<String>), RestoreError> {
     let foreign = check_restorable(image, source.reads_any_address())?;
-    let (pid, pager, listener) =
-        restore_on_tracer(image, source, paging, Mode::Guest { uid, gid }, &foreign)?;
-    let listener =
-        listener.ok_or_else(|| RestoreError::Incompatible("the guest has no listener".into()))?;
+    let mode = Mode::Confined { uid, gid, confine };
+    let (pid, pager, listener) = restore_on_tracer(image, source, paging, mode, &foreign)?;
+    let listener = listener
+        .ok_or_else(|| RestoreError::Incompatible("confining gave no descriptor".into()))?;
     Ok((Restored { pid, pager }, listener, foreign))
 }
 
@@ -303,22 +304,31 @@ pub(crate) fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) 
     (cand + len <= TASK_END).then_some(cand)
 }
 
+/// Installs what confines a restored process (a seccomp filter), as its last step
+/// before the registers, through the restore's injector, and returns a descriptor for
+/// the caller to keep (the filter's listener).
+pub type Confine = fn(&mut Injector, Pid) -> Result<OwnedFd, RestoreError>;
+
 /// What the restored process is to become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+#[derive(Clone, Copy)]
+pub enum Mode {
     /// A new process with the image's identity, descriptors and directory.
     Fresh,
-    /// A guest at a remote node: an unprivileged user, no descriptors, `/` as directory,
-    /// and a seccomp filter whose listener is handed to the caller.
-    Guest {
-        /// Guest user.
+    /// A new process as an unprivileged user, with no descriptors and `/` as its
+    /// directory, confined at the end by `confine`, whose descriptor goes to the caller.
+    Confined {
+        /// Its user.
         uid: u32,
-        /// Guest group.
+        /// Its group.
         gid: u32,
+        /// What confines it.
+        confine: Confine,
     },
-    /// The original process at home, coming back: it keeps its descriptors, directory,
-    /// identity and umask (all of which its deputy kept up to date).
-    Home,
+    /// The original process itself, still there (stopped under ptrace), becoming the
+    /// image again: it keeps its descriptors, directory, identity and umask, and the
+    /// mappings it shares copy-on-write with another process where they are unchanged
+    /// (see [`crate::cow`]).
+    InPlace,
 }
 
 fn restore_on_tracer(
@@ -437,7 +447,7 @@ pub(crate) fn rebuild(
     inj.scratch = scratch + PAGE_SIZE;
     inj.scratch_len = scratch_len - PAGE_SIZE;
     let s = inj.scratch;
-    let home = mode == Mode::Home;
+    let home = matches!(mode, Mode::InPlace);
     // Coming home, mappings shared copy-on-write with a child stay (see `cow`).
     let kept = if home {
         cow::shared_at_home(stub.as_raw(), image)
@@ -455,7 +465,7 @@ pub(crate) fn rebuild(
         .map_err(step("unregister the stub's rseq"))?;
     }
     if !home {
-        let first = if matches!(mode, Mode::Guest { .. }) {
+        let first = if matches!(mode, Mode::Confined { .. }) {
             0
         } else {
             3
@@ -820,7 +830,7 @@ pub(crate) fn rebuild(
     //    opened with the original's permissions.
     let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
     let want = match mode {
-        Mode::Guest { uid, gid } => Creds {
+        Mode::Confined { uid, gid, .. } => Creds {
             uid: [uid; 3],
             gid: [gid; 3],
             groups: Vec::new(),
@@ -853,7 +863,7 @@ pub(crate) fn rebuild(
         )
         .map_err(step("setresuid"))?;
     }
-    if mode == Mode::Fresh {
+    if matches!(mode, Mode::Fresh) {
         let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
         inj.call("chdir", libc::SYS_chdir, &[p])
             .map_err(step(format!("change directory to {}", image.cwd)))?;
@@ -865,7 +875,7 @@ pub(crate) fn rebuild(
 
     // 8. Open files, at their numbers and offsets (a guest has none: its descriptors
     //    stay at home with the deputy).
-    for f in image.files.iter().filter(|_| mode == Mode::Fresh) {
+    for f in image.files.iter().filter(|_| matches!(mode, Mode::Fresh)) {
         let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
         let got = inj
             .open(&own_path(&f.path, image.pid), flags)
@@ -908,10 +918,10 @@ pub(crate) fn rebuild(
         }
         .map_err(step(format!("queue pending signal {signo}")))?;
     }
-    // 10. A guest is confined: from here on every call it makes is checked by the filter,
-    //     and those not allowed wait for the supervisor holding the listener.
+    // 10. Confinement (a guest's seccomp filter: from here on every call it makes is
+    //     checked, and those not allowed wait for the supervisor holding the listener).
     let mut listener = None;
-    if matches!(mode, Mode::Guest { .. }) {
+    if let Mode::Confined { confine, .. } = mode {
         listener = Some(confine(&mut inj, stub)?);
     }
     inj.call("munmap", libc::SYS_munmap, &[scratch, scratch_len])
@@ -923,57 +933,6 @@ pub(crate) fn rebuild(
         .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
     sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
     Ok((pager, listener))
-}
-
-/// Installs the guest's seccomp filter in `stub` and returns its listener.
-fn confine(inj: &mut Injector, stub: Pid) -> Result<OwnedFd, RestoreError> {
-    const PR_SET_NO_NEW_PRIVS: u64 = 38;
-    const PR_SET_PDEATHSIG: u64 = 1;
-    // After the identity change, which would clear it: the guest dies with the thread
-    // that restored it (its supervisor), so it never outlives omd.
-    inj.call(
-        "prctl",
-        libc::SYS_prctl,
-        &[PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0, 0, 0],
-    )
-    .map_err(step("set the parent-death signal"))?;
-    inj.call("prctl", libc::SYS_prctl, &[PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0])
-        .map_err(step("set no_new_privs"))?;
-    let prog = crate::seccomp::guest_filter();
-    let code = inj.put(256, &prog).map_err(step("seccomp filter"))?;
-    let mut fprog = Vec::new();
-    fprog.extend_from_slice(&((prog.len() / 8) as u64).to_ne_bytes());
-    fprog.extend_from_slice(&code.to_ne_bytes());
-    let fprog_at = inj.put(0, &fprog).map_err(step("seccomp program"))?;
-    let fd = inj
-        .call(
-            "seccomp",
-            libc::SYS_seccomp,
-            &[
-                crate::seccomp::SET_MODE_FILTER,
-                crate::seccomp::FLAG_NEW_LISTENER | crate::seccomp::FLAG_WAIT_KILLABLE_RECV,
-                fprog_at,
-            ],
-        )
-        .map_err(step("install the seccomp filter"))?;
-    let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
-    let listener = sys::pidfd_getfd(&pidfd, fd as i32).map_err(sys_err("pidfd_getfd"))?;
-    // close() is no longer allowed for the guest: let this one through by hand.
-    let r = inj
-        .raw_with(libc::SYS_close, &[fd], || {
-            let n = sys::notif_recv(listener.as_raw_fd())?;
-            sys::notif_send(listener.as_raw_fd(), n.id, 0, 0, sys::NOTIF_FLAG_CONTINUE)
-        })
-        .map_err(step("close the listener in the guest"))?;
-    if r != 0 {
-        return Err(step("close the listener in the guest")(
-            InjectError::Failed {
-                call: "close",
-                errno: nix::errno::Errno::from_raw(-r as i32),
-            },
-        ));
-    }
-    Ok(listener)
 }
 
 fn read_creds(pid: Pid) -> std::io::Result<Creds> {

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{build, Cuttable, CUT};
+use om_engine::deputy::{leaving_home, IntoDeputy};
 use om_engine::guest::Guest;
 use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
-use om_engine::{capture_with, Options, Paging, ProcessMemory};
+use om_engine::{capture_with, Paging, ProcessMemory};
 
 struct ChanLink {
     tx: Sender<Msg>,
@@ -230,15 +231,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             wait_for_file(&dir.path().join(f));
         }
         std::thread::sleep(Duration::from_secs_f64(t));
-        let frozen = capture_with(
-            pid,
-            Options {
-                keep_files: true,
-                while_stopping: None,
-                guest: false,
-            },
-        )
-        .unwrap();
+        let frozen = capture_with(pid, leaving_home()).unwrap();
         let image = frozen.image().clone();
         match exe {
             None => {}
@@ -785,15 +778,7 @@ fn a_remote_end_that_lies_gets_no_call_it_may_not_make() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let frozen = capture_with(
-        pid,
-        Options {
-            keep_files: true,
-            while_stopping: None,
-            guest: false,
-        },
-    )
-    .unwrap();
+    let frozen = capture_with(pid, leaving_home()).unwrap();
     let (home_link, remote_link) = pair();
     let (_htx, hrx) = channel::<Cmd>();
     let slot = |arg: u8, kind: SlotKind| Slot { arg, kind };

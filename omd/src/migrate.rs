@@ -10,12 +10,13 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use om_engine::deputy::{leaving_home, IntoDeputy};
 use om_engine::guest::Guest;
 use om_engine::pages::read_for_peer;
 use om_engine::relay::{
     run_home, run_remote_counting, CallStats, Command, HomeEnd, Link, Msg, Progress, RemoteEnd,
 };
-use om_engine::{capture_with, Options, PageError, PageSource, Paging, ProcessMemory};
+use om_engine::{capture_with, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
 use om_proto::MigrateTo;
 use om_proto::{JobKind, Setting};
@@ -935,14 +936,7 @@ impl Migrations {
             .state(pid)
             .map_or((false, JobKind::Any, 0), |h| (h.lock, h.job, h.nmigs));
         let frozen_at = Instant::now();
-        let frozen = match capture_with(
-            pid,
-            Options {
-                keep_files: true,
-                while_stopping: None,
-                guest: false,
-            },
-        ) {
+        let frozen = match capture_with(pid, leaving_home()) {
             Ok(f) => f,
             Err(e) => {
                 let _ = done.send(self.cant(
