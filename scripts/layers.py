@@ -23,13 +23,18 @@ LAYERS = [
     ("om-docgen", []),
     ("om-testprogs", []),
     ("om-wire", ["om-proto"]),
-    ("om-engine", ["om-sys", "om-testprogs"]),
-    ("omd", ["om-docgen", "om-engine", "om-hpcproto", "om-map", "om-proto", "om-wire"]),
-    ("om-tools", ["om-docgen", "om-engine", "om-map", "om-proto", "om-sys", "om-testprogs"]),
+    ("om-ckpt", ["om-sys", "om-testprogs"]),
+    ("om-remote", ["om-ckpt", "om-sys", "om-testprogs"]),
+    (
+        "omd",
+        ["om-ckpt", "om-docgen", "om-hpcproto", "om-map", "om-proto", "om-remote", "om-wire"],
+    ),
+    # omckpt is a single-node tool: it must never reach the remote or migration crates.
+    ("om-tools", ["om-ckpt", "om-docgen", "om-map", "om-proto", "om-sys", "om-testprogs"]),
     ("om-mosmon", ["om-docgen", "om-proto"]),
     # The cluster harness runs omd as a program; its tests use omd's library.
     ("omcluster", ["om-docgen", "om-map", "om-proto", "om-testprogs", "omd"]),
-    ("om-bench", ["om-engine", "omcluster", "omd"]),
+    ("om-bench", ["om-ckpt", "omcluster", "omd"]),
 ]
 
 

@@ -1,4 +1,4 @@
-//! ckpt-bench: dump and restore times of om-engine for processes of several sizes, eager
+//! ckpt-bench: dump and restore times of om-ckpt for processes of several sizes, eager
 //! and lazy, and (when a working criu is on the PATH) criu's for the same process.
 //!
 //! For each size a fresh `heartbeat` process touches that much memory; it is captured and
@@ -19,7 +19,7 @@ use clap::Parser;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use om_engine::{capture, checkpoint, restore, Paging};
+use om_ckpt::{capture, checkpoint, restore, Paging};
 
 /// Benchmark checkpoint (dump) and restore, eager and lazy.
 #[derive(Parser)]
@@ -92,7 +92,7 @@ fn run(args: Args) -> Result<()> {
     }
     println!();
     println!(
-        "om-engine checkpoint/restore (processes unpinned, 2 CPUs; image in {})",
+        "om-ckpt checkpoint/restore (processes unpinned, 2 CPUs; image in {})",
         work.display()
     );
     println!(

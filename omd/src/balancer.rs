@@ -133,7 +133,7 @@ fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
         let Some(u) = crate::procs::usage(pid) else {
             continue;
         };
-        if om_engine::check_movable(pid).is_err() {
+        if om_ckpt::check_movable(pid).is_err() {
             continue; // `cantmove` says why
         }
         let (demand, forwarded) = tracks.update(pid, &u, None);

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Largest frame (the largest page reply plus headroom).
-const MAX_FRAME: usize = om_engine::pages::MAX_PEER_READ as usize + 4096;
+const MAX_FRAME: usize = om_ckpt::pages::MAX_PEER_READ as usize + 4096;
 const TAG: usize = 16;
 const MAGIC: &[u8; 8] = b"omd-mig1";
 
@@ -195,7 +195,7 @@ pub fn read_frame(r: &mut impl Read, session: &[u8; 32], seq: u64) -> std::io::R
 }
 
 /// Decodes a frame's payload: a [`Setup`] message, or once the migration runs, an
-/// [`om_engine::relay::Msg`] (postcard).
+/// [`om_remote::relay::Msg`] (postcard).
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> std::io::Result<T> {
     postcard::from_bytes(payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
@@ -245,7 +245,7 @@ pub enum Setup {
     /// Home → target (second connection): this connection serves migration `id`'s pages.
     PagesFor(u64),
     /// Home → target: the process.
-    Image(Box<om_engine::ProcessImage>),
+    Image(Box<om_ckpt::ProcessImage>),
     /// Target → home: it runs, with this pid here.
     Started(i32),
     /// Page server: read.

@@ -10,16 +10,16 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use om_engine::deputy::{leaving_home, IntoDeputy};
-use om_engine::guest::Guest;
-use om_engine::pages::read_for_peer;
-use om_engine::relay::{
-    run_home, run_remote_counting, CallStats, Command, HomeEnd, Link, Msg, Progress, RemoteEnd,
-};
-use om_engine::{capture_with, PageError, PageSource, Paging, ProcessMemory};
+use om_ckpt::pages::read_for_peer;
+use om_ckpt::{capture_with, PageError, PageSource, Paging, ProcessMemory};
 use om_map::NodeId;
 use om_proto::MigrateTo;
 use om_proto::{JobKind, Setting};
+use om_remote::deputy::{leaving_home, IntoDeputy};
+use om_remote::guest::Guest;
+use om_remote::relay::{
+    run_home, run_remote_counting, CallStats, Command, HomeEnd, Link, Msg, Progress, RemoteEnd,
+};
 
 use crate::balance::{Balancer, OpportunityCost};
 
@@ -466,8 +466,8 @@ impl Migrations {
         let cantmove = if h.node != 0 || h.busy {
             String::new()
         } else {
-            match om_engine::check_movable(pid) {
-                Err(om_engine::CaptureError::Refused { reason, .. }) => reason.to_string(),
+            match om_ckpt::check_movable(pid) {
+                Err(om_ckpt::CaptureError::Refused { reason, .. }) => reason.to_string(),
                 Err(e) => e.to_string(),
                 Ok(()) if h.cantmove.is_empty() => h.held.clone(),
                 Ok(()) => h.cantmove.clone(),

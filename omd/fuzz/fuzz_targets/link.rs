@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use omd::link::{decode, frame, read_frame, Setup};
-use om_engine::relay::Msg;
+use om_remote::relay::Msg;
 
 fuzz_target!(|data: &[u8]| {
     let session = [7u8; 32];

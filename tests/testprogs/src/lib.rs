@@ -82,7 +82,7 @@ pub fn build(name: &str, out_dir: &Path) -> PathBuf {
 /// or checkpoints them: `with_programs!(RUNNER, CALLBACK)` calls `CALLBACK!(name, args,
 /// stdin)` for each program RUNNER takes.
 ///
-/// - `relay`: engine/tests/relay.rs, migrated in-process, and there and back.
+/// - `relay`: remote/tests/relay.rs, migrated in-process, and there and back.
 /// - `ckpt`: tools/tests/omckpt.rs, dumped at random moments and restored, eagerly and
 ///   lazily (with `args` and `stdin`).
 /// - `cluster`: tests/omcluster/tests/migrate.rs, the fidelity runner: moved through a

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use om_engine::{capture, checkpoint, restore, Paging};
+use om_ckpt::{capture, checkpoint, restore, Paging};
 
 /// Checkpoint a running process to a directory and restart it from there, in the spirit of
 /// MOSIX's checkpoint/recovery and of criu.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use om_engine::{PageError, PageSource};
+use om_ckpt::{PageError, PageSource};
 
 /// Builds the test program `tests/testprogs/NAME.c` (see [`om_testprogs::build`]).
 pub fn build(name: &str) -> PathBuf {

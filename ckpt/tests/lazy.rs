@@ -17,8 +17,8 @@ use common::{build, Cuttable, CUT};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup, dup2_stdout, Pid};
-use om_engine::error::PageError;
-use om_engine::{
+use om_ckpt::error::PageError;
+use om_ckpt::{
     capture, checkpoint, restore, ImagePages, PageSource, Paging, ProcessImage, Restored,
 };
 

@@ -16,6 +16,7 @@ pub const IMAGE_FILE: &str = "image.json";
 /// Name of the page file.
 pub const PAGES_FILE: &str = "pages.img";
 /// The `format` field of `image.json`.
+// The crate was om-engine when the format was named; images of every version carry it.
 pub const FORMAT: &str = "om-engine process image";
 
 /// Writing or reading a checkpoint directory failed.

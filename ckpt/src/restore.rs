@@ -285,7 +285,7 @@ fn read_maps(pid: &str) -> std::io::Result<Vec<(u64, u64, String)>> {
 
 /// The lowest address `>= lo` where `len` bytes fit between the `occupied` ranges, each
 /// kept `margin` bytes away.
-pub(crate) fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) -> Option<u64> {
+pub fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, margin: u64) -> Option<u64> {
     let mut occ: Vec<(u64, u64)> = occupied
         .iter()
         .map(|&(s, e)| (s.saturating_sub(margin), e.saturating_add(margin)))
@@ -406,6 +406,33 @@ fn file_backed_run(v: &Vma, size: u64) -> Option<PageRun> {
     })
 }
 
+/// Makes the stopped process `pid`, traced by the calling thread and still there (the
+/// original, kept frozen while its image was elsewhere), the process of `image` again,
+/// with memory from `source` copied in before it runs (see [`Mode::InPlace`]). A
+/// `syscall` instruction is at `scratch`, whose first page is code and the rest room for
+/// arguments; `foreign` are the mapped files this node lacks ([`foreign_files`]).
+/// Leaves it stopped with the image's registers; the area is unmapped.
+pub fn restore_in_place(
+    pid: Pid,
+    (scratch, scratch_len): (u64, u64),
+    image: &ProcessImage,
+    source: Box<dyn PageSource>,
+    foreign: &HashSet<String>,
+) -> Result<(), RestoreError> {
+    let mode = Mode::InPlace;
+    rebuild(
+        pid,
+        scratch,
+        scratch_len,
+        image,
+        source,
+        Paging::Eager,
+        mode,
+        foreign,
+    )
+    .map(drop)
+}
+
 /// Turns the stopped tracee `stub` into the process of `image`. A `syscall` instruction
 /// is at `scratch`, whose first page is code and the rest room for arguments; the whole
 /// area is unmapped at the end. Leaves the tracee stopped with the image's registers.
@@ -413,7 +440,7 @@ fn file_backed_run(v: &Vma, size: u64) -> Option<PageRun> {
 /// Mappings of the `foreign` files (see [`foreign_files`]) become anonymous memory whose
 /// every page comes from `source`, like the process's own anonymous memory.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn rebuild(
+fn rebuild(
     stub: Pid,
     scratch: u64,
     scratch_len: u64,

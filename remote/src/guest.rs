@@ -308,7 +308,7 @@ impl Guest {
     }
 
     /// Waits until all its memory has arrived (lazy paging done).
-    pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, crate::PageError> {
+    pub fn finish_paging(&mut self) -> Result<Option<PagerStats>, om_ckpt::PageError> {
         self.restored.finish_paging()
     }
 

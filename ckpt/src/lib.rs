@@ -1,4 +1,4 @@
-//! om-engine: capture a running process and restore it as a new one.
+//! om-ckpt: capture a running process and restore it, on one node.
 //!
 //! [`capture`] freezes a single-threaded process under ptrace and reads its whole user
 //! context into a [`ProcessImage`]; its memory is read through the returned [`Frozen`]
@@ -8,27 +8,23 @@
 //!
 //! All ptrace calls for one process happen on one dedicated thread ([`TracerThread`]).
 //! The restored process is a child of the caller and has a new pid.
+//!
+//! It knows nothing of running away from home (guests, deputies, forwarded calls: that
+//! is om-remote, which builds on it through [`Frozen::hand_over`] and the
+//! [`restore::Mode`]s); it uses om-sys for every raw kernel call.
 
 pub mod bytes;
 pub mod capture;
 pub mod checkpoint;
 mod cow;
-pub mod deputy;
-pub mod ended;
 pub mod error;
-pub mod guest;
-pub mod homefile;
 pub mod image;
 pub mod inject;
 pub mod lazy;
 pub mod pages;
 pub mod ranges;
-pub mod relay;
 pub mod restore;
-pub mod seccomp;
-mod sigfd;
 use om_sys as sys;
-pub mod syscalls;
 pub mod tracer;
 
 pub use capture::{capture, capture_with, check_movable, Frozen, Options};

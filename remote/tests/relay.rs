@@ -13,13 +13,14 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../../ckpt/tests/common/mod.rs"]
 mod common;
 
 use common::{build, Cuttable, CUT};
-use om_engine::deputy::{leaving_home, IntoDeputy};
-use om_engine::guest::Guest;
-use om_engine::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
-use om_engine::{capture_with, Paging, ProcessMemory};
+use om_ckpt::{capture_with, Paging, ProcessMemory};
+use om_remote::deputy::{leaving_home, IntoDeputy};
+use om_remote::guest::Guest;
+use om_remote::relay::{run_home, run_remote, Command as Cmd, HomeEnd, Link, Msg, RemoteEnd};
 
 struct ChanLink {
     tx: Sender<Msg>,
@@ -760,8 +761,8 @@ fn a_timed_call_in_flight_across_a_move_keeps_its_time() {
 /// neither forks nor execs, and an honest call afterwards still works.
 #[test]
 fn a_remote_end_that_lies_gets_no_call_it_may_not_make() {
-    use om_engine::relay::Progress;
-    use om_engine::syscalls::{Call, Slot, SlotKind};
+    use om_remote::relay::Progress;
+    use om_remote::syscalls::{Call, Slot, SlotKind};
     let program = build("recursion");
     let mut child = Command::new(&program)
         .stdout(Stdio::null())
@@ -870,7 +871,7 @@ fn a_remote_end_that_lies_gets_no_call_it_may_not_make() {
     // It exited as the (lying) remote end said, never having exec'd anything; the
     // deputy reaped it (this test is its parent and, through the deputy, its tracer).
     assert!(
-        matches!(end, HomeEnd::Ended(om_engine::ended::Ended::Exited(7))),
+        matches!(end, HomeEnd::Ended(om_remote::ended::Ended::Exited(7))),
         "{end:?}"
     );
     let _ = child.try_wait();

@@ -244,7 +244,7 @@ pub(crate) fn touched_pages(
 /// page (the shared zero page counts too; it holds no memory of its own either).
 /// Dropping such a page frees nothing, and writing it, even with the same bytes, makes
 /// a copy.
-pub(crate) fn shared_pages(pagemap: &File, start: u64, end: u64) -> std::io::Result<Vec<PageRun>> {
+pub fn shared_pages(pagemap: &File, start: u64, end: u64) -> std::io::Result<Vec<PageRun>> {
     pages_where(pagemap, start, end, |e| {
         e & PM_PRESENT != 0 && e & (PM_FILE | PM_EXCLUSIVE) == 0
     })

@@ -22,7 +22,7 @@ use crate::image::{Backing, ProcessImage, PAGE_SIZE};
 use crate::inject::{call_regs, start_call, syscall_insn_in, Injector};
 use crate::pages::{shared_pages, PageSource};
 use crate::ranges::RangeMap;
-use crate::restore::{find_gap, foreign_files, rebuild, Mode, Paging};
+use crate::restore::{find_gap, foreign_files, restore_in_place};
 use crate::sigfd;
 use crate::sys;
 use crate::syscalls::{Call, Reply, Scratch};
@@ -767,16 +767,8 @@ impl DeputyCtl {
                 })?;
         }
         let foreign = foreign_files(image, source.reads_any_address())?;
-        let _ = rebuild(
-            self.pid,
-            self.region,
-            self.region_len,
-            image,
-            source,
-            Paging::Eager,
-            Mode::InPlace,
-            &foreign,
-        )?;
+        let area = (self.region, self.region_len);
+        restore_in_place(self.pid, area, image, source, &foreign)?;
         let mut signals = std::mem::take(&mut self.pending);
         if let Ok(mut l) = late.lock() {
             signals.append(&mut l);
