@@ -1,6 +1,7 @@
 //! The Unix control socket: one JSON request line in, one JSON reply line out. Who asks
 //! is taken from the socket's peer credentials.
 
+use crate::migrate::Migrations;
 use crate::node::Node;
 use om_proto::{Envelope, ErrorKind, Processes, Request, Response, MAX_LINE, PROTOCOL_VERSION};
 use std::path::Path;
@@ -8,10 +9,31 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+/// This omd, as what answers requests: its node's state and, once started, its
+/// migrations. Cloned into each server (the control socket, the tree).
+#[derive(Clone)]
+pub struct Omd {
+    /// The node's state.
+    pub node: Arc<Mutex<Node>>,
+    /// Its migrations (none in a tree served without them, as in tests).
+    pub migrations: Option<Arc<Migrations>>,
+}
+
+impl Omd {
+    /// An omd of `node` alone, without migrations.
+    pub fn node_only(node: Arc<Mutex<Node>>) -> Self {
+        Self {
+            node,
+            migrations: None,
+        }
+    }
+}
+
 /// Answers one request from user `uid`. Shared by the socket and the /proc-style tree.
-pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
+pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
+    let node = &*omd.node;
     let migrations = || {
-        crate::migrate::registry().ok_or_else(|| Response::Error {
+        omd.migrations.as_ref().ok_or_else(|| Response::Error {
             kind: ErrorKind::Invalid,
             message: "migration is not running in this omd".into(),
         })
@@ -90,7 +112,7 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
             Response::Processes(Processes {
                 node: id,
                 record,
-                processes: crate::procs::list(),
+                processes: crate::procs::list(omd.migrations.as_deref()),
             })
         }
         r => {
@@ -108,7 +130,7 @@ pub fn answer(node: &Mutex<Node>, request: Request, uid: u32) -> Response {
                 let interval = n.cfg.interval;
                 (n.handle(r, uid), interval)
             };
-            if let (Response::Status(s), Some(m)) = (&mut reply, crate::migrate::registry()) {
+            if let (Response::Status(s), Some(m)) = (&mut reply, &omd.migrations) {
                 s.balancer = Some(m.balancer_status(crate::balancer::interval(interval)));
             }
             if changes {
@@ -148,13 +170,13 @@ pub fn bind(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
 }
 
 /// Serves the tools until the task is dropped.
-pub async fn serve(listener: UnixListener, node: Arc<Mutex<Node>>) {
+pub async fn serve(listener: UnixListener, omd: Omd) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let node = node.clone();
+                let omd = omd.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, node).await {
+                    if let Err(e) = connection(stream, omd).await {
                         tracing::debug!("control connection: {e}");
                     }
                 });
@@ -167,7 +189,7 @@ pub async fn serve(listener: UnixListener, node: Arc<Mutex<Node>>) {
     }
 }
 
-async fn connection(stream: UnixStream, node: Arc<Mutex<Node>>) -> std::io::Result<()> {
+async fn connection(stream: UnixStream, omd: Omd) -> std::io::Result<()> {
     let uid = stream.peer_cred()?.uid();
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -187,7 +209,7 @@ async fn connection(stream: UnixStream, node: Arc<Mutex<Node>>) -> std::io::Resu
                 env.version
             ),
         },
-        Ok(env) => tokio::task::spawn_blocking(move || answer(&node, env.request, uid))
+        Ok(env) => tokio::task::spawn_blocking(move || answer(&omd, env.request, uid))
             .await
             .unwrap_or_else(|e| Response::Error {
                 kind: ErrorKind::Invalid,

@@ -220,9 +220,19 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         cpus,
         0,
     ));
+    let migrations = crate::migrate::start(
+        node.clone(),
+        (args.guest_uid, args.guest_gid),
+        p.balance_users.clone(),
+        p.tcp,
+    );
+    let omd = crate::control::Omd {
+        node: node.clone(),
+        migrations: Some(migrations.clone()),
+    };
     // The tree: through the kernel module's device when it is loaded, else over FUSE.
     let device = !args.no_hpc
-        && crate::hpcdev::serve(node.clone(), &args.hpc_device).with_context(|| {
+        && crate::hpcdev::serve(omd.clone(), &args.hpc_device).with_context(|| {
             format!(
                 "cannot serve /proc/hpc through {} (is another omd using it? --no-hpc runs without the tree)",
                 args.hpc_device.display()
@@ -232,7 +242,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         None
     } else {
         Some(
-            crate::hpcfs::mount(node.clone(), &args.hpc_root).with_context(|| {
+            crate::hpcfs::mount(omd.clone(), &args.hpc_root).with_context(|| {
                 format!(
                     "cannot mount the /proc-style tree at {} (use --hpc-root DIR, or --no-hpc)",
                     args.hpc_root.display()
@@ -243,12 +253,6 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     if device {
         tracing::info!("serving /proc/hpc through {}", args.hpc_device.display());
     }
-    crate::migrate::start(
-        node.clone(),
-        (args.guest_uid, args.guest_gid),
-        p.balance_users.clone(),
-        p.tcp,
-    );
     write_pidfile(&args.pidfile)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -280,15 +284,13 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
             _ = measure_loop(node.clone(), p.cgroups, p.raw_speed, args.speed.is_some()) => {}
             _ = send_loop(node.clone(), udp.clone()) => {}
             _ = receive_loop(node.clone(), udp) => {}
-            _ = crate::control::serve(control, node.clone()) => {}
+            _ = crate::control::serve(control, omd.clone()) => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
         Ok::<(), anyhow::Error>(())
     });
-    if let Some(m) = crate::migrate::registry() {
-        m.shutdown();
-    }
+    migrations.shutdown();
     drop(fuse);
     let _ = std::fs::remove_file(&args.control_socket);
     let _ = std::fs::remove_file(&args.pidfile);

@@ -10,13 +10,13 @@
 //! second and sends it when it changed (a separate thread, so that a tree update that
 //! waits for a reader of a removed file never holds up the replies that reader waits for).
 
+use crate::control::Omd;
 use crate::hpcfs::{HpcFs, TreeEntry};
-use crate::node::Node;
 use om_hpcproto as wire;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_DEVICE: &str = "/dev/hpc";
@@ -28,13 +28,13 @@ const TREE_EVERY: Duration = Duration::from_secs(1);
 /// device (no module loaded), an error if it exists but cannot be used (another omd has
 /// it: EBUSY). The threads run as long as omd does; the module sees omd go when the
 /// process ends and its descriptor closes.
-pub fn serve(node: Arc<Mutex<Node>>, device: &Path) -> std::io::Result<bool> {
+pub fn serve(omd: Omd, device: &Path) -> std::io::Result<bool> {
     let file = match File::options().read(true).write(true).open(device) {
         Ok(f) => Arc::new(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let fs = Arc::new(HpcFs::new(node));
+    let fs = Arc::new(HpcFs::new(omd));
     // The first tree before any request can come.
     let mut last = encode_tree(&fs.entries())?;
     (&*file).write_all(&last)?;
@@ -155,9 +155,10 @@ fn answer_requests(file: &File, fs: &HpcFs) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::Config;
+    use crate::node::{Config, Node};
     use crate::wire::Key;
     use om_hpcproto::Msg;
+    use std::sync::Mutex;
 
     fn fs() -> (HpcFs, Arc<Mutex<Node>>) {
         let map = om_map::parse("1 10.0.0.1 3\n", "test", &om_map::NoResolver).unwrap();
@@ -178,7 +179,7 @@ mod tests {
             ..Default::default()
         });
         let node = Arc::new(Mutex::new(n));
-        (HpcFs::new(node.clone()), node)
+        (HpcFs::new(Omd::node_only(node.clone())), node)
     }
 
     fn request(m: Msg<'_>) -> Vec<u8> {

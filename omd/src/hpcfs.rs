@@ -21,9 +21,8 @@
 //! ([`crate::control::answer`]), with the caller's uid from the FUSE request, so the files
 //! and the commands can never disagree or differ in who may do what.
 
-use crate::control::answer;
+use crate::control::{answer, Omd};
 use crate::migrate::owner;
-use crate::node::Node;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyWrite,
@@ -31,7 +30,6 @@ use fuser::{
 };
 use om_proto::{ErrorKind, Field, NodeId, ProcState, Request, Response, Setting};
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub const DEFAULT_ROOT: &str = "/run/hpc";
@@ -147,19 +145,23 @@ impl Ino {
 
 /// The filesystem: a view of the daemon's state.
 pub struct HpcFs {
-    node: Arc<Mutex<Node>>,
+    omd: Omd,
 }
 
 impl HpcFs {
-    pub fn new(node: Arc<Mutex<Node>>) -> Self {
-        Self { node }
+    pub fn new(omd: Omd) -> Self {
+        Self { omd }
     }
 
     fn exists(&self, ino: Ino) -> bool {
         match ino {
-            Ino::NodeDir(n) | Ino::NodeFile(n, _) => {
-                self.node.lock().expect("node lock").members().contains(&n)
-            }
+            Ino::NodeDir(n) | Ino::NodeFile(n, _) => self
+                .omd
+                .node
+                .lock()
+                .expect("node lock")
+                .members()
+                .contains(&n),
             Ino::PidDir(p) | Ino::PidFile(p, _) => self.proc_state(p).is_some(),
             Ino::RemoteDir(p) | Ino::RemoteFile(p, _) => self.guest(p).is_some(),
             _ => true,
@@ -168,14 +170,14 @@ impl HpcFs {
 
     /// The migration state of process `pid` of this node, if there is such a process.
     fn proc_state(&self, pid: i32) -> Option<ProcState> {
-        match answer(&self.node, Request::Proc { pid }, 0) {
+        match answer(&self.omd, Request::Proc { pid }, 0) {
             Response::Proc(p) => Some(p),
             _ => None,
         }
     }
 
     fn controlled(&self) -> om_proto::Controlled {
-        match answer(&self.node, Request::Controlled, 0) {
+        match answer(&self.omd, Request::Controlled, 0) {
             Response::Controlled(c) => c,
             _ => Default::default(),
         }
@@ -189,13 +191,14 @@ impl HpcFs {
     /// The content of a file, read through the same requests as mosctl's.
     fn content(&self, ino: Ino) -> Option<String> {
         let text = match ino {
-            Ino::NodeFile(n, field) => match answer(&self.node, Request::Node { node: Some(n) }, 0)
-            {
-                Response::Node(v) => field.format(&v),
-                _ => return None,
-            },
+            Ino::NodeFile(n, field) => {
+                match answer(&self.omd, Request::Node { node: Some(n) }, 0) {
+                    Response::Node(v) => field.format(&v),
+                    _ => return None,
+                }
+            }
             Ino::AdminFile(i) => {
-                let n = self.node.lock().expect("node lock");
+                let n = self.omd.node.lock().expect("node lock");
                 match setting(i) {
                     Some(s) => u8::from(n.setting(s)).to_string(),
                     None => n.speed().to_string(),
@@ -283,6 +286,7 @@ impl HpcFs {
                 .map(|k| (Ino::RemoteFile(p, k), REMOTE_FILES[k].to_string()))
                 .collect(),
             Ino::Nodes => self
+                .omd
                 .node
                 .lock()
                 .expect("node lock")
@@ -318,7 +322,7 @@ impl HpcFs {
                 speed: value.parse().map_err(|_| Errno::EINVAL)?,
             },
         };
-        done(answer(&self.node, request, uid))
+        done(answer(&self.omd, request, uid))
     }
 
     /// `goto` and `lock` of process `pid`; everything else is read-only.
@@ -341,7 +345,7 @@ impl HpcFs {
             },
             _ => return Err(Errno::EACCES),
         };
-        done(answer(&self.node, request, uid))
+        done(answer(&self.omd, request, uid))
     }
 
     /// Entry `name` of directory `parent`; `<pid>` of any process of this node resolves
@@ -622,10 +626,7 @@ impl Filesystem for HpcFs {
 
 /// Mounts the tree at `root` (made if missing) and serves it on a thread of its own.
 /// Dropping the session unmounts it.
-pub fn mount(
-    node: Arc<Mutex<Node>>,
-    root: &std::path::Path,
-) -> std::io::Result<fuser::BackgroundSession> {
+pub fn mount(omd: Omd, root: &std::path::Path) -> std::io::Result<fuser::BackgroundSession> {
     std::fs::create_dir_all(root)?;
     // A tree left mounted by an omd that was killed: unmount it first.
     let _ = nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH);
@@ -638,7 +639,7 @@ pub fn mount(
         fuser::MountOption::NoExec,
     ]);
     cfg.acl = fuser::SessionACL::All;
-    fuser::spawn_mount(HpcFs::new(node), root, &cfg)
+    fuser::spawn_mount(HpcFs::new(omd), root, &cfg)
 }
 
 #[cfg(test)]

@@ -108,25 +108,19 @@ impl MigrateError {
 /// What a migration request answers.
 pub type Outcome = Result<String, MigrateError>;
 
-static REGISTRY: std::sync::OnceLock<Arc<Migrations>> = std::sync::OnceLock::new();
-
-/// This omd's migrations, once started.
-pub fn registry() -> Option<&'static Arc<Migrations>> {
-    REGISTRY.get()
-}
-
-/// Starts accepting migrations on `listener` and makes them this omd's registry.
+/// Starts accepting migrations on `listener`, and the balancer; returns this omd's
+/// migrations, for the servers that answer requests about them.
 pub fn start(
     node: Arc<Mutex<Node>>,
     guest_ids: (u32, u32),
     users: Vec<u32>,
     listener: TcpListener,
-) {
+) -> Arc<Migrations> {
     let m = Migrations::new(node, guest_ids);
     *m.users.lock().expect("users lock") = users;
     m.listen(listener);
     crate::balancer::start(m.clone());
-    let _ = REGISTRY.set(m);
+    m
 }
 
 /// A process of this node that is (or was) under migration.

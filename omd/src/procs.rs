@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Every process visible in this node's /proc, with where each runs. Processes that end
 /// while being read are left out.
-pub fn list() -> Vec<Process> {
+pub fn list(migrations: Option<&crate::migrate::Migrations>) -> Vec<Process> {
     let tps = procfs::ticks_per_second();
     let page = procfs::page_size();
     let mut users = HashMap::new();
@@ -21,7 +21,7 @@ pub fn list() -> Vec<Process> {
             let uid = p.uid().ok()?;
             let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
             let user = users.entry(uid).or_insert_with(|| user_name(uid)).clone();
-            let (node, away) = crate::migrate::registry().map_or((0, Duration::ZERO), |m| {
+            let (node, away) = migrations.map_or((0, Duration::ZERO), |m| {
                 m.where_and_away_cpu(stat.pid, stat.starttime)
             });
             let away_ticks = (away.as_secs_f64() * tps as f64) as u64;
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn lists_this_test_process() {
         let me = std::process::id() as i32;
-        let all = super::list();
+        let all = super::list(None);
         let p = all
             .iter()
             .find(|p| p.pid == me)
