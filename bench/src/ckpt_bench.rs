@@ -39,6 +39,8 @@ struct Row {
     restore: Duration,
     all_in: Option<Duration>,
     gap_us: u64,
+    /// The restore's steps and their times.
+    steps: Vec<(&'static str, Duration)>,
 }
 
 fn main() {
@@ -111,6 +113,23 @@ fn run(args: Args) -> Result<()> {
             r.gap_us as f64 / 1e3
         );
     }
+    // Where restore->run goes: the rebuild's steps (the rest is forking the stub and
+    // reading the image).
+    if let Some(first) = rows.first() {
+        println!("\nrestore steps, ms (the process stopped throughout)");
+        print!("{:>8} {:>6}", "memory", "mode");
+        for (name, _) in &first.steps {
+            print!(" {name:>8}");
+        }
+        println!();
+        for r in &rows {
+            print!("{:>5}MiB {:>6}", r.mib, r.mode);
+            for (_, t) in &r.steps {
+                print!(" {:>8.2}", t.as_secs_f64() * 1e3);
+            }
+            println!();
+        }
+    }
     if criu {
         println!("\ncriu is on the PATH and `criu check` passes, but its rows are not measured by this version.");
     } else {
@@ -161,6 +180,7 @@ fn one(
     let t1 = Instant::now();
     let mut restored = restore(&image, Box::new(pages), paging)?;
     let restore_t = t1.elapsed();
+    let steps = restored.steps().to_vec();
     let stats = restored.finish_paging()?;
     let all_in = stats.map(|_| t1.elapsed());
     std::thread::sleep(Duration::from_millis(500));
@@ -184,5 +204,6 @@ fn one(
         restore: restore_t,
         all_in: if paging == Paging::Lazy { all_in } else { None },
         gap_us,
+        steps,
     })
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::sys::ptrace;
@@ -38,12 +39,19 @@ pub enum Paging {
 pub struct Restored {
     pid: i32,
     pager: Option<LazyPager>,
+    steps: StepTimes,
 }
 
 impl Restored {
     /// Its pid (a new one: the original's pid is not reused).
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// How long each step of the restore took while the process was stopped (for a
+    /// breakdown of where the time goes; `ckpt-bench` prints it).
+    pub fn steps(&self) -> &[(&'static str, Duration)] {
+        &self.steps
     }
 
     /// Whether paging is over (always for eager restore): every page is in place, or the
@@ -216,10 +224,10 @@ pub fn restore_confined_here(
 ) -> Result<(Restored, OwnedFd, HashSet<String>), RestoreError> {
     let foreign = check_restorable(image, source.reads_any_address())?;
     let mode = Mode::Confined { uid, gid, confine };
-    let (pid, pager, listener) = restore_on_tracer(image, source, paging, mode, &foreign)?;
+    let (pid, (pager, listener, steps)) = restore_on_tracer(image, source, paging, mode, &foreign)?;
     let listener = listener
         .ok_or_else(|| RestoreError::Incompatible("confining gave no descriptor".into()))?;
-    Ok((Restored { pid, pager }, listener, foreign))
+    Ok((Restored { pid, pager, steps }, listener, foreign))
 }
 
 fn restore_as(
@@ -234,13 +242,13 @@ fn restore_as(
         source,
     })?;
     let image = image.clone();
-    let (pid, pager, listener) = tracer
+    let (pid, (pager, listener, steps)) = tracer
         .run(move || restore_on_tracer(&image, source, paging, mode, &foreign))
         .map_err(|source| RestoreError::Sys {
             what: "tracer thread".into(),
             source,
         })??;
-    Ok((Restored { pid, pager }, listener))
+    Ok((Restored { pid, pager, steps }, listener))
 }
 
 /// Kills the half-made stub unless disarmed.
@@ -337,7 +345,7 @@ fn restore_on_tracer(
     paging: Paging,
     mode: Mode,
     foreign: &HashSet<String>,
-) -> Result<(i32, Option<LazyPager>, Option<OwnedFd>), RestoreError> {
+) -> Result<(i32, Rebuilt), RestoreError> {
     // A scratch area free in both the target layout and ours (the stub starts as our copy).
     let mut occupied: Vec<(u64, u64)> = image.vmas.iter().map(|v| (v.start, v.end)).collect();
     occupied.extend(
@@ -383,7 +391,7 @@ fn restore_on_tracer(
     );
     // This thread may live on (a guest's supervisor): give it back every CPU.
     let _ = sched_setaffinity(Pid::from_raw(0), &all_cpus);
-    let (pager, listener) = built?;
+    let (pager, listener, steps) = built?;
     let _ = sched_setaffinity(stub, &all_cpus);
     ptrace::detach(stub, None)
         .map_err(|e| step("detach")(InjectError::Ptrace("PTRACE_DETACH", e)))?;
@@ -391,7 +399,7 @@ fn restore_on_tracer(
     if let Some(p) = &pager {
         p.release();
     }
-    Ok((stub.as_raw(), pager, listener))
+    Ok((stub.as_raw(), (pager, listener, steps)))
 }
 
 /// The part of file mapping `v` (of a file of `size` bytes) that the file backs: its
@@ -445,12 +453,11 @@ fn rebuild(
     scratch: u64,
     scratch_len: u64,
     image: &ProcessImage,
-    mut source: Box<dyn PageSource>,
+    source: Box<dyn PageSource>,
     paging: Paging,
     mode: Mode,
     foreign: &HashSet<String>,
-) -> Result<(Option<LazyPager>, Option<OwnedFd>), RestoreError> {
-    let mut foreign = foreign.clone();
+) -> Result<Rebuilt, RestoreError> {
     // Signals wait until the end (timers restored below fire meanwhile).
     sys::set_sigmask(stub, u64::MAX).map_err(sys_err("blocking signals"))?;
 
@@ -473,7 +480,6 @@ fn rebuild(
     let mut inj = Injector::new(stub, scratch).map_err(step("attach"))?;
     inj.scratch = scratch + PAGE_SIZE;
     inj.scratch_len = scratch_len - PAGE_SIZE;
-    let s = inj.scratch;
     let home = matches!(mode, Mode::InPlace);
     // Coming home, mappings shared copy-on-write with a child stay (see `cow`).
     let kept = if home {
@@ -481,485 +487,708 @@ fn rebuild(
     } else {
         Vec::new()
     };
-
-    // 1. Shed the stub's own state: rseq, descriptors, mappings.
-    if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
-        inj.call(
-            "rseq",
-            libc::SYS_rseq,
-            &[r.addr, r.len as u64, 1, r.signature as u64],
-        )
-        .map_err(step("unregister the stub's rseq"))?;
-    }
-    if !home {
-        let first = if matches!(mode, Mode::Confined { .. }) {
-            0
-        } else {
-            3
-        };
-        inj.call(
-            "close_range",
-            libc::SYS_close_range,
-            &[first, u32::MAX as u64, 0],
-        )
-        .map_err(step("close the stub's descriptors"))?;
-    }
-    let stub_maps = read_maps(&stub.to_string()).map_err(sys_err("reading the stub's maps"))?;
-    let stub_vdso: Vec<(u64, u64, String)> = stub_maps
-        .iter()
-        .filter(|m| m.2 == "[vdso]" || m.2.starts_with("[vvar"))
-        .cloned()
-        .collect();
-    let mut keep: Vec<(u64, u64)> = stub_vdso.iter().map(|m| (m.0, m.1)).collect();
-    keep.push((scratch, scratch + scratch_len));
-    keep.extend(kept.iter().map(|k| (k.start, k.end)));
-    keep.sort_unstable();
-    let mut at = PAGE_SIZE;
-    for &(s0, e0) in keep.iter().chain(std::iter::once(&(TASK_END, TASK_END))) {
-        if s0 > at {
-            inj.call("munmap", libc::SYS_munmap, &[at, s0 - at])
-                .map_err(step("unmap the stub's memory"))?;
-        }
-        at = at.max(e0);
-    }
-
-    // 2. Move the vDSO (all its parts together) to the original's addresses.
-    let target_vdso: Vec<&Vma> = image
-        .vmas
-        .iter()
-        .filter(|v| matches!(v.backing, Backing::Vdso { .. }))
-        .collect();
-    move_vdso(
-        &mut inj,
-        &stub_vdso,
-        &target_vdso,
+    let mut b = Build {
+        stub,
+        scratch: (scratch, scratch_len),
         image,
-        (scratch, scratch_len),
-    )?;
+        mode,
+        paging,
+        inj,
+        foreign: foreign.clone(),
+        kept,
+        source: Some(source),
+        stub_vdso: Vec::new(),
+        pager: None,
+        listener: None,
+    };
+    let mut times = Vec::with_capacity(STEPS.len());
+    for (name, step) in STEPS {
+        let t = Instant::now();
+        step(&mut b)?;
+        times.push((name, t.elapsed()));
+    }
+    Ok((b.pager, b.listener, times))
+}
 
-    // 3. Recreate every mapping. The files are opened first, by the process itself: one
-    //    it cannot open (coming home into a chroot of its own, an executable it may run
-    //    but not read) is taken like a foreign file, from the source, when it can.
-    let mut file_fds: HashMap<String, u64> = HashMap::new();
-    for v in &image.vmas {
-        let Backing::File(id) = &v.backing else {
-            continue;
-        };
-        if foreign.contains(&id.path) || file_fds.contains_key(&id.path) {
-            continue;
+/// Whether `v` maps one of the `foreign` files (see [`foreign_files`]).
+fn foreign_mapping(foreign: &HashSet<String>, v: &Vma) -> bool {
+    matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path))
+}
+
+/// What a rebuild carries from step to step.
+struct Build<'a> {
+    stub: Pid,
+    /// The scratch area: its first page holds the `syscall` instruction.
+    scratch: (u64, u64),
+    image: &'a ProcessImage,
+    mode: Mode,
+    paging: Paging,
+    inj: Injector,
+    /// The mapped files this node lacks (grown by those the process cannot open).
+    foreign: HashSet<String>,
+    /// Coming home, the mappings kept as they are (see `cow`).
+    kept: Vec<cow::Kept>,
+    /// Where memory comes from, until the fill step takes it.
+    source: Option<Box<dyn PageSource>>,
+    /// The stub's own vDSO and vvar areas, as step 1 found them.
+    stub_vdso: Vec<(u64, u64, String)>,
+    pager: Option<LazyPager>,
+    listener: Option<OwnedFd>,
+}
+
+/// What a rebuild leaves: the pager (lazy paging), the descriptor confinement gave, and
+/// how long each step took.
+type Rebuilt = (Option<LazyPager>, Option<OwnedFd>, StepTimes);
+
+/// How long each step of a restore took, by name, in order (the process is stopped
+/// throughout).
+pub type StepTimes = Vec<(&'static str, Duration)>;
+
+/// One step of a rebuild.
+type Step = fn(&mut Build<'_>) -> Result<(), RestoreError>;
+
+/// The steps of a rebuild, in order, with short names for timing tables: shed the stub's
+/// own state; move the vDSO; recreate the mappings; fill memory (or start the pager);
+/// signal state and timers; process attributes and layout; identity and directory;
+/// open files; queued signals; confinement; registers. Each says in its own errors what
+/// it was doing.
+const STEPS: [(&str, Step); 11] = [
+    ("shed", |b| b.shed_stub()),
+    ("vdso", |b| b.place_vdso()),
+    ("map", |b| b.map_memory()),
+    ("fill", |b| b.fill_memory()),
+    ("signals", |b| b.signals()),
+    ("attrs", |b| b.attributes()),
+    ("identity", |b| b.identity()),
+    ("files", |b| b.files()),
+    ("queued", |b| b.queue_signals()),
+    ("confine", |b| b.confine()),
+    ("regs", |b| b.registers()),
+];
+
+impl Build<'_> {
+    fn shed_stub(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            stub,
+            mode,
+            kept,
+            scratch: (scratch, scratch_len),
+            stub_vdso,
+            ..
+        } = self;
+        let stub = *stub;
+        let mode = *mode;
+        let scratch = *scratch;
+        let scratch_len = *scratch_len;
+        let home = matches!(mode, Mode::InPlace);
+        // 1. Shed the stub's own state: rseq, descriptors, mappings.
+        if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
+            inj.call(
+                "rseq",
+                libc::SYS_rseq,
+                &[r.addr, r.len as u64, 1, r.signature as u64],
+            )
+            .map_err(step("unregister the stub's rseq"))?;
         }
-        match inj.open(&id.path, libc::O_RDONLY | libc::O_CLOEXEC) {
-            Ok(fd) => {
-                file_fds.insert(id.path.clone(), fd);
-            }
-            Err(InjectError::Failed { .. }) if source.reads_any_address() => {
-                foreign.insert(id.path.clone());
-            }
-            Err(e) => return Err(step(format!("open {}", id.path))(e)),
+        if !home {
+            let first = if matches!(mode, Mode::Confined { .. }) {
+                0
+            } else {
+                3
+            };
+            inj.call(
+                "close_range",
+                libc::SYS_close_range,
+                &[first, u32::MAX as u64, 0],
+            )
+            .map_err(step("close the stub's descriptors"))?;
         }
-    }
-    let is_foreign =
-        |v: &Vma| matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path));
-    let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
-    for v in &image.vmas {
-        let len = v.len();
-        match &v.backing {
-            Backing::Vdso { .. } => continue,
-            _ if cow::is_kept(&kept, v) => {}
-            Backing::File(id) if !foreign.contains(&id.path) => {
-                let fd = file_fds[&id.path];
-                let share = if v.shared {
-                    libc::MAP_SHARED
-                } else {
-                    libc::MAP_PRIVATE
-                };
-                inj.call(
-                    "mmap",
-                    libc::SYS_mmap,
-                    &[
-                        v.start,
-                        len,
-                        v.prot as u64,
-                        (share | libc::MAP_FIXED) as u64,
-                        fd,
-                        v.offset,
-                    ],
-                )
-                .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
+        let stub_maps = read_maps(&stub.to_string()).map_err(sys_err("reading the stub's maps"))?;
+        let vdso: Vec<(u64, u64, String)> = stub_maps
+            .iter()
+            .filter(|m| m.2 == "[vdso]" || m.2.starts_with("[vvar"))
+            .cloned()
+            .collect();
+        let mut keep: Vec<(u64, u64)> = vdso.iter().map(|m| (m.0, m.1)).collect();
+        keep.push((scratch, scratch + scratch_len));
+        keep.extend(kept.iter().map(|k| (k.start, k.end)));
+        keep.sort_unstable();
+        let mut at = PAGE_SIZE;
+        for &(s0, e0) in keep.iter().chain(std::iter::once(&(TASK_END, TASK_END))) {
+            if s0 > at {
+                inj.call("munmap", libc::SYS_munmap, &[at, s0 - at])
+                    .map_err(step("unmap the stub's memory"))?;
             }
-            Backing::Shared => {
-                let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                inj.call(
-                    "mmap",
-                    libc::SYS_mmap,
-                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
-                )
-                .map_err(step(format!("map shared memory at {:#x}", v.start)))?;
-            }
-            _ => {
-                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                if v.grows_down {
-                    flags |= libc::MAP_GROWSDOWN;
-                }
-                inj.call(
-                    "mmap",
-                    libc::SYS_mmap,
-                    &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
-                )
-                .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
-            }
+            at = at.max(e0);
         }
-        for a in &v.advice {
-            // Advice is best effort: a kernel without it still runs the process correctly.
-            let _ = inj.raw(libc::SYS_madvise, &[v.start, len, *a as u64]);
-        }
-        if v.locked {
-            // MLOCK_ONFAULT: locked as its pages arrive (lazily, or filled below). A
-            // node whose limits refuse it runs the process unlocked.
-            let _ = inj.raw(libc::SYS_mlock2, &[v.start, len, 1]);
-        }
-    }
-    for fd in file_fds.values() {
-        inj.call("close", libc::SYS_close, &[*fd])
-            .map_err(step("close a mapped file"))?;
+        *stub_vdso = vdso;
+        Ok(())
     }
 
-    // 4. Memory contents. Private copies of file pages and shared memory always go in
-    //    now; anonymous memory now (eager) or on demand (lazy).
-    let mem =
-        ProcessMemory::open_rw(stub.as_raw()).map_err(sys_err("opening the stub's memory"))?;
-    let mut anon_runs = Vec::new();
-    let mut file_runs = Vec::new();
-    for r in &image.pages {
-        let vma = image
+    fn place_vdso(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            scratch: (scratch, scratch_len),
+            stub_vdso,
+            ..
+        } = self;
+        let image = *image;
+        let scratch = *scratch;
+        let scratch_len = *scratch_len;
+        // 2. Move the vDSO (all its parts together) to the original's addresses.
+        let target_vdso: Vec<&Vma> = image
             .vmas
             .iter()
-            .find(|v| v.start <= r.addr && r.end() <= v.end);
-        match vma.map(|v| (&v.backing, is_foreign(v))) {
-            // A foreign file's mapping comes whole, below.
-            Some((Backing::File(_), true)) => {}
-            Some((Backing::Anon, _)) => anon_runs.push(*r),
-            // Shared memory is not registered with userfaultfd: it comes now.
-            Some((Backing::File(_), false) | (Backing::Shared, _)) => file_runs.push(*r),
-            _ => {
-                return Err(RestoreError::Incompatible(format!(
-                    "page run at {:#x} lies outside the image's mappings",
-                    r.addr
-                )))
-            }
-        }
-    }
-    for v in image.vmas.iter().filter(|v| is_foreign(v) && v.prot != 0) {
-        if let Backing::File(id) = &v.backing {
-            anon_runs.extend(file_backed_run(v, id.size));
-        }
-    }
-    anon_runs.sort_unstable_by_key(|r| r.addr);
-    let (kept_runs, anon_runs) = cow::split_runs(&kept, anon_runs);
-    for (start, end) in cow::uncovered(&kept, &kept_runs) {
-        let advice = libc::MADV_DONTNEED as u64;
-        inj.call("madvise", libc::SYS_madvise, &[start, end - start, advice])
-            .map_err(step(format!("drop the pages at {start:#x}-{end:#x}")))?;
-    }
-    cow::fill_kept(&mem, source.as_mut(), &kept_runs, &kept)?;
-    fill(&mem, source.as_mut(), &file_runs)?;
-    let mut pager = None;
-    match paging {
-        Paging::Eager => fill(&mem, source.as_mut(), &anon_runs)?,
-        Paging::Lazy => {
-            let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-            let fd_there = inj
-                .call("userfaultfd", libc::SYS_userfaultfd, &[flags])
-                .map_err(step("create a userfaultfd"))?;
-            let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
-            let ufd = sys::pidfd_getfd(&pidfd, fd_there as i32).map_err(sys_err("pidfd_getfd"))?;
-            inj.call("close", libc::SYS_close, &[fd_there])
-                .map_err(step("close the userfaultfd"))?;
-            let uffd = crate::lazy::handshake(ufd)?;
-            let mut pending = RangeMap::new();
-            for r in &anon_runs {
-                pending.insert(r.addr, r.end());
-            }
-            let anon: Vec<&Vma> = image.vmas.iter().filter(|v| anon_here(v)).collect();
-            for v in &anon {
-                uffd.register(v.start as *mut libc::c_void, v.len() as usize)
-                    .map_err(|e| RestoreError::Sys {
-                        what: format!("registering {:#x}-{:#x} with userfaultfd", v.start, v.end),
-                        source: std::io::Error::other(e),
-                    })?;
-            }
-            let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
-            pager = Some(
-                LazyPager::start(uffd, &ranges, pending, source)
-                    .map_err(sys_err("starting the pager"))?,
-            );
-        }
+            .filter(|v| matches!(v.backing, Backing::Vdso { .. }))
+            .collect();
+        move_vdso(inj, stub_vdso, &target_vdso, image, (scratch, scratch_len))?;
+        Ok(())
     }
 
-    // 5. Signals.
-    // The stub starts with every action at the all-zero default; the original at home
-    // has its own, so every action is set.
-    let mut actions = image.sigactions.clone();
-    if home {
-        for signo in (1..=64).filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP) {
-            if !actions.iter().any(|a| a.signo == signo) {
-                actions.push(SigAction {
-                    signo,
-                    handler: 0,
-                    flags: 0,
-                    restorer: 0,
-                    mask: 0,
-                });
+    fn map_memory(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            foreign,
+            kept,
+            source,
+            ..
+        } = self;
+        let image = *image;
+        // 3. Recreate every mapping. The files are opened first, by the process itself: one
+        //    it cannot open (coming home into a chroot of its own, an executable it may run
+        //    but not read) is taken like a foreign file, from the source, when it can.
+        let mut file_fds: HashMap<String, u64> = HashMap::new();
+        for v in &image.vmas {
+            let Backing::File(id) = &v.backing else {
+                continue;
+            };
+            if foreign.contains(&id.path) || file_fds.contains_key(&id.path) {
+                continue;
+            }
+            match inj.open(&id.path, libc::O_RDONLY | libc::O_CLOEXEC) {
+                Ok(fd) => {
+                    file_fds.insert(id.path.clone(), fd);
+                }
+                Err(InjectError::Failed { .. })
+                    if source.as_ref().is_some_and(|src| src.reads_any_address()) =>
+                {
+                    foreign.insert(id.path.clone());
+                }
+                Err(e) => return Err(step(format!("open {}", id.path))(e)),
             }
         }
+        for v in &image.vmas {
+            let len = v.len();
+            match &v.backing {
+                Backing::Vdso { .. } => continue,
+                _ if cow::is_kept(kept, v) => {}
+                Backing::File(id) if !foreign.contains(&id.path) => {
+                    let fd = file_fds[&id.path];
+                    let share = if v.shared {
+                        libc::MAP_SHARED
+                    } else {
+                        libc::MAP_PRIVATE
+                    };
+                    inj.call(
+                        "mmap",
+                        libc::SYS_mmap,
+                        &[
+                            v.start,
+                            len,
+                            v.prot as u64,
+                            (share | libc::MAP_FIXED) as u64,
+                            fd,
+                            v.offset,
+                        ],
+                    )
+                    .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
+                }
+                Backing::Shared => {
+                    let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                    inj.call(
+                        "mmap",
+                        libc::SYS_mmap,
+                        &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
+                    )
+                    .map_err(step(format!("map shared memory at {:#x}", v.start)))?;
+                }
+                _ => {
+                    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                    if v.grows_down {
+                        flags |= libc::MAP_GROWSDOWN;
+                    }
+                    inj.call(
+                        "mmap",
+                        libc::SYS_mmap,
+                        &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
+                    )
+                    .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
+                }
+            }
+            for a in &v.advice {
+                // Advice is best effort: a kernel without it still runs the process correctly.
+                let _ = inj.raw(libc::SYS_madvise, &[v.start, len, *a as u64]);
+            }
+            if v.locked {
+                // MLOCK_ONFAULT: locked as its pages arrive (lazily, or filled below). A
+                // node whose limits refuse it runs the process unlocked.
+                let _ = inj.raw(libc::SYS_mlock2, &[v.start, len, 1]);
+            }
+        }
+        for fd in file_fds.values() {
+            inj.call("close", libc::SYS_close, &[*fd])
+                .map_err(step("close a mapped file"))?;
+        }
+        Ok(())
     }
-    for a in actions
-        .iter()
-        .filter(|a| home || (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
-    {
-        let mut b = Vec::with_capacity(32);
-        for x in [a.handler, a.flags, a.restorer, a.mask] {
+
+    fn fill_memory(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            stub,
+            foreign,
+            kept,
+            source,
+            paging,
+            pager,
+            ..
+        } = self;
+        let image = *image;
+        let stub = *stub;
+        let paging = *paging;
+        // 4. Memory contents. Private copies of file pages and shared memory always go in
+        //    now; anonymous memory now (eager) or on demand (lazy).
+        let mut source = source
+            .take()
+            .ok_or_else(|| RestoreError::Incompatible("the page source was used already".into()))?;
+        let is_foreign = |v: &Vma| foreign_mapping(foreign, v);
+        let anon_here = |v: &Vma| v.backing == Backing::Anon || is_foreign(v);
+        let mem =
+            ProcessMemory::open_rw(stub.as_raw()).map_err(sys_err("opening the stub's memory"))?;
+        let mut anon_runs = Vec::new();
+        let mut file_runs = Vec::new();
+        for r in &image.pages {
+            let vma = image
+                .vmas
+                .iter()
+                .find(|v| v.start <= r.addr && r.end() <= v.end);
+            match vma.map(|v| (&v.backing, is_foreign(v))) {
+                // A foreign file's mapping comes whole, below.
+                Some((Backing::File(_), true)) => {}
+                Some((Backing::Anon, _)) => anon_runs.push(*r),
+                // Shared memory is not registered with userfaultfd: it comes now.
+                Some((Backing::File(_), false) | (Backing::Shared, _)) => file_runs.push(*r),
+                _ => {
+                    return Err(RestoreError::Incompatible(format!(
+                        "page run at {:#x} lies outside the image's mappings",
+                        r.addr
+                    )))
+                }
+            }
+        }
+        for v in image.vmas.iter().filter(|v| is_foreign(v) && v.prot != 0) {
+            if let Backing::File(id) = &v.backing {
+                anon_runs.extend(file_backed_run(v, id.size));
+            }
+        }
+        anon_runs.sort_unstable_by_key(|r| r.addr);
+        let (kept_runs, anon_runs) = cow::split_runs(kept, anon_runs);
+        for (start, end) in cow::uncovered(kept, &kept_runs) {
+            let advice = libc::MADV_DONTNEED as u64;
+            inj.call("madvise", libc::SYS_madvise, &[start, end - start, advice])
+                .map_err(step(format!("drop the pages at {start:#x}-{end:#x}")))?;
+        }
+        cow::fill_kept(&mem, source.as_mut(), &kept_runs, kept)?;
+        fill(&mem, source.as_mut(), &file_runs)?;
+        match paging {
+            Paging::Eager => fill(&mem, source.as_mut(), &anon_runs)?,
+            Paging::Lazy => {
+                let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+                let fd_there = inj
+                    .call("userfaultfd", libc::SYS_userfaultfd, &[flags])
+                    .map_err(step("create a userfaultfd"))?;
+                let pidfd = sys::pidfd_open(stub).map_err(sys_err("pidfd_open"))?;
+                let ufd =
+                    sys::pidfd_getfd(&pidfd, fd_there as i32).map_err(sys_err("pidfd_getfd"))?;
+                inj.call("close", libc::SYS_close, &[fd_there])
+                    .map_err(step("close the userfaultfd"))?;
+                let uffd = crate::lazy::handshake(ufd)?;
+                let mut pending = RangeMap::new();
+                for r in &anon_runs {
+                    pending.insert(r.addr, r.end());
+                }
+                let anon: Vec<&Vma> = image.vmas.iter().filter(|v| anon_here(v)).collect();
+                for v in &anon {
+                    uffd.register(v.start as *mut libc::c_void, v.len() as usize)
+                        .map_err(|e| RestoreError::Sys {
+                            what: format!(
+                                "registering {:#x}-{:#x} with userfaultfd",
+                                v.start, v.end
+                            ),
+                            source: std::io::Error::other(e),
+                        })?;
+                }
+                let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
+                *pager = Some(
+                    LazyPager::start(uffd, &ranges, pending, source)
+                        .map_err(sys_err("starting the pager"))?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn signals(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            stub,
+            mode,
+            ..
+        } = self;
+        let image = *image;
+        let stub = *stub;
+        let mode = *mode;
+        let s = inj.scratch;
+        let home = matches!(mode, Mode::InPlace);
+        // 5. Signals.
+        // The stub starts with every action at the all-zero default; the original at home
+        // has its own, so every action is set.
+        let mut actions = image.sigactions.clone();
+        if home {
+            for signo in (1..=64).filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP) {
+                if !actions.iter().any(|a| a.signo == signo) {
+                    actions.push(SigAction {
+                        signo,
+                        handler: 0,
+                        flags: 0,
+                        restorer: 0,
+                        mask: 0,
+                    });
+                }
+            }
+        }
+        for a in actions
+            .iter()
+            .filter(|a| home || (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
+        {
+            let mut b = Vec::with_capacity(32);
+            for x in [a.handler, a.flags, a.restorer, a.mask] {
+                b.extend_from_slice(&x.to_ne_bytes());
+            }
+            inj.put(0, &b).map_err(step("sigaction"))?;
+            inj.call(
+                "rt_sigaction",
+                libc::SYS_rt_sigaction,
+                &[a.signo as u64, s, 0, 8],
+            )
+            .map_err(step(format!("restore the action of signal {}", a.signo)))?;
+        }
+        let ss = &image.altstack;
+        let mut b = Vec::new();
+        b.extend_from_slice(&ss.sp.to_ne_bytes());
+        b.extend_from_slice(&((ss.flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
+        b.extend_from_slice(&ss.size.to_ne_bytes());
+        inj.put(0, &b).map_err(step("sigaltstack"))?;
+        inj.call("sigaltstack", libc::SYS_sigaltstack, &[s, 0])
+            .map_err(step("restore the alternate signal stack"))?;
+        for t in image
+            .itimers
+            .iter()
+            .filter(|t| t.value_us != 0 || t.interval_us != 0)
+        {
+            // An interval timer that just expired reads 0 until its signal is dequeued (the
+            // kernel re-arms it then); arming with 0 would disarm it, so start a new period.
+            let value = if t.value_us == 0 {
+                t.interval_us
+            } else {
+                t.value_us
+            };
+            let mut b = Vec::new();
+            for us in [t.interval_us, value] {
+                b.extend_from_slice(&(us / 1_000_000).to_ne_bytes());
+                b.extend_from_slice(&(us % 1_000_000).to_ne_bytes());
+            }
+            inj.put(0, &b).map_err(step("setitimer"))?;
+            inj.call("setitimer", libc::SYS_setitimer, &[t.which as u64, s, 0])
+                .map_err(step("restore an interval timer"))?;
+        }
+        restore_timers(inj, stub, image, home)?;
+        restore_mm_state(inj, &image.mm_state)?;
+        Ok(())
+    }
+
+    fn attributes(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            stub,
+            foreign,
+            mode,
+            ..
+        } = self;
+        let image = *image;
+        let stub = *stub;
+        let mode = *mode;
+        let home = matches!(mode, Mode::InPlace);
+        // 6. Process attributes and the kernel's view of the address space.
+        if !home {
+            inj.call("umask", libc::SYS_umask, &[image.umask as u64])
+                .map_err(step("umask"))?;
+        }
+        inj.call(
+            "personality",
+            libc::SYS_personality,
+            &[image.personality as u64],
+        )
+        .map_err(step("personality"))?;
+        let p = inj.put_str(0, &image.comm).map_err(step("comm"))?;
+        inj.call("prctl", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p])
+            .map_err(step("set the name"))?;
+        // At home the process still maps its own executable, and the kernel refuses to
+        // change the executable of such a process (EBUSY): keep it (-1) and set the rest.
+        // A guest whose executable this node lacks, or holds with other contents, keeps the
+        // stub's (its /proc/self/exe is read at home anyway).
+        let keep_exe =
+            home || foreign.contains(&image.exe) || std::fs::metadata(&image.exe).is_err();
+        let exe_fd = if keep_exe {
+            u64::from(u32::MAX)
+        } else {
+            inj.open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
+                .map_err(step(format!("open the executable {}", image.exe)))?
+        };
+        let auxv_at = inj.put(2048, &image.auxv).map_err(step("auxv"))?;
+        let m = &image.mm;
+        let mut b = Vec::new();
+        for x in [
+            m.start_code,
+            m.end_code,
+            m.start_data,
+            m.end_data,
+            m.start_brk,
+            m.brk,
+            m.start_stack,
+            m.arg_start,
+            m.arg_end,
+            m.env_start,
+            m.env_end,
+            auxv_at,
+        ] {
             b.extend_from_slice(&x.to_ne_bytes());
         }
-        inj.put(0, &b).map_err(step("sigaction"))?;
+        b.extend_from_slice(&(image.auxv.len() as u32).to_ne_bytes());
+        b.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
+        let map_at = inj.put(1024, &b).map_err(step("mm map"))?;
+        const PR_SET_MM: u64 = 35;
+        const PR_SET_MM_MAP: u64 = 14;
+        let r = inj.call(
+            "prctl(PR_SET_MM_MAP)",
+            libc::SYS_prctl,
+            &[PR_SET_MM, PR_SET_MM_MAP, map_at, b.len() as u64, 0],
+        );
+        // The heap's end (brk) moved with the process: without it, a heap that grew away
+        // from home could no longer grow or shrink by brk at home. Coming home, a refusal
+        // (a layout the kernel finds out of limits) is not worth losing the process for:
+        // malloc falls back to mmap when brk fails.
+        if !home {
+            r.map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
+        }
+        if !keep_exe {
+            inj.call("close", libc::SYS_close, &[exe_fd])
+                .map_err(step("close the executable"))?;
+        }
+        if let Some(r) = &image.rseq {
+            inj.call(
+                "rseq",
+                libc::SYS_rseq,
+                &[r.addr, r.len as u64, 0, r.signature as u64],
+            )
+            .map_err(step("register rseq"))?;
+        }
         inj.call(
-            "rt_sigaction",
-            libc::SYS_rt_sigaction,
-            &[a.signo as u64, s, 0, 8],
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            &[image.robust_list.0, image.robust_list.1],
         )
-        .map_err(step(format!("restore the action of signal {}", a.signo)))?;
+        .map_err(step("set_robust_list"))?;
+        inj.call(
+            "set_tid_address",
+            libc::SYS_set_tid_address,
+            &[image.clear_child_tid],
+        )
+        .map_err(step("set_tid_address"))?;
+
+        // Limits while the stub may still raise them (before it takes another identity).
+        for l in image.rlimits.iter().filter(|_| !home) {
+            sys::set_rlimit(stub, l.resource, l.cur, l.max)
+                .map_err(sys_err(format!("restoring resource limit {}", l.resource)))?;
+        }
+        Ok(())
     }
-    let ss = &image.altstack;
-    let mut b = Vec::new();
-    b.extend_from_slice(&ss.sp.to_ne_bytes());
-    b.extend_from_slice(&((ss.flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
-    b.extend_from_slice(&ss.size.to_ne_bytes());
-    inj.put(0, &b).map_err(step("sigaltstack"))?;
-    inj.call("sigaltstack", libc::SYS_sigaltstack, &[s, 0])
-        .map_err(step("restore the alternate signal stack"))?;
-    for t in image
-        .itimers
-        .iter()
-        .filter(|t| t.value_us != 0 || t.interval_us != 0)
-    {
-        // An interval timer that just expired reads 0 until its signal is dequeued (the
-        // kernel re-arms it then); arming with 0 would disarm it, so start a new period.
-        let value = if t.value_us == 0 {
-            t.interval_us
-        } else {
-            t.value_us
+
+    fn identity(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            image,
+            stub,
+            mode,
+            ..
+        } = self;
+        let image = *image;
+        let stub = *stub;
+        let mode = *mode;
+        let s = inj.scratch;
+        let home = matches!(mode, Mode::InPlace);
+        // 7. Identity: from here on the stub has the original's credentials, so files are
+        //    opened with the original's permissions.
+        let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
+        let want = match mode {
+            Mode::Confined { uid, gid, .. } => Creds {
+                uid: [uid; 3],
+                gid: [gid; 3],
+                groups: Vec::new(),
+            },
+            _ => image.creds.clone(),
         };
-        let mut b = Vec::new();
-        for us in [t.interval_us, value] {
-            b.extend_from_slice(&(us / 1_000_000).to_ne_bytes());
-            b.extend_from_slice(&(us % 1_000_000).to_ne_bytes());
-        }
-        inj.put(0, &b).map_err(step("setitimer"))?;
-        inj.call("setitimer", libc::SYS_setitimer, &[t.which as u64, s, 0])
-            .map_err(step("restore an interval timer"))?;
-    }
-    restore_timers(&mut inj, stub, image, home)?;
-    restore_mm_state(&mut inj, &image.mm_state)?;
-
-    // 6. Process attributes and the kernel's view of the address space.
-    if !home {
-        inj.call("umask", libc::SYS_umask, &[image.umask as u64])
-            .map_err(step("umask"))?;
-    }
-    inj.call(
-        "personality",
-        libc::SYS_personality,
-        &[image.personality as u64],
-    )
-    .map_err(step("personality"))?;
-    let p = inj.put_str(0, &image.comm).map_err(step("comm"))?;
-    inj.call("prctl", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, p])
-        .map_err(step("set the name"))?;
-    // At home the process still maps its own executable, and the kernel refuses to
-    // change the executable of such a process (EBUSY): keep it (-1) and set the rest.
-    // A guest whose executable this node lacks, or holds with other contents, keeps the
-    // stub's (its /proc/self/exe is read at home anyway).
-    let keep_exe = home || foreign.contains(&image.exe) || std::fs::metadata(&image.exe).is_err();
-    let exe_fd = if keep_exe {
-        u64::from(u32::MAX)
-    } else {
-        inj.open(&image.exe, libc::O_RDONLY | libc::O_CLOEXEC)
-            .map_err(step(format!("open the executable {}", image.exe)))?
-    };
-    let auxv_at = inj.put(2048, &image.auxv).map_err(step("auxv"))?;
-    let m = &image.mm;
-    let mut b = Vec::new();
-    for x in [
-        m.start_code,
-        m.end_code,
-        m.start_data,
-        m.end_data,
-        m.start_brk,
-        m.brk,
-        m.start_stack,
-        m.arg_start,
-        m.arg_end,
-        m.env_start,
-        m.env_end,
-        auxv_at,
-    ] {
-        b.extend_from_slice(&x.to_ne_bytes());
-    }
-    b.extend_from_slice(&(image.auxv.len() as u32).to_ne_bytes());
-    b.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
-    let map_at = inj.put(1024, &b).map_err(step("mm map"))?;
-    const PR_SET_MM: u64 = 35;
-    const PR_SET_MM_MAP: u64 = 14;
-    let r = inj.call(
-        "prctl(PR_SET_MM_MAP)",
-        libc::SYS_prctl,
-        &[PR_SET_MM, PR_SET_MM_MAP, map_at, b.len() as u64, 0],
-    );
-    // The heap's end (brk) moved with the process: without it, a heap that grew away
-    // from home could no longer grow or shrink by brk at home. Coming home, a refusal
-    // (a layout the kernel finds out of limits) is not worth losing the process for:
-    // malloc falls back to mmap when brk fails.
-    if !home {
-        r.map_err(step("set the address-space layout (PR_SET_MM_MAP)"))?;
-    }
-    if !keep_exe {
-        inj.call("close", libc::SYS_close, &[exe_fd])
-            .map_err(step("close the executable"))?;
-    }
-    if let Some(r) = &image.rseq {
-        inj.call(
-            "rseq",
-            libc::SYS_rseq,
-            &[r.addr, r.len as u64, 0, r.signature as u64],
-        )
-        .map_err(step("register rseq"))?;
-    }
-    inj.call(
-        "set_robust_list",
-        libc::SYS_set_robust_list,
-        &[image.robust_list.0, image.robust_list.1],
-    )
-    .map_err(step("set_robust_list"))?;
-    inj.call(
-        "set_tid_address",
-        libc::SYS_set_tid_address,
-        &[image.clear_child_tid],
-    )
-    .map_err(step("set_tid_address"))?;
-
-    // Limits while the stub may still raise them (before it takes another identity).
-    for l in image.rlimits.iter().filter(|_| !home) {
-        sys::set_rlimit(stub, l.resource, l.cur, l.max)
-            .map_err(sys_err(format!("restoring resource limit {}", l.resource)))?;
-    }
-
-    // 7. Identity: from here on the stub has the original's credentials, so files are
-    //    opened with the original's permissions.
-    let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
-    let want = match mode {
-        Mode::Confined { uid, gid, .. } => Creds {
-            uid: [uid; 3],
-            gid: [gid; 3],
-            groups: Vec::new(),
-        },
-        _ => image.creds.clone(),
-    };
-    if !home && me != want {
-        let c = &want;
-        let mut b = Vec::new();
-        for g in &c.groups {
-            b.extend_from_slice(&g.to_ne_bytes());
-        }
-        inj.put(0, &b).map_err(step("groups"))?;
-        inj.call(
-            "setgroups",
-            libc::SYS_setgroups,
-            &[c.groups.len() as u64, s],
-        )
-        .map_err(step("setgroups"))?;
-        inj.call(
-            "setresgid",
-            libc::SYS_setresgid,
-            &[c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64],
-        )
-        .map_err(step("setresgid"))?;
-        inj.call(
-            "setresuid",
-            libc::SYS_setresuid,
-            &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
-        )
-        .map_err(step("setresuid"))?;
-    }
-    if matches!(mode, Mode::Fresh) {
-        let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
-        inj.call("chdir", libc::SYS_chdir, &[p])
-            .map_err(step(format!("change directory to {}", image.cwd)))?;
-    } else if !home {
-        let p = inj.put_str(0, "/").map_err(step("cwd"))?;
-        inj.call("chdir", libc::SYS_chdir, &[p])
-            .map_err(step("change directory to /"))?;
-    }
-
-    // 8. Open files, at their numbers and offsets (a guest has none: its descriptors
-    //    stay at home with the deputy).
-    for f in image.files.iter().filter(|_| matches!(mode, Mode::Fresh)) {
-        let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-        let got = inj
-            .open(&own_path(&f.path, image.pid), flags)
-            .map_err(step(format!("reopen descriptor {} ({})", f.fd, f.path)))?;
-        if got != f.fd as u64 {
+        if !home && me != want {
+            let c = &want;
+            let mut b = Vec::new();
+            for g in &c.groups {
+                b.extend_from_slice(&g.to_ne_bytes());
+            }
+            inj.put(0, &b).map_err(step("groups"))?;
             inj.call(
-                "dup3",
-                libc::SYS_dup3,
-                &[got, f.fd as u64, (f.flags & libc::O_CLOEXEC) as u64],
+                "setgroups",
+                libc::SYS_setgroups,
+                &[c.groups.len() as u64, s],
             )
-            .map_err(step(format!("move descriptor {} into place", f.fd)))?;
-            inj.call("close", libc::SYS_close, &[got])
-                .map_err(step("close"))?;
+            .map_err(step("setgroups"))?;
+            inj.call(
+                "setresgid",
+                libc::SYS_setresgid,
+                &[c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64],
+            )
+            .map_err(step("setresgid"))?;
+            inj.call(
+                "setresuid",
+                libc::SYS_setresuid,
+                &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
+            )
+            .map_err(step("setresuid"))?;
         }
-        inj.call(
-            "lseek",
-            libc::SYS_lseek,
-            &[f.fd as u64, f.pos, libc::SEEK_SET as u64],
-        )
-        .map_err(step(format!("seek descriptor {} to {}", f.fd, f.pos)))?;
+        if matches!(mode, Mode::Fresh) {
+            let p = inj.put_str(0, &image.cwd).map_err(step("cwd"))?;
+            inj.call("chdir", libc::SYS_chdir, &[p])
+                .map_err(step(format!("change directory to {}", image.cwd)))?;
+        } else if !home {
+            let p = inj.put_str(0, "/").map_err(step("cwd"))?;
+            inj.call("chdir", libc::SYS_chdir, &[p])
+                .map_err(step("change directory to /"))?;
+        }
+        Ok(())
     }
 
-    // 9. Limits, queued signals, and the scratch area goes.
-    for sig in &image.pending {
-        inj.put(0, &sig.siginfo).map_err(step("siginfo"))?;
-        let signo = sig.signo() as u64;
-        let pid = stub.as_raw() as u64;
-        if sig.shared {
+    fn files(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj, image, mode, ..
+        } = self;
+        let image = *image;
+        let mode = *mode;
+        // 8. Open files, at their numbers and offsets (a guest has none: its descriptors
+        //    stay at home with the deputy).
+        for f in image.files.iter().filter(|_| matches!(mode, Mode::Fresh)) {
+            let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+            let got = inj
+                .open(&own_path(&f.path, image.pid), flags)
+                .map_err(step(format!("reopen descriptor {} ({})", f.fd, f.path)))?;
+            if got != f.fd as u64 {
+                inj.call(
+                    "dup3",
+                    libc::SYS_dup3,
+                    &[got, f.fd as u64, (f.flags & libc::O_CLOEXEC) as u64],
+                )
+                .map_err(step(format!("move descriptor {} into place", f.fd)))?;
+                inj.call("close", libc::SYS_close, &[got])
+                    .map_err(step("close"))?;
+            }
             inj.call(
-                "rt_sigqueueinfo",
-                libc::SYS_rt_sigqueueinfo,
-                &[pid, signo, s],
+                "lseek",
+                libc::SYS_lseek,
+                &[f.fd as u64, f.pos, libc::SEEK_SET as u64],
             )
-        } else {
-            inj.call(
-                "rt_tgsigqueueinfo",
-                libc::SYS_rt_tgsigqueueinfo,
-                &[pid, pid, signo, s],
-            )
+            .map_err(step(format!("seek descriptor {} to {}", f.fd, f.pos)))?;
         }
-        .map_err(step(format!("queue pending signal {signo}")))?;
+        Ok(())
     }
-    // 10. Confinement (a guest's seccomp filter: from here on every call it makes is
-    //     checked, and those not allowed wait for the supervisor holding the listener).
-    let mut listener = None;
-    if let Mode::Confined { confine, .. } = mode {
-        listener = Some(confine(&mut inj, stub)?);
-    }
-    inj.call("munmap", libc::SYS_munmap, &[scratch, scratch_len])
-        .map_err(step("unmap the scratch area"))?;
 
-    // 11. Registers last.
-    sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
-    ptrace::setregs(stub, image.regs.for_resume().to_raw())
-        .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
-    sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
-    Ok((pager, listener))
+    fn queue_signals(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj, image, stub, ..
+        } = self;
+        let image = *image;
+        let stub = *stub;
+        let s = inj.scratch;
+        // 9. Limits, queued signals, and the scratch area goes.
+        for sig in &image.pending {
+            inj.put(0, &sig.siginfo).map_err(step("siginfo"))?;
+            let signo = sig.signo() as u64;
+            let pid = stub.as_raw() as u64;
+            if sig.shared {
+                inj.call(
+                    "rt_sigqueueinfo",
+                    libc::SYS_rt_sigqueueinfo,
+                    &[pid, signo, s],
+                )
+            } else {
+                inj.call(
+                    "rt_tgsigqueueinfo",
+                    libc::SYS_rt_tgsigqueueinfo,
+                    &[pid, pid, signo, s],
+                )
+            }
+            .map_err(step(format!("queue pending signal {signo}")))?;
+        }
+        Ok(())
+    }
+
+    fn confine(&mut self) -> Result<(), RestoreError> {
+        let Build {
+            inj,
+            stub,
+            mode,
+            scratch: (scratch, scratch_len),
+            listener,
+            ..
+        } = self;
+        let stub = *stub;
+        let mode = *mode;
+        let scratch = *scratch;
+        let scratch_len = *scratch_len;
+        // 10. Confinement (a guest's seccomp filter: from here on every call it makes is
+        //     checked, and those not allowed wait for the supervisor holding the listener).
+        if let Mode::Confined { confine, .. } = mode {
+            *listener = Some(confine(inj, stub)?);
+        }
+        inj.call("munmap", libc::SYS_munmap, &[scratch, scratch_len])
+            .map_err(step("unmap the scratch area"))?;
+        Ok(())
+    }
+
+    fn registers(&mut self) -> Result<(), RestoreError> {
+        let Build { image, stub, .. } = self;
+        let image = *image;
+        let stub = *stub;
+        // 11. Registers last.
+        sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
+        ptrace::setregs(stub, image.regs.for_resume().to_raw())
+            .map_err(|e| step("set registers")(InjectError::Ptrace("PTRACE_SETREGS", e)))?;
+        sys::set_sigmask(stub, image.sigmask).map_err(sys_err("restoring the signal mask"))?;
+        Ok(())
+    }
 }
 
 fn read_creds(pid: Pid) -> std::io::Result<Creds> {
