@@ -627,9 +627,11 @@ impl Filesystem for HpcFs {
 /// Mounts the tree at `root` (made if missing) and serves it on a thread of its own.
 /// Dropping the session unmounts it.
 pub fn mount(omd: Omd, root: &std::path::Path) -> std::io::Result<fuser::BackgroundSession> {
-    std::fs::create_dir_all(root)?;
-    // A tree left mounted by an omd that was killed: unmount it first.
+    // A tree left mounted by an omd that was killed: unmount it first. Until then the
+    // directory cannot even be looked at (ENOTCONN), so making it would fail with
+    // "File exists".
     let _ = nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::create_dir_all(root)?;
     let mut cfg = fuser::Config::default();
     cfg.mount_options.extend([
         fuser::MountOption::FSName("omd".into()),

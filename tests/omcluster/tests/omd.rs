@@ -330,6 +330,32 @@ fn a_dead_omd_is_shown_down_and_comes_back() {
     }
 }
 
+/// An omd killed outright (SIGKILL, as the OOM killer does) leaves its tree mounted with
+/// nobody serving it; the next omd must unmount it and serve again.
+#[test]
+fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
+    let c = cluster("t-omdkill", 2, None, "3");
+    wait_for(Duration::from_secs(5), "the tree at node 2", || {
+        let o = c.sh(2, "ls /run/hpc/nodes");
+        (o.status.success() && text(&o).contains('1')).then_some(())
+    });
+    ok(c.sh(2, "kill -9 $(cat /run/omd/omd.pid)"));
+    wait_for(Duration::from_secs(5), "a dead tree at node 2", || {
+        let o = c.sh(2, "ls /run/hpc 2>&1");
+        (!o.status.success() && text(&o).contains("not connected")).then_some(())
+    });
+    // Fails ("cannot mount ... File exists") if the dead tree is in the way.
+    ok(c.command(2, &tool("omd"))
+        .args(["--log", "/run/omd/omd.log", "--down-after=3"])
+        .output()
+        .unwrap());
+    wait_for(Duration::from_secs(5), "the tree served again", || {
+        let o = c.sh(2, "cat /run/hpc/nodes/2/speed");
+        (o.status.success() && !text(&o).trim().is_empty()).then_some(())
+    });
+    ok(run(&c, 2, "mosctl", &["status"]));
+}
+
 #[test]
 fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
     let c = cluster("t-omdauth", 2, None, "4");
