@@ -4,6 +4,7 @@
 use crate::migrate::Migrations;
 use crate::node::Node;
 use om_proto::{Envelope, ErrorKind, Processes, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -169,16 +170,74 @@ pub fn bind(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     Ok(l)
 }
 
-/// Serves the tools until the task is dropped.
+/// The longest request line an ordinary user may send: every request but root's
+/// `LoadMap` fits in a few hundred bytes.
+pub const USER_REQUEST: usize = 64 << 10;
+/// How many connections one ordinary user may hold open at a time.
+pub const PER_USER: usize = 32;
+/// How long a client has to send its whole request line.
+pub const REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The connections open per uid, and a place for each (see [`PER_USER`]).
+#[derive(Default, Clone)]
+struct Open(Arc<Mutex<HashMap<u32, usize>>>);
+
+/// One of a uid's places; giving it back when dropped.
+struct Place(Open, u32);
+
+impl Open {
+    /// A place for `uid`, unless an ordinary user holds [`PER_USER`] already.
+    fn take(&self, uid: u32) -> Option<Place> {
+        let mut m = self.0.lock().expect("open lock");
+        let n = m.entry(uid).or_insert(0);
+        if uid != 0 && *n >= PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(Place(self.clone(), uid))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().expect("open lock");
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Serves the tools until the task is dropped. What one user can make omd hold is
+/// bounded, so that nobody can starve or exhaust it for the others: an ordinary user has
+/// [`PER_USER`] connections at a time, each request line [`USER_REQUEST`] bytes and
+/// [`REQUEST_WITHIN`] to arrive; root's lines may be [`MAX_LINE`] long (a whole map).
 pub async fn serve(listener: UnixListener, omd: Omd) {
+    let open = Open::default();
+    let mut last_refusal = None::<std::time::Instant>;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+                    continue;
+                };
+                let Some(place) = open.take(uid) else {
+                    // Said once in a while, not once per connection of a flood.
+                    if last_refusal.is_none_or(|t| t.elapsed().as_secs() >= 10) {
+                        tracing::warn!(uid, "too many control connections: refusing more");
+                        last_refusal = Some(std::time::Instant::now());
+                    }
+                    tokio::spawn(refuse(stream, uid));
+                    continue;
+                };
                 let omd = omd.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, omd).await {
+                    if let Err(e) = connection(stream, omd, uid).await {
                         tracing::debug!("control connection: {e}");
                     }
+                    drop(place);
                 });
             }
             Err(e) => {
@@ -189,32 +248,56 @@ pub async fn serve(listener: UnixListener, omd: Omd) {
     }
 }
 
-async fn connection(stream: UnixStream, omd: Omd) -> std::io::Result<()> {
-    let uid = stream.peer_cred()?.uid();
+/// Tells a user over their limit of connections so, and closes.
+async fn refuse(mut stream: UnixStream, uid: u32) {
+    let reply = Response::Error {
+        kind: ErrorKind::Invalid,
+        message: format!(
+            "too many connections from uid {uid} (at most {PER_USER} at a time); try again"
+        ),
+    };
+    if let Ok(mut out) = serde_json::to_string(&reply) {
+        out.push('\n');
+        let _ = tokio::time::timeout(REQUEST_WITHIN, stream.write_all(out.as_bytes())).await;
+    }
+}
+
+async fn connection(stream: UnixStream, omd: Omd, uid: u32) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
+    let limit = if uid == 0 { MAX_LINE } else { USER_REQUEST };
     let mut line = String::new();
-    BufReader::new(r.take(MAX_LINE as u64))
-        .read_line(&mut line)
-        .await?;
-    let reply = match serde_json::from_str::<Envelope>(&line) {
-        Err(e) => Response::Error {
+    let mut reader = BufReader::new(r.take(limit as u64));
+    let read = reader.read_line(&mut line);
+    let reply = match tokio::time::timeout(REQUEST_WITHIN, read).await {
+        Err(_) => Response::Error {
             kind: ErrorKind::Invalid,
-            message: format!("not a request: {e}"),
+            message: format!("no whole request within {} s", REQUEST_WITHIN.as_secs()),
         },
-        Ok(env) if env.version != PROTOCOL_VERSION => Response::Error {
-            kind: ErrorKind::Version,
-            message: format!(
-                "this omd speaks protocol version {PROTOCOL_VERSION}, the tool {}; \
-                 install matching versions",
-                env.version
-            ),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) if !line.ends_with('\n') && line.len() >= limit => Response::Error {
+            kind: ErrorKind::Invalid,
+            message: format!("request longer than {limit} bytes"),
         },
-        Ok(env) => tokio::task::spawn_blocking(move || answer(&omd, env.request, uid))
-            .await
-            .unwrap_or_else(|e| Response::Error {
+        Ok(Ok(_)) => match serde_json::from_str::<Envelope>(&line) {
+            Err(e) => Response::Error {
                 kind: ErrorKind::Invalid,
-                message: format!("omd failed to answer: {e}"),
-            }),
+                message: format!("not a request: {e}"),
+            },
+            Ok(env) if env.version != PROTOCOL_VERSION => Response::Error {
+                kind: ErrorKind::Version,
+                message: format!(
+                    "this omd speaks protocol version {PROTOCOL_VERSION}, the tool {}; \
+                     install matching versions",
+                    env.version
+                ),
+            },
+            Ok(env) => tokio::task::spawn_blocking(move || answer(&omd, env.request, uid))
+                .await
+                .unwrap_or_else(|e| Response::Error {
+                    kind: ErrorKind::Invalid,
+                    message: format!("omd failed to answer: {e}"),
+                }),
+        },
     };
     let mut out = serde_json::to_string(&reply).map_err(std::io::Error::other)?;
     out.push('\n');

@@ -330,6 +330,73 @@ fn a_dead_omd_is_shown_down_and_comes_back() {
     }
 }
 
+/// A user who floods the control socket (omd was OOM-killed by 70 connections that each
+/// sent 15 MiB without a newline) gets at most `PER_USER` connections, each line cut at
+/// 64 KiB, and omd's memory barely moves while root's `mosctl status` still answers.
+#[test]
+fn a_user_flooding_the_control_socket_gets_bounded_and_others_are_served() {
+    let c = cluster("t-omdflood", 1, None, "4");
+    let mosctl = c.for_everyone(1, &tool("mosctl"));
+    let script = format!(
+        r#"python3 - <<'EOF'
+import socket, subprocess, time
+pid = open("/run/omd/omd.pid").read().strip()
+def hwm():
+    for l in open(f"/proc/{{pid}}/status"):
+        if l.startswith("VmHWM:"):
+            return int(l.split()[1])
+before = hwm()
+conns = []
+for _ in range(48):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/omd/control.sock")
+    conns.append(s)
+time.sleep(1)
+refused, held = 0, []
+for s in conns:
+    s.settimeout(0.05)
+    try:
+        got = s.recv(4096)
+    except socket.timeout:
+        held.append(s)
+        continue
+    refused += b"too many connections" in got
+chunk = b"x" * (1 << 20)
+for s in held:
+    s.settimeout(5)
+    try:
+        s.sendall(chunk)
+    except OSError:
+        pass
+cut = 0
+for s in held:
+    s.settimeout(0.5)
+    try:
+        cut += b"request longer than 65536 bytes" in s.recv(4096)
+    except OSError:
+        pass
+st = subprocess.run(["{mosctl}", "status"], capture_output=True).returncode
+print(f"refused={{refused}} held={{len(held)}} cut={{cut}} status={{st}} grew_kib={{hwm() - before}}")
+EOF"#
+    );
+    let out = ok(c.sh_as_nobody(1, &script));
+    let field = |k: &str| -> i64 {
+        out.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    assert_eq!((field("refused"), field("held")), (16, 32), "{out}");
+    assert_eq!(field("cut"), 32, "{out}");
+    assert_eq!(field("status"), 0, "{out}");
+    assert!(
+        field("grew_kib") < 16 << 10,
+        "omd's peak memory grew: {out}"
+    );
+    // Root answers as ever.
+    ok(run(&c, 1, "mosctl", &["status"]));
+}
+
 /// An omd killed outright (SIGKILL, as the OOM killer does) leaves its tree mounted with
 /// nobody serving it; the next omd must unmount it and serve again.
 #[test]
