@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, the crate layering, lints, fuzzing runs of the map parser, the gossip
-# packet decoder and the migration link's decoders, the /proc/hpc kernel module booted in
-# qemu (kmod/test.sh; the first run builds the test kernel into /var/cache/om-kmod, about
-# 5 minutes), and every test (unit, property, and the omcluster tests on real
-# namespaces). Run as root.
+# The whole test suite: formatting, the crate layering, lints, fuzzing runs of the map
+# parser, the gossip packet decoder, the migration link's decoders and the syscall
+# planner, the /proc/hpc kernel module booted in qemu (kmod/test.sh; the first run builds
+# the test kernel into /var/cache/om-kmod, about 5 minutes), and every test (unit,
+# property, and the omcluster tests on real namespaces). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -38,6 +38,7 @@ fuzz() { # fuzz DIR TARGET SECONDS
 fuzz map/fuzz parse 30
 fuzz wire/fuzz packet 20
 fuzz omd/fuzz link 30
+fuzz remote/fuzz plan 20
 
 step "kernel module: kmod/test.sh (qemu)"
 kmod/test.sh

@@ -1234,7 +1234,8 @@ fn read_str(mem: &dyn GuestMem, addr: u64) -> Result<Vec<u8>, i32> {
             return Ok(out);
         }
         out.extend_from_slice(&chunk);
-        at += n as u64;
+        // A string running past the top of the address space: no such memory.
+        at = at.checked_add(n as u64).ok_or(EFAULT)?;
     }
     Err(libc::ENAMETOOLONG)
 }
@@ -1938,6 +1939,22 @@ mod tests {
         fn read(&self, _addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
             Ok(vec![0; len])
         }
+    }
+
+    #[test]
+    fn a_path_running_past_the_top_of_memory_is_efault() {
+        // Found by the planner's fuzz target: the string reader's address overflowed.
+        struct NoNul;
+        impl GuestMem for NoNul {
+            fn read(&self, _addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+                Ok(vec![b'a'; len])
+            }
+        }
+        let args = [libc::AT_FDCWD as u64, u64::MAX - 100, 0, 0, 0, 0];
+        assert_eq!(
+            plan(libc::SYS_openat as u64, args, &NoNul),
+            Action::Errno(EFAULT)
+        );
     }
 
     #[test]
