@@ -33,6 +33,8 @@ pub enum MigrateError {
     NoProcess { pid: i32, node: NodeId },
     #[error("permission denied: process {pid} belongs to uid {owner}; only its owner or root may move it")]
     NotOwner { pid: i32, owner: u32 },
+    #[error("permission denied: process {pid} runs with privileges its owner lacks ({why}); only root may move it")]
+    Privileged { pid: i32, why: String },
     #[error("node {0} is not in the cluster map")]
     NotInMap(NodeId),
     #[error("node {0} is down")]
@@ -99,7 +101,9 @@ impl MigrateError {
     pub fn kind(&self) -> om_proto::ErrorKind {
         match self {
             MigrateError::NoProcess { .. } => om_proto::ErrorKind::NotFound,
-            MigrateError::NotOwner { .. } => om_proto::ErrorKind::PermissionDenied,
+            MigrateError::NotOwner { .. } | MigrateError::Privileged { .. } => {
+                om_proto::ErrorKind::PermissionDenied
+            }
             _ => om_proto::ErrorKind::Invalid,
         }
     }
@@ -387,6 +391,21 @@ fn cpu_flags() -> &'static [String] {
             .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
     })
+}
+
+/// What a process with `status` may do that its owner (its real uid) may not: another
+/// effective, saved or filesystem uid or gid (a setuid or setgid program), or
+/// capabilities (for an owner other than root). None for an ordinary process.
+fn privileged(status: &procfs::process::Status) -> Option<String> {
+    let s = status;
+    if let Some(u) = [s.euid, s.suid, s.fuid].into_iter().find(|&u| u != s.ruid) {
+        return Some(format!("user id {u}, owner {}", s.ruid));
+    }
+    if let Some(g) = [s.egid, s.sgid, s.fgid].into_iter().find(|&g| g != s.rgid) {
+        return Some(format!("group id {g}, owner's {}", s.rgid));
+    }
+    (s.ruid != 0 && (s.capeff != 0 || s.capprm != 0))
+        .then(|| format!("capabilities {:#x}", s.capeff | s.capprm))
 }
 
 /// The real user id of process `pid`, its owner.
@@ -677,6 +696,14 @@ impl Migrations {
         };
         if uid != 0 && uid != own {
             return Err(MigrateError::NotOwner { pid, owner: own });
+        }
+        // A setuid program (or one with capabilities) acts with more than its owner may:
+        // away, its forwarded calls would still run with those privileges at home.
+        if uid != 0 {
+            let status = procfs::process::Process::new(pid).and_then(|p| p.status());
+            if let Some(why) = status.ok().and_then(|s| privileged(&s)) {
+                return Err(MigrateError::Privileged { pid, why });
+            }
         }
         Ok(())
     }

@@ -529,6 +529,51 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
 /// that only the home node has, moves away and comes home again: home takes its pages
 /// from the guest rather than re-opening a file the deputy could not read. `migrate
 /// --wait` run by that user says where it went, and the program ends as natively.
+/// A setuid-root program run by an ordinary user acts as root at home: its owner may
+/// not move it (its forwarded calls would run as root at home on a remote node's word),
+/// and is told why; root may.
+#[test]
+fn a_setuid_program_moves_only_when_root_asks() {
+    let c = cluster("t-migsuid");
+    let bin = at_home_only(&c, &program("remote"));
+    let su = format!("{bin}-su");
+    let o = c.sh(
+        1,
+        &format!("cp {bin} {su} && chown root {su} && chmod 4755 {su}"),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let [migrate, mosctl] = ["migrate", "mosctl"].map(|t| c.for_everyone(1, &tool(t)));
+    let script = format!(
+        "cd /tmp && REMOTE_SPIN=4 {su} exit42 & P=$!; sleep 0.3; \
+         grep '^Uid:' /proc/$P/status; echo \"pid $P\"; \
+         {migrate} --wait $P 2 2>&1; echo \"where $({mosctl} where $P)\"; wait $P; echo \"status $?\""
+    );
+    let o = c.sh_as_nobody(1, &script);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let what = format!("{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("Uid:\t65534\t0\t0\t0"),
+        "not setuid root: {what}"
+    );
+    assert!(
+        out.contains(
+            "runs with privileges its owner lacks (user id 0, owner 65534); only root may move it"
+        ),
+        "{what}"
+    );
+    assert!(out.contains("where 0\n"), "{what}");
+    assert!(out.contains("status 42\n"), "{what}");
+    // Root may.
+    let script = format!(
+        "cd /tmp && REMOTE_SPIN=4 setpriv --reuid=65534 --regid=65534 --clear-groups {su} exit42 & P=$!; \
+         sleep 0.3; {} --wait $P 2; echo \"where $({mosctl} where $P)\"; wait $P; echo \"status $?\"",
+        tool("migrate")
+    );
+    let out = sh(&c, 1, &script);
+    assert!(out.contains("where 2\n"), "{out}");
+    assert!(out.contains("status 42\n"), "{out}");
+}
+
 #[test]
 fn an_exec_only_program_of_an_ordinary_user_moves_and_comes_home() {
     let c = cluster("t-migxo");
