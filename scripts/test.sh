@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, the crate layering, lints, fuzzing runs of the map
-# parser, the gossip packet decoder, the migration link's decoders and the syscall
-# planner, the /proc/hpc kernel module booted in qemu (kmod/test.sh; the first run builds
+# parser, the gossip packet decoder, the migration link's decoders, the syscall
+# planner and the control protocol's reader, the /proc/hpc kernel module booted in qemu (kmod/test.sh; the first run builds
 # the test kernel into /var/cache/om-kmod, about 5 minutes), and every test (unit,
 # property, and the omcluster tests on real namespaces). Run as root.
 set -euo pipefail
@@ -39,6 +39,7 @@ fuzz map/fuzz parse 30
 fuzz wire/fuzz packet 20
 fuzz omd/fuzz link 30
 fuzz remote/fuzz plan 20
+fuzz proto/fuzz request 15
 
 step "kernel module: kmod/test.sh (qemu)"
 kmod/test.sh
