@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, the crate layering, lints, fuzzing runs of the map
-# parser, the gossip packet decoder, the migration link's decoders, the syscall
-# planner and the control protocol's reader, the /proc/hpc kernel module booted in qemu (kmod/test.sh; the first run builds
-# the test kernel into /var/cache/om-kmod, about 5 minutes), and every test (unit,
-# property, and the omcluster tests on real namespaces). Run as root.
+# parser, the gossip packet decoder, the migration link's decoders, the syscall planner
+# and the control protocol's reader, the /proc/hpc kernel module booted in qemu
+# (kmod/test.sh; the first run builds the test kernel into /var/cache/om-kmod, about 5
+# minutes), and every test (unit, property, and the omcluster tests on real namespaces).
+# Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
