@@ -839,7 +839,7 @@ fn ask_process(
 ) -> Result<Injected, InjectError> {
     let mut inj = Injector::new(p, insn)?;
     sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
-    let result = ask_with(&mut inj, timers, queued);
+    let result = ask_with(&mut inj, p, timers, queued);
     if inj.scratch != 0 {
         let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, PAGE_SIZE]);
     }
@@ -853,6 +853,7 @@ fn ask_process(
 
 fn ask_with(
     inj: &mut Injector,
+    p: Pid,
     mut timers: Vec<PosixTimer>,
     queued: &[(i32, i32)],
 ) -> Result<Injected, InjectError> {
@@ -906,25 +907,6 @@ fn ask_with(
             value_us: u64_at(&b, 16) * 1_000_000 + u64_at(&b, 24),
         });
     }
-    let ns = |b: &[u8], at: usize| u64_at(b, at) * 1_000_000_000 + u64_at(b, at + 8);
-    for t in &mut timers {
-        inj.call(
-            "timer_gettime",
-            libc::SYS_timer_gettime,
-            &[t.id as u64, scratch],
-        )?;
-        let b = inj.read(scratch, 32)?;
-        t.interval_ns = ns(&b, 0);
-        t.remaining_ns = ns(&b, 16);
-        if t.interval_ns > 0 {
-            t.overrun = inj.call(
-                "timer_getoverrun",
-                libc::SYS_timer_getoverrun,
-                &[t.id as u64],
-            )? as i32;
-        }
-    }
-    let timers_read_at_ns = crate::restore::wall_clock_ns();
     let thp = inj.call(
         "prctl(PR_GET_THP_DISABLE)",
         libc::SYS_prctl,
@@ -950,31 +932,83 @@ fn ask_with(
     )?;
     let clear_child_tid = u64_at(&inj.read(scratch, 8)?, 0);
     let brk = inj.call("brk", libc::SYS_brk, &[0])?;
-    // Last, so that nothing can fail once a signal is taken (the caller puts it back if
-    // the capture goes no further).
-    let mut taken = Vec::new();
-    for t in timers.iter_mut().filter(|t| t.interval_ns > 0) {
-        if !queued.contains(&(t.id, t.signo)) {
-            continue;
+    // Last, so that nothing else can fail once a signal is taken (the caller puts it back
+    // if the capture goes no further; so does this, if it fails itself).
+    //
+    // A periodic timer's state is its queued signal (with the expirations it stands for)
+    // and its next expiry, and they must be read together: an expiry between the two
+    // readings would be lost (its signal queued after the queue was read) or counted
+    // twice. So the timers are read, their queued signals taken, the timers read again,
+    // and the queue looked at once more: a signal queued meanwhile is taken too, until
+    // none came (a few rounds at most, but for intervals of microseconds).
+    let ns = |b: &[u8], at: usize| u64_at(b, at) * 1_000_000_000 + u64_at(b, at + 8);
+    let mut requeue = Requeue {
+        pid: p.as_raw(),
+        sigs: Vec::new(),
+    };
+    let mut queued = queued.to_vec();
+    let mut timers_read_at_ns;
+    let mut round = 0u32;
+    loop {
+        for t in &mut timers {
+            inj.call(
+                "timer_gettime",
+                libc::SYS_timer_gettime,
+                &[t.id as u64, scratch],
+            )?;
+            let b = inj.read(scratch, 32)?;
+            t.interval_ns = ns(&b, 0);
+            t.remaining_ns = ns(&b, 16);
+            if t.interval_ns > 0 {
+                t.overrun = inj.call(
+                    "timer_getoverrun",
+                    libc::SYS_timer_getoverrun,
+                    &[t.id as u64],
+                )? as i32;
+            }
         }
-        inj.write(scratch, &(1u64 << (t.signo - 1)).to_ne_bytes())?;
-        inj.write(scratch + 16, &[0u8; 16])?;
-        let got = inj.call(
-            "rt_sigtimedwait",
-            libc::SYS_rt_sigtimedwait,
-            &[scratch, scratch + 64, scratch + 16, 8],
-        );
-        if !matches!(got, Ok(n) if n == t.signo as u64) {
-            continue;
+        timers_read_at_ns = crate::restore::wall_clock_ns();
+        let mut took = false;
+        for t in timers.iter_mut().filter(|t| t.interval_ns > 0) {
+            if !queued.contains(&(t.id, t.signo)) {
+                continue;
+            }
+            inj.write(scratch, &(1u64 << (t.signo - 1)).to_ne_bytes())?;
+            inj.write(scratch + 16, &[0u8; 16])?;
+            let got = inj.call(
+                "rt_sigtimedwait",
+                libc::SYS_rt_sigtimedwait,
+                &[scratch, scratch + 64, scratch + 16, 8],
+            );
+            if !matches!(got, Ok(n) if n == t.signo as u64) {
+                continue;
+            }
+            let info = inj.read(scratch + 64, 128)?;
+            if timer_signal_of(&info) == Some(t.id) {
+                let k = i32::from_ne_bytes(info[20..24].try_into().unwrap_or([0; 4]));
+                // Two signals taken stand for all their expirations: 1 + k each.
+                t.queued_overrun = Some(t.queued_overrun.map_or(k, |q| q + 1 + k));
+            }
+            requeue.sigs.push(info);
+            took = true;
         }
-        let info = inj.read(scratch + 64, 128)?;
-        if timer_signal_of(&info) == Some(t.id) {
-            t.queued_overrun = Some(i32::from_ne_bytes(
-                info[20..24].try_into().unwrap_or([0; 4]),
-            ));
+        round += 1;
+        let mut now = Vec::new();
+        for shared in [false, true] {
+            let queue = sys::peek_siginfo(p, shared).map_err(|e| InjectError::Mem(0, e))?;
+            now.extend(
+                queue
+                    .into_iter()
+                    .map(|siginfo| PendingSignal { shared, siginfo }),
+            );
         }
-        taken.push(info);
+        queued = queued_timer_signals(&now, &timers);
+        // Once more after taking, as the signals taken re-armed their timers.
+        if (!took && queued.is_empty()) || round == 8 {
+            break;
+        }
     }
+    let taken = std::mem::take(&mut requeue.sigs);
     Ok(Injected {
         sigactions,
         altstack,
