@@ -487,12 +487,18 @@ fn rebuild(
     } else {
         Vec::new()
     };
-    let mut b = Build {
+    let fixed = Fixed {
         stub,
-        scratch: (scratch, scratch_len),
         image,
         mode,
         paging,
+        scratch,
+        scratch_len,
+        s: inj.scratch,
+        home,
+    };
+    let mut b = Build {
+        fixed,
         inj,
         foreign: foreign.clone(),
         kept,
@@ -515,14 +521,25 @@ fn foreign_mapping(foreign: &HashSet<String>, v: &Vma) -> bool {
     matches!(&v.backing, Backing::File(id) if foreign.contains(&id.path))
 }
 
-/// What a rebuild carries from step to step.
-struct Build<'a> {
+/// What every step of a rebuild reads and none changes.
+#[derive(Clone, Copy)]
+struct Fixed<'a> {
     stub: Pid,
-    /// The scratch area: its first page holds the `syscall` instruction.
-    scratch: (u64, u64),
     image: &'a ProcessImage,
     mode: Mode,
     paging: Paging,
+    /// The scratch area: its first page holds the `syscall` instruction.
+    scratch: u64,
+    scratch_len: u64,
+    /// The injector's room for arguments, after that page.
+    s: u64,
+    /// The original process itself is the stub ([`Mode::InPlace`]).
+    home: bool,
+}
+
+/// What a rebuild carries from step to step.
+struct Build<'a> {
+    fixed: Fixed<'a>,
     inj: Injector,
     /// The mapped files this node lacks (grown by those the process cannot open).
     foreign: HashSet<String>,
@@ -568,20 +585,20 @@ const STEPS: [(&str, Step); 11] = [
 
 impl Build<'_> {
     fn shed_stub(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
+        let Fixed {
             stub,
             mode,
+            scratch,
+            scratch_len,
+            home,
+            ..
+        } = self.fixed;
+        let Build {
+            inj,
             kept,
-            scratch: (scratch, scratch_len),
             stub_vdso,
             ..
         } = self;
-        let stub = *stub;
-        let mode = *mode;
-        let scratch = *scratch;
-        let scratch_len = *scratch_len;
-        let home = matches!(mode, Mode::InPlace);
         // 1. Shed the stub's own state: rseq, descriptors, mappings.
         if let Some(r) = sys::get_rseq(stub).map_err(sys_err("reading the stub's rseq"))? {
             inj.call(
@@ -627,16 +644,13 @@ impl Build<'_> {
     }
 
     fn place_vdso(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
+        let Fixed {
             image,
-            scratch: (scratch, scratch_len),
-            stub_vdso,
+            scratch,
+            scratch_len,
             ..
-        } = self;
-        let image = *image;
-        let scratch = *scratch;
-        let scratch_len = *scratch_len;
+        } = self.fixed;
+        let Build { inj, stub_vdso, .. } = self;
         // 2. Move the vDSO (all its parts together) to the original's addresses.
         let target_vdso: Vec<&Vma> = image
             .vmas
@@ -648,15 +662,14 @@ impl Build<'_> {
     }
 
     fn map_memory(&mut self) -> Result<(), RestoreError> {
+        let Fixed { image, .. } = self.fixed;
         let Build {
             inj,
-            image,
             foreign,
             kept,
             source,
             ..
         } = self;
-        let image = *image;
         // 3. Recreate every mapping. The files are opened first, by the process itself: one
         //    it cannot open (coming home into a chroot of its own, an executable it may run
         //    but not read) is taken like a foreign file, from the source, when it can.
@@ -746,20 +759,20 @@ impl Build<'_> {
     }
 
     fn fill_memory(&mut self) -> Result<(), RestoreError> {
+        let Fixed {
+            stub,
+            image,
+            paging,
+            ..
+        } = self.fixed;
         let Build {
             inj,
-            image,
-            stub,
             foreign,
             kept,
             source,
-            paging,
             pager,
             ..
         } = self;
-        let image = *image;
-        let stub = *stub;
-        let paging = *paging;
         // 4. Memory contents. Private copies of file pages and shared memory always go in
         //    now; anonymous memory now (eager) or on demand (lazy).
         let mut source = source
@@ -843,18 +856,14 @@ impl Build<'_> {
     }
 
     fn signals(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
-            image,
+        let Fixed {
             stub,
-            mode,
+            image,
+            home,
+            s,
             ..
-        } = self;
-        let image = *image;
-        let stub = *stub;
-        let mode = *mode;
-        let s = inj.scratch;
-        let home = matches!(mode, Mode::InPlace);
+        } = self.fixed;
+        let inj = &mut self.inj;
         // 5. Signals.
         // The stub starts with every action at the all-zero default; the original at home
         // has its own, so every action is set.
@@ -923,18 +932,10 @@ impl Build<'_> {
     }
 
     fn attributes(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
-            image,
-            stub,
-            foreign,
-            mode,
-            ..
-        } = self;
-        let image = *image;
-        let stub = *stub;
-        let mode = *mode;
-        let home = matches!(mode, Mode::InPlace);
+        let Fixed {
+            stub, image, home, ..
+        } = self.fixed;
+        let Build { inj, foreign, .. } = self;
         // 6. Process attributes and the kernel's view of the address space.
         if !home {
             inj.call("umask", libc::SYS_umask, &[image.umask as u64])
@@ -1031,18 +1032,15 @@ impl Build<'_> {
     }
 
     fn identity(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
-            image,
+        let Fixed {
             stub,
+            image,
             mode,
+            home,
+            s,
             ..
-        } = self;
-        let image = *image;
-        let stub = *stub;
-        let mode = *mode;
-        let s = inj.scratch;
-        let home = matches!(mode, Mode::InPlace);
+        } = self.fixed;
+        let inj = &mut self.inj;
         // 7. Identity: from here on the stub has the original's credentials, so files are
         //    opened with the original's permissions.
         let me = read_creds(stub).map_err(sys_err("reading the stub's credentials"))?;
@@ -1093,11 +1091,8 @@ impl Build<'_> {
     }
 
     fn files(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj, image, mode, ..
-        } = self;
-        let image = *image;
-        let mode = *mode;
+        let Fixed { image, mode, .. } = self.fixed;
+        let inj = &mut self.inj;
         // 8. Open files, at their numbers and offsets (a guest has none: its descriptors
         //    stay at home with the deputy).
         for f in image.files.iter().filter(|_| matches!(mode, Mode::Fresh)) {
@@ -1126,12 +1121,8 @@ impl Build<'_> {
     }
 
     fn queue_signals(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj, image, stub, ..
-        } = self;
-        let image = *image;
-        let stub = *stub;
-        let s = inj.scratch;
+        let Fixed { stub, image, s, .. } = self.fixed;
+        let inj = &mut self.inj;
         // 9. Limits, queued signals, and the scratch area goes.
         for sig in &image.pending {
             inj.put(0, &sig.siginfo).map_err(step("siginfo"))?;
@@ -1156,18 +1147,14 @@ impl Build<'_> {
     }
 
     fn confine(&mut self) -> Result<(), RestoreError> {
-        let Build {
-            inj,
+        let Fixed {
             stub,
             mode,
-            scratch: (scratch, scratch_len),
-            listener,
+            scratch,
+            scratch_len,
             ..
-        } = self;
-        let stub = *stub;
-        let mode = *mode;
-        let scratch = *scratch;
-        let scratch_len = *scratch_len;
+        } = self.fixed;
+        let Build { inj, listener, .. } = self;
         // 10. Confinement (a guest's seccomp filter: from here on every call it makes is
         //     checked, and those not allowed wait for the supervisor holding the listener).
         if let Mode::Confined { confine, .. } = mode {
@@ -1179,9 +1166,7 @@ impl Build<'_> {
     }
 
     fn registers(&mut self) -> Result<(), RestoreError> {
-        let Build { image, stub, .. } = self;
-        let image = *image;
-        let stub = *stub;
+        let Fixed { stub, image, .. } = self.fixed;
         // 11. Registers last.
         sys::set_xstate(stub, &image.xstate).map_err(sys_err("restoring the XSAVE state"))?;
         ptrace::setregs(stub, image.regs.for_resume().to_raw())
