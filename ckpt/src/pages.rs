@@ -42,16 +42,19 @@ pub fn read_for_peer(source: &mut dyn PageSource, addr: u64, len: u64) -> Vec<u8
     }
 }
 
-/// Reads (and writes) a process's memory directly. Reads go through `/proc/PID/mem`
-/// first: it reaches pages the process itself may not (`PROT_NONE` or read-only ones),
-/// and it leaves a page the process shares copy-on-write with a child shared, where
-/// `process_vm_readv` pins the page and so makes the process a private copy of it
-/// (doubling the memory of a parent and child). Where `/proc/PID/mem` fails (EIO at a
-/// page userfaultfd has not filled in yet) `process_vm_readv` reads the rest: it waits
-/// for such a page. Writes go through `process_vm_writev` first, then `/proc/PID/mem`.
+/// Reads (and writes) a process's memory directly. Reads go through `process_vm_readv`,
+/// which is fastest and waits for a page userfaultfd has not filled in yet, except
+/// where the process shares a page copy-on-write with another (a child it forked):
+/// `process_vm_readv` pins the pages it reads, which makes the process a private copy of
+/// such a page (doubling the memory of a parent and child), so a range holding one is
+/// read through `/proc/PID/mem`, which leaves it shared. `/proc/PID/mem` also reaches
+/// what `process_vm_readv` cannot (`PROT_NONE` or read-only pages). Writes go through
+/// `process_vm_writev` first, then `/proc/PID/mem`.
 pub struct ProcessMemory {
     pid: Pid,
     mem: File,
+    /// `/proc/PID/pagemap`, to find shared pages (None: every range is read as shared).
+    pagemap: Option<File>,
 }
 
 impl ProcessMemory {
@@ -60,6 +63,7 @@ impl ProcessMemory {
         Ok(Self {
             pid: Pid::from_raw(pid),
             mem: File::open(format!("/proc/{pid}/mem"))?,
+            pagemap: File::open(format!("/proc/{pid}/pagemap")).ok(),
         })
     }
 
@@ -71,19 +75,32 @@ impl ProcessMemory {
                 .read(true)
                 .write(true)
                 .open(format!("/proc/{pid}/mem"))?,
+            pagemap: File::open(format!("/proc/{pid}/pagemap")).ok(),
         })
+    }
+
+    /// Whether `[addr, addr + len)` may hold a page shared with another process.
+    fn may_share(&self, addr: u64, len: usize) -> bool {
+        let Some(pm) = &self.pagemap else {
+            return true;
+        };
+        let start = addr / PAGE_SIZE * PAGE_SIZE;
+        let end = (addr + len as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        shared_pages(pm, start, end).map_or(true, |runs| !runs.is_empty())
     }
 
     /// Reads `buf.len()` bytes at `addr`.
     pub fn read_at(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let len = buf.len();
         let mut done = 0;
-        while done < len {
-            match self.mem.read_at(&mut buf[done..], addr + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+        if self.may_share(addr, len) {
+            while done < len {
+                match self.mem.read_at(&mut buf[done..], addr + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
         }
         while done < len {
@@ -94,16 +111,13 @@ impl ProcessMemory {
                 len: len - done,
             }];
             match process_vm_readv(self.pid, &mut local, &remote) {
-                Ok(0) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("no memory at {at:#x}"),
-                    ))
-                }
+                Ok(0) | Err(_) => break,
                 Ok(n) => done += n,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
             }
+        }
+        if done < len {
+            self.mem
+                .read_exact_at(&mut buf[done..], addr + done as u64)?;
         }
         Ok(())
     }
