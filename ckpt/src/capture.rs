@@ -320,8 +320,18 @@ fn check_status(pid: i32, filtered: bool) -> Result<(), CaptureError> {
     if st.state == 'Z' || st.state == 'X' {
         return Err(refused(pid, Refusal::Zombie));
     }
-    // The capture injects system calls: in strict mode the first one kills the process,
-    // and a filter of its own may kill it or fail them.
+    injectable(pid, &st, filtered)?;
+    if st.tracer != 0 {
+        return Err(refused(pid, Refusal::Traced(st.tracer)));
+    }
+    Ok(())
+}
+
+/// Refuses a process (with `st` its status) that the capture's injected calls would
+/// harm or could not capture whole: in seccomp strict mode the first one kills it, a
+/// filter of its own (unless `filtered`: the caller's) may kill it or fail them, and
+/// only one thread is captured.
+fn injectable(pid: i32, st: &Status, filtered: bool) -> Result<(), CaptureError> {
     match st.seccomp {
         1 => return Err(refused(pid, Refusal::SeccompStrict)),
         2 if !filtered => return Err(refused(pid, Refusal::SeccompFilter)),
@@ -329,9 +339,6 @@ fn check_status(pid: i32, filtered: bool) -> Result<(), CaptureError> {
     }
     if st.threads > 1 {
         return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
-    }
-    if st.tracer != 0 {
-        return Err(refused(pid, Refusal::Traced(st.tracer)));
     }
     Ok(())
 }
@@ -426,14 +433,7 @@ fn capture_frozen(
     let inject_err = |source| CaptureError::Inject { pid, source };
     let st = read_status(pid)?;
     // Checked again now that it is stopped, before anything is injected.
-    match st.seccomp {
-        1 => return Err(refused(pid, Refusal::SeccompStrict)),
-        2 if !filtered => return Err(refused(pid, Refusal::SeccompFilter)),
-        _ => {}
-    }
-    if st.threads > 1 {
-        return Err(refused(pid, Refusal::MultiThreaded(st.threads)));
-    }
+    injectable(pid, &st, filtered)?;
     let proc_ =
         Process::new(pid).map_err(|e| proc_err(pid, "process")(std::io::Error::other(e)))?;
 
