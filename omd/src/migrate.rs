@@ -1161,6 +1161,16 @@ impl Migrations {
             }
         };
         let from = conn.peer;
+        // The node number is the peer's word; the address it speaks from must be that
+        // node's, as for gossip, or any holder of the key could pass for any node.
+        let at = peer.map(|a| a.ip());
+        if !at.is_some_and(|ip| self.node.lock().expect("node lock").speaks_from(from, ip)) {
+            self.refused_links.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "migration link from {peer:?} dropped: it says it is node {from}, which the map puts elsewhere"
+            );
+            return;
+        }
         match conn.recv::<Setup>(Some(Duration::from_secs(10))) {
             Ok(Some(Setup::PagesFor(id))) => {
                 self.pages.lock().expect("pages lock").insert(id, conn);

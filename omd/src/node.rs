@@ -203,6 +203,15 @@ impl Node {
         self.map.node(id).map(|n| n.addr)
     }
 
+    /// Whether `from` is an address of node `id` in the map (its address or an alias):
+    /// what a node says it is must match where it speaks from.
+    pub fn speaks_from(&self, id: NodeId, from: IpAddr) -> bool {
+        let from = from.to_canonical();
+        self.map
+            .node(id)
+            .is_some_and(|n| n.addr == from || n.aliases.contains(&from))
+    }
+
     /// The packet to send this interval and where to, or `None` (alone in the map,
     /// quiet, or off).
     pub fn outgoing(&mut self, rng: &mut impl Rng) -> Option<(SocketAddr, [u8; PACKET_LEN])> {
@@ -261,12 +270,10 @@ impl Node {
             return Err(Dropped::Off);
         }
         let p = wire::decode(&self.cfg.key, buf)?;
-        let sender = self
-            .map
-            .node(p.sender)
-            .filter(|n| n.id != self.cfg.node && (n.addr == from || n.aliases.contains(&from)))
-            .ok_or(Dropped::UnknownNode(p.sender))?;
-        let last = self.last_seq.get(&sender.id).copied().unwrap_or(0);
+        if p.sender == self.cfg.node || !self.speaks_from(p.sender, from) {
+            return Err(Dropped::UnknownNode(p.sender));
+        }
+        let last = self.last_seq.get(&p.sender).copied().unwrap_or(0);
         if p.seq <= last {
             return Err(Dropped::Replayed {
                 node: p.sender,

@@ -397,6 +397,79 @@ EOF"#
     ok(run(&c, 1, "mosctl", &["status"]));
 }
 
+/// For the test below, run inside a node (elsewhere it does nothing): opens a migration
+/// link to `$OMTEST_LINK_TO` with the key at `$OMTEST_LINK_KEY`, saying it is node
+/// `$OMTEST_LINK_AS`, asks something, and prints what became of it.
+#[test]
+fn link_peer_helper() {
+    use omd::link::{Conn, Setup};
+    let var = |k: &str| std::env::var(k).ok();
+    let (Some(to), Some(key), Some(claim)) = (
+        var("OMTEST_LINK_TO"),
+        var("OMTEST_LINK_KEY"),
+        var("OMTEST_LINK_AS"),
+    ) else {
+        return;
+    };
+    let key = omd::key::load(Path::new(&key)).unwrap();
+    let s = std::net::TcpStream::connect(&to).unwrap();
+    let conn = Conn::handshake(s, &key, claim.parse().unwrap(), true).unwrap();
+    conn.send(&Setup::MoveOn { pid: 1, to: 2 }).unwrap();
+    match conn.recv::<Setup>(Some(Duration::from_secs(5))) {
+        Ok(Some(m)) => println!("link: answered {m:?}"),
+        Ok(None) => println!("link: no answer"),
+        Err(e) => println!("link: dropped ({e})"),
+    }
+}
+
+/// A node that holds the key but says it is another is dropped: node 3 saying it is node
+/// 2 gets no answer, and node 1 says why; saying it is itself, it is answered.
+#[test]
+fn a_peer_that_says_it_is_another_node_is_dropped() {
+    let c = cluster("t-omdlie", 3, None, "4");
+    let at1 = status(&c, 1)
+        .nodes
+        .iter()
+        .find(|n| n.node == 1)
+        .map(|n| n.addr.clone())
+        .expect("node 1's address");
+    // Every node has the cluster key at the usual place.
+    let key = "/etc/omd/cluster.key";
+    let me = std::env::current_exe().unwrap();
+    let ask = |claim: &str| {
+        let o = c
+            .command(3, me.to_str().unwrap())
+            .args([
+                "--exact",
+                "link_peer_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OMTEST_LINK_TO", format!("{at1}:7249"))
+            .env("OMTEST_LINK_KEY", key)
+            .env("OMTEST_LINK_AS", claim)
+            .output()
+            .unwrap();
+        let out = text(&o);
+        // The test harness prints the helper's line after its own "test ... ".
+        out.lines()
+            .find_map(|l| l.find("link: ").map(|i| l[i..].to_string()))
+            .unwrap_or_else(|| panic!("no link line: {out}{}", String::from_utf8_lossy(&o.stderr)))
+    };
+    let honest = ask("3");
+    assert!(honest.starts_with("link: answered Refuse"), "{honest}");
+    let lie = ask("2");
+    assert!(
+        lie.starts_with("link: dropped") || lie == "link: no answer",
+        "{lie}"
+    );
+    let log = ok(c.sh(1, "cat /run/omd/omd.log"));
+    assert!(
+        log.contains("it says it is node 2, which the map puts elsewhere"),
+        "{log}"
+    );
+}
+
 /// An omd killed outright (SIGKILL, as the OOM killer does) leaves its tree mounted with
 /// nobody serving it; the next omd must unmount it and serve again.
 #[test]
