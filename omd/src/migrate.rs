@@ -946,8 +946,15 @@ impl Migrations {
                 source,
             }
         })?;
-        Conn::handshake(s, &self.key, self.me, true)
-            .map_err(|source| MigrateError::LinkRefused { node: to, source })
+        let conn = Conn::handshake(s, &self.key, self.me, true)
+            .map_err(|source| MigrateError::LinkRefused { node: to, source })?;
+        // Whoever answers at node `to`'s address must say it is node `to`.
+        if conn.peer != to {
+            let source =
+                std::io::Error::other(format!("the node at {addr} says it is node {}", conn.peer));
+            return Err(MigrateError::LinkRefused { node: to, source });
+        }
+        Ok(conn)
     }
 
     /// Home side of one migration: runs until the process ends or comes home.
@@ -1332,6 +1339,47 @@ struct Arrival {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whoever answers at node 2's address (a real link on loopback, holding the key)
+    /// but says it is node 3 is refused before anything is sent to it.
+    #[test]
+    fn a_link_to_a_node_that_answers_as_another_is_refused() {
+        use crate::node::Config;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let key = crate::wire::Key([7; 32]);
+        let map = om_map::parse(
+            "1 10.0.0.1 1\n2 127.0.0.1 1\n3 10.0.0.3 1\n",
+            "test",
+            &om_map::NoResolver,
+        )
+        .unwrap();
+        let cfg = Config {
+            node: 1,
+            port,
+            interval: Duration::from_secs(1),
+            down_after: Duration::from_secs(5),
+            window: 4,
+            key: key.clone(),
+        };
+        let node = Arc::new(Mutex::new(Node::new(cfg, map, "test".into(), 10_000)));
+        let m = Migrations::new(node, (65534, 65534));
+        for (claim, ok) in [(3, false), (2, true)] {
+            let key = key.clone();
+            let l = listener.try_clone().unwrap();
+            let server = std::thread::spawn(move || {
+                let (s, _) = l.accept().unwrap();
+                Conn::handshake(s, &key, claim, false).map(|c| c.peer)
+            });
+            let got = m.connect(2);
+            assert_eq!(server.join().unwrap().unwrap(), 1);
+            match (got, ok) {
+                (Ok(c), true) => assert_eq!(c.peer, 2),
+                (Err(e), false) => assert!(e.to_string().contains("says it is node 3"), "{e}"),
+                (r, _) => panic!("node 2 answering as node {claim}: {:?}", r.map(|c| c.peer)),
+            }
+        }
+    }
 
     #[test]
     fn balance_users_takes_in_their_processes_but_not_guests() {
