@@ -600,13 +600,10 @@ fn capture_frozen(
     let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
     let mut pending = Vec::new();
     let stay = keep_queued.map_or(0, |f| f(pid));
-    for shared in [false, true] {
-        for siginfo in sys::peek_siginfo(p, shared).map_err(proc_err(pid, "pending signals"))? {
-            let signal = PendingSignal { shared, siginfo };
-            let bit = 1u64.checked_shl(signal.signo() as u32 - 1).unwrap_or(0);
-            if stay & bit == 0 {
-                pending.push(signal);
-            }
+    for signal in queued_signals(p).map_err(proc_err(pid, "pending signals"))? {
+        let bit = 1u64.checked_shl(signal.signo() as u32 - 1).unwrap_or(0);
+        if stay & bit == 0 {
+            pending.push(signal);
         }
     }
     let rseq = sys::get_rseq(p)
@@ -740,6 +737,20 @@ pub(crate) fn timer_signal_of(siginfo: &[u8]) -> Option<i32> {
         ))
     };
     (int_at(8)? == SI_TIMER).then(|| int_at(16)).flatten()
+}
+
+/// The signals queued to the stopped process `p`: its own queue, then the shared one.
+fn queued_signals(p: Pid) -> std::io::Result<Vec<PendingSignal>> {
+    let mut out = Vec::new();
+    for shared in [false, true] {
+        let queue = sys::peek_siginfo(p, shared)?;
+        out.extend(
+            queue
+                .into_iter()
+                .map(|siginfo| PendingSignal { shared, siginfo }),
+        );
+    }
+    Ok(out)
 }
 
 /// The timers (id, signal) whose signal is queued first of its number (so that
@@ -993,15 +1004,7 @@ fn ask_with(
             took = true;
         }
         round += 1;
-        let mut now = Vec::new();
-        for shared in [false, true] {
-            let queue = sys::peek_siginfo(p, shared).map_err(|e| InjectError::Mem(0, e))?;
-            now.extend(
-                queue
-                    .into_iter()
-                    .map(|siginfo| PendingSignal { shared, siginfo }),
-            );
-        }
+        let now = queued_signals(p).map_err(|e| InjectError::Mem(0, e))?;
         queued = queued_timer_signals(&now, &timers);
         // Once more after taking, as the signals taken re-armed their timers.
         if (!took && queued.is_empty()) || round == 8 {
