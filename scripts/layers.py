@@ -25,16 +25,27 @@ LAYERS = [
     ("om-wire", ["om-proto"]),
     ("om-ckpt", ["om-sys", "om-testprogs"]),
     ("om-remote", ["om-ckpt", "om-sys", "om-testprogs"]),
+    # The migration protocol: the link and its setup messages.
+    ("om-migrate", ["om-ckpt", "om-map", "om-proto", "om-wire"]),
     (
         "omd",
-        ["om-ckpt", "om-docgen", "om-hpcproto", "om-map", "om-proto", "om-remote", "om-wire"],
+        [
+            "om-ckpt",
+            "om-docgen",
+            "om-hpcproto",
+            "om-map",
+            "om-migrate",
+            "om-proto",
+            "om-remote",
+            "om-wire",
+        ],
     ),
     # omckpt is a single-node tool: it must never reach the remote or migration crates.
     ("om-tools", ["om-ckpt", "om-docgen", "om-map", "om-proto", "om-sys", "om-testprogs"]),
     ("om-mosmon", ["om-docgen", "om-proto"]),
     # The cluster harness runs omd as a program; its tests use omd's library.
-    ("omcluster", ["om-docgen", "om-map", "om-proto", "om-testprogs", "omd"]),
-    ("om-bench", ["om-ckpt", "omcluster", "omd"]),
+    ("omcluster", ["om-docgen", "om-map", "om-migrate", "om-proto", "om-testprogs", "omd"]),
+    ("om-bench", ["om-ckpt", "om-migrate", "omcluster", "omd"]),
 ]
 
 

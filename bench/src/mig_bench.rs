@@ -8,6 +8,9 @@
 //! 2. The round trip of a forwarded system call: `getppid()` and `write()` of 4 KiB to a
 //!    file at home, at home (native) and from node 2.
 //! 3. A CPU-bound loop at home and at node 2: its wall and CPU time.
+//! 4. The cost of the link's encryption on the page stream: 1 GiB of page replies
+//!    (4 MiB frames, as the page server sends them) through an encrypted link over
+//!    loopback, next to the same bytes through plain TCP on the same loopback.
 //!
 //! Build the workspace in release mode first, then run as root:
 //! `cargo build --release && target/release/mig-bench [--sizes 64,1024]`.
@@ -34,6 +37,9 @@ struct Args {
     /// Rounds (of a million iterations) of the CPU-bound loop.
     #[arg(long, default_value_t = 3000)]
     rounds: u64,
+    /// Only measure the link's encryption (4.), without a cluster.
+    #[arg(long)]
+    link_only: bool,
 }
 
 fn main() {
@@ -135,7 +141,91 @@ fn frozen_ms(msg: &str) -> Option<f64> {
     before.rsplit(['(', ' ']).next()?.parse().ok()
 }
 
+/// Seconds to move `total` bytes in `frame`-byte writes through plain TCP on loopback.
+fn plain_tcp(total: usize, frame: usize) -> Result<f64> {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let at = l.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<Instant> {
+        let (mut s, _) = l.accept()?;
+        let mut buf = vec![0u8; frame];
+        let mut got = 0;
+        while got < total {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        Ok(Instant::now())
+    });
+    let mut s = std::net::TcpStream::connect(at)?;
+    let data = vec![0x5au8; frame];
+    let t = Instant::now();
+    for _ in 0..total / frame {
+        s.write_all(&data)?;
+    }
+    let end = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok((end - t).as_secs_f64())
+}
+
+/// Seconds to move `total` bytes as `Setup::Bytes` frames of `frame` bytes through an
+/// encrypted link on loopback (handshake excluded).
+fn encrypted_link(total: usize, frame: usize) -> Result<f64> {
+    use om_migrate::{Conn, Setup};
+    let key = omd::wire::Key([3; 32]);
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let at = l.local_addr()?;
+    let k = key.clone();
+    let reader = std::thread::spawn(move || -> Result<Instant> {
+        let (s, _) = l.accept()?;
+        let c = Conn::accept(s, &k, 2)?;
+        let mut got = 0;
+        while got < total {
+            match c.recv::<Setup>(None)? {
+                Some(Setup::Bytes(b)) => got += b.len(),
+                other => bail!("the link delivered {other:?}"),
+            }
+        }
+        Ok(Instant::now())
+    });
+    let c = Conn::open(std::net::TcpStream::connect(at)?, &key, 1, 2)?;
+    let data = vec![0x5au8; frame];
+    let t = Instant::now();
+    for _ in 0..total / frame {
+        c.send(&Setup::Bytes(data.clone()))?;
+    }
+    let end = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok((end - t).as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// 4. The encryption's cost, median of five interleaved runs of each.
+fn link_cost() -> Result<()> {
+    let (total, frame) = (1usize << 30, 4usize << 20);
+    let (mut plain, mut sealed) = (vec![], vec![]);
+    for _ in 0..5 {
+        plain.push(plain_tcp(total, frame)?);
+        sealed.push(encrypted_link(total, frame)?);
+    }
+    let mbs = |s: f64| total as f64 / s / 1e6;
+    let (p, e) = (mbs(median(plain)), mbs(median(sealed)));
+    println!("\nThe page stream's encryption: 1 GiB in 4 MiB frames over loopback, median of 5");
+    println!("{:>24} {:>10}", "", "MB/s");
+    println!("{:>24} {:>10.0}", "plain TCP (the anchor)", p);
+    println!("{:>24} {:>10.0}", "encrypted link", e);
+    println!("{:>24} {:>10.2}", "link / plain", e / p);
+    Ok(())
+}
+
 fn run(args: Args) -> Result<()> {
+    if args.link_only {
+        return link_cost();
+    }
     let (tools, omcluster) = common::Tools::find()?;
     let bin = common::compile("mig-bench", "migbench.c", "migbench")?;
     eprintln!(
@@ -239,7 +329,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(work) = Path::new(&b.bin).parent() {
         let _ = std::fs::remove_dir_all(work);
     }
-    Ok(())
+    link_cost()
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ use std::path::PathBuf;
 /// its reason; `mosctl status` counts them; /run/hpc/PID/cantmove says why a process
 /// stays; `mosctl stay`, `lstay`, `block`, `expel` and a process's `lock` hold it.
 ///
+/// Processes move over TCP on the omd port, encrypted and authenticated with keys that
+/// each link derives afresh from the cluster key (a Noise handshake). Before the
+/// handshake the port admits only addresses of the map, 8 handshakes at a time from one
+/// address and 64 in all, each within 10 s; `mosctl status` counts the links it refused.
+///
 /// The tools (mosctl, setpe, mps, mtop) talk to it over a Unix socket; the same
 /// information is served as files under /run/hpc (nodes/<N>/load, admin/block, ...).
 ///

@@ -133,6 +133,7 @@ pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
             };
             if let (Response::Status(s), Some(m)) = (&mut reply, &omd.migrations) {
                 s.balancer = Some(m.balancer_status(crate::balancer::interval(interval)));
+                s.links = Some(m.link_counters());
             }
             if changes {
                 match &reply {

@@ -16,7 +16,6 @@ pub mod gossip;
 pub mod hpcdev;
 pub mod hpcfs;
 pub mod key;
-pub mod link;
 pub mod load;
 pub mod measure;
 pub mod migrate;

@@ -23,8 +23,9 @@ use om_remote::relay::{
 
 use crate::balance::{Balancer, OpportunityCost};
 
-use crate::link::{Conn, Setup};
 use crate::node::Node;
+use om_migrate::admit::{Startup, Startups, Throttle};
+use om_migrate::{Conn, LinkError, Setup};
 
 /// Why a migration could not be asked for or did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,7 @@ pub enum MigrateError {
     LinkRefused {
         node: NodeId,
         #[source]
-        source: std::io::Error,
+        source: LinkError,
     },
     #[error("link to node {node} failed: {source}")]
     Link {
@@ -294,12 +295,16 @@ pub struct Migrations {
     port: u16,
     key: om_wire::Key,
     guest_ids: (u32, u32),
-    next: AtomicU64,
     home: Mutex<HashMap<i32, HomeProc>>,
     guests: Mutex<HashMap<u64, GuestProc>>,
-    pages: Mutex<HashMap<u64, Conn>>,
-    /// Connections dropped because they failed the handshake.
-    pub refused_links: AtomicU64,
+    /// Accepted offers waiting for their page link, by migration id.
+    pages: Mutex<HashMap<u64, PageLink>>,
+    /// What became of links to the migration port.
+    links: LinkStats,
+    /// Handshakes under way.
+    startups: Startups,
+    /// Log lines about dropped links.
+    drop_log: Throttle,
     /// How processes that were away ended (kept until a waiting request reads it).
     ended: Mutex<HashMap<i32, String>>,
     /// The balancer's policy and flood control.
@@ -312,6 +317,42 @@ pub struct Migrations {
     arriving: AtomicUsize,
     /// Users all of whose processes are under migration control (`--balance-users`).
     pub(crate) users: Mutex<Vec<u32>>,
+}
+
+/// An accepted offer's page link: offered by node `home` at `since`, and once it came,
+/// the connection.
+struct PageLink {
+    home: NodeId,
+    since: Instant,
+    conn: Option<Conn>,
+}
+
+/// How long an accepted offer waits for its page link.
+const PAGE_LINK_WAIT: Duration = Duration::from_secs(10);
+
+/// Counts of what became of links to the migration port, for `mosctl status`.
+#[derive(Debug, Default)]
+struct LinkStats {
+    accepted: AtomicU64,
+    not_in_map: AtomicU64,
+    busy: AtomicU64,
+    bad_handshake: AtomicU64,
+    wrong_node: AtomicU64,
+    stray_pages: AtomicU64,
+}
+
+impl LinkStats {
+    fn get(&self) -> om_proto::LinkCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        om_proto::LinkCounters {
+            accepted: l(&self.accepted),
+            not_in_map: l(&self.not_in_map),
+            busy: l(&self.busy),
+            bad_handshake: l(&self.bad_handshake),
+            wrong_node: l(&self.wrong_node),
+            stray_pages: l(&self.stray_pages),
+        }
+    }
 }
 
 /// Counts of automatic moves, for `mosctl status`.
@@ -429,11 +470,12 @@ impl Migrations {
             port,
             key,
             guest_ids,
-            next: AtomicU64::new(1),
             home: Mutex::new(HashMap::new()),
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
-            refused_links: AtomicU64::new(0),
+            links: LinkStats::default(),
+            startups: Startups::default(),
+            drop_log: Throttle::new(10, Duration::from_secs(60)),
             ended: Mutex::new(HashMap::new()),
             balancer: Mutex::new(Balancer::new(Box::new(OpportunityCost::default()))),
             auto: AutoCounters::default(),
@@ -946,15 +988,9 @@ impl Migrations {
                 source,
             }
         })?;
-        let conn = Conn::handshake(s, &self.key, self.me, true)
-            .map_err(|source| MigrateError::LinkRefused { node: to, source })?;
         // Whoever answers at node `to`'s address must say it is node `to`.
-        if conn.peer != to {
-            let source =
-                std::io::Error::other(format!("the node at {addr} says it is node {}", conn.peer));
-            return Err(MigrateError::LinkRefused { node: to, source });
-        }
-        Ok(conn)
+        Conn::open(s, &self.key, self.me, to)
+            .map_err(|source| MigrateError::LinkRefused { node: to, source })
     }
 
     /// Home side of one migration: runs until the process ends or comes home.
@@ -1118,12 +1154,49 @@ impl Migrations {
             .name("om-accept".into())
             .spawn(move || {
                 for s in listener.incoming().flatten() {
+                    let Some(startup) = me.admit(&s) else {
+                        continue;
+                    };
                     let me = me.clone();
                     let _ = std::thread::Builder::new()
                         .name("om-link".into())
-                        .spawn(move || me.serve(s));
+                        .spawn(move || me.serve(s, startup));
                 }
             });
+    }
+
+    /// Whether a connection may start a handshake: it must come from an address of the
+    /// map, and there must be room (see [`om_migrate::admit`]).
+    fn admit(&self, s: &TcpStream) -> Option<Startup> {
+        let ip = s.peer_addr().ok()?.ip();
+        let known = self.node.lock().expect("node lock").member_at(ip).is_some();
+        let (counter, why) = if !known {
+            (
+                &self.links.not_in_map,
+                "no node of the map has that address",
+            )
+        } else if let Some(startup) = self.startups.admit(ip) {
+            return Some(startup);
+        } else {
+            (&self.links.busy, "too many handshakes under way")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.log_drop(format_args!("migration link from {ip} dropped: {why}"));
+        None
+    }
+
+    /// Logs a dropped link, at a bounded rate.
+    fn log_drop(&self, what: std::fmt::Arguments) {
+        match self.drop_log.allow() {
+            Some(0) => tracing::warn!("{what}"),
+            Some(n) => tracing::warn!("{what} ({n} more dropped links were not logged)"),
+            None => {}
+        }
+    }
+
+    /// What became of links to the migration port.
+    pub fn link_counters(&self) -> om_proto::LinkCounters {
+        self.links.get()
     }
 
     fn offer_ok(&self, bytes: u64, flags: &[String]) -> Result<(), String> {
@@ -1157,13 +1230,15 @@ impl Migrations {
     }
 
     /// Target side of one connection.
-    fn serve(self: Arc<Self>, s: TcpStream) {
+    fn serve(self: Arc<Self>, s: TcpStream, startup: Startup) {
         let peer = s.peer_addr().ok();
-        let conn = match Conn::handshake(s, &self.key, self.me, false) {
+        let conn = Conn::accept(s, &self.key, self.me);
+        drop(startup);
+        let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                self.refused_links.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("migration link from {peer:?} dropped: {e}");
+                self.links.bad_handshake.fetch_add(1, Ordering::Relaxed);
+                self.log_drop(format_args!("migration link from {peer:?} dropped: {e}"));
                 return;
             }
         };
@@ -1172,15 +1247,33 @@ impl Migrations {
         // node's, as for gossip, or any holder of the key could pass for any node.
         let at = peer.map(|a| a.ip());
         if !at.is_some_and(|ip| self.node.lock().expect("node lock").speaks_from(from, ip)) {
-            self.refused_links.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
+            self.links.wrong_node.fetch_add(1, Ordering::Relaxed);
+            self.log_drop(format_args!(
                 "migration link from {peer:?} dropped: it says it is node {from}, which the map puts elsewhere"
-            );
+            ));
             return;
         }
+        self.links.accepted.fetch_add(1, Ordering::Relaxed);
         match conn.recv::<Setup>(Some(Duration::from_secs(10))) {
             Ok(Some(Setup::PagesFor(id))) => {
-                self.pages.lock().expect("pages lock").insert(id, conn);
+                // Only for an offer this node accepted from that node, once, in time.
+                let mut pages = self.pages.lock().expect("pages lock");
+                match pages.get_mut(&id) {
+                    Some(p)
+                        if p.home == from
+                            && p.conn.is_none()
+                            && p.since.elapsed() < PAGE_LINK_WAIT =>
+                    {
+                        p.conn = Some(conn);
+                    }
+                    _ => {
+                        drop(pages);
+                        self.links.stray_pages.fetch_add(1, Ordering::Relaxed);
+                        self.log_drop(format_args!(
+                            "page link from node {from} dropped: it names no migration waiting for it"
+                        ));
+                    }
+                }
             }
             Ok(Some(Setup::MoveOn { pid, to })) => {
                 let answer = match self.move_on(pid, from, to) {
@@ -1218,8 +1311,18 @@ impl Migrations {
                     let _ = conn.send(&Setup::Refuse(why));
                     return;
                 }
-                let id = self.next.fetch_add(1, Ordering::Relaxed);
+                // Unguessable, and good only for a page link from the node offering.
+                let id = rand::random::<u64>();
+                self.pages.lock().expect("pages lock").insert(
+                    id,
+                    PageLink {
+                        home: from,
+                        since: Instant::now(),
+                        conn: None,
+                    },
+                );
                 if conn.send(&Setup::Accept(id)).is_err() {
+                    self.pages.lock().expect("pages lock").remove(&id);
                     self.arriving.fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
@@ -1243,6 +1346,7 @@ impl Migrations {
 
     fn host(self: Arc<Self>, conn: Conn, id: u64, offer: Arrival, paging: Paging) {
         let started = self.start_guest(&conn, id, &offer, paging);
+        self.pages.lock().expect("pages lock").remove(&id);
         self.arriving.fetch_sub(1, Ordering::SeqCst);
         let Some(guest) = started else { return };
         let (from, home_pid) = (offer.home, offer.home_pid);
@@ -1291,9 +1395,15 @@ impl Migrations {
             Ok(Some(Setup::Image(i))) => i,
             _ => return None,
         };
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + PAGE_LINK_WAIT;
         let pages = loop {
-            if let Some(p) = self.pages.lock().expect("pages lock").remove(&id) {
+            if let Some(p) = self
+                .pages
+                .lock()
+                .expect("pages lock")
+                .get_mut(&id)
+                .and_then(|p| p.conn.take())
+            {
                 break p;
             }
             if Instant::now() > end {
@@ -1369,13 +1479,23 @@ mod tests {
             let l = listener.try_clone().unwrap();
             let server = std::thread::spawn(move || {
                 let (s, _) = l.accept().unwrap();
-                Conn::handshake(s, &key, claim, false).map(|c| c.peer)
+                Conn::accept(s, &key, claim).map(|c| c.peer)
             });
             let got = m.connect(2);
-            assert_eq!(server.join().unwrap().unwrap(), 1);
+            let answered = server.join().unwrap();
             match (got, ok) {
-                (Ok(c), true) => assert_eq!(c.peer, 2),
-                (Err(e), false) => assert!(e.to_string().contains("says it is node 3"), "{e}"),
+                (Ok(c), true) => {
+                    assert_eq!(c.peer, 2);
+                    assert_eq!(answered.unwrap(), 1);
+                }
+                (Err(e), false) => {
+                    assert!(e.to_string().contains("hung up"), "{e}");
+                    let why = answered.err().unwrap().to_string();
+                    assert!(
+                        why.contains("asked for node 2 and says it is node 3"),
+                        "{why}"
+                    );
+                }
                 (r, _) => panic!("node 2 answering as node {claim}: {:?}", r.map(|c| c.peer)),
             }
         }

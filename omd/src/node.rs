@@ -212,6 +212,15 @@ impl Node {
             .is_some_and(|n| n.addr == from || n.aliases.contains(&from))
     }
 
+    /// The node whose address (or alias) `ip` is, if any.
+    pub fn member_at(&self, ip: IpAddr) -> Option<NodeId> {
+        let ip = ip.to_canonical();
+        self.members
+            .iter()
+            .copied()
+            .find(|&id| self.speaks_from(id, ip))
+    }
+
     /// The packet to send this interval and where to, or `None` (alone in the map,
     /// quiet, or off).
     pub fn outgoing(&mut self, rng: &mut impl Rng) -> Option<(SocketAddr, [u8; PACKET_LEN])> {
@@ -329,6 +338,7 @@ impl Node {
                 .filter_map(|&id| self.view(id))
                 .collect(),
             balancer: None,
+            links: None,
         }
     }
 

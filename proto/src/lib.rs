@@ -349,6 +349,34 @@ pub struct Status {
     /// The balancer, when migration runs in this omd.
     #[serde(default)]
     pub balancer: Option<BalancerStatus>,
+    /// The migration port's links, when migration runs in this omd.
+    #[serde(default)]
+    pub links: Option<LinkCounters>,
+}
+
+/// What became of the connections to this node's migration port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkCounters {
+    /// Links that passed the handshake.
+    pub accepted: u64,
+    /// Dropped before the handshake: from an address no node of the map has.
+    pub not_in_map: u64,
+    /// Dropped before the handshake: too many handshakes under way (from that address,
+    /// or in all).
+    pub busy: u64,
+    /// Dropped: the handshake failed (no key, another version, too slow, garbage).
+    pub bad_handshake: u64,
+    /// Dropped after the handshake: the node it said it was speaks from elsewhere.
+    pub wrong_node: u64,
+    /// Page links that named no migration offered to their node, or came too late.
+    pub stray_pages: u64,
+}
+
+impl LinkCounters {
+    /// All links dropped, for any reason.
+    pub fn refused(&self) -> u64 {
+        self.not_in_map + self.busy + self.bad_handshake + self.wrong_node + self.stray_pages
+    }
 }
 
 /// What `mosctl status` shows of the balancer.

@@ -987,3 +987,90 @@ fn a_lost_node_never_leaves_a_process_hanging() {
         "nothing left at home either: {home}"
     );
 }
+
+/// What node `node`'s migration port made of its links (`mosctl status --json`).
+fn links(c: &TestCluster, node: u16) -> om_proto::LinkCounters {
+    let o = c
+        .command(node, &tool("mosctl"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mosctl status at node {node}: {o:?}");
+    let s: om_proto::Status = serde_json::from_slice(&o.stdout).unwrap();
+    s.links.expect("migration runs in omd")
+}
+
+/// A slow-loris flood of the migration port from node 3 (300 connections that trickle a
+/// byte every 3 s, and 20 from an address the map does not know) leaves node 2's omd
+/// with few descriptors, answering, and taking a migration from node 1; the dropped
+/// links are counted where `mosctl status` shows them, and logged at a bounded rate.
+#[test]
+fn a_flood_of_silent_links_is_bounded_and_migration_goes_on() {
+    let c = cluster("t-migflood");
+    assert!(
+        c.sh(3, "ip addr add 198.18.0.200/24 dev eth0")
+            .status
+            .success(),
+        "a second address at node 3"
+    );
+    let before = links(&c, 2);
+    let flood = r#"
+import socket, sys, time
+to = ("198.18.0.2", 7249)
+held = []
+for i in range(300):
+    held.append(socket.create_connection(to))
+for i in range(20):
+    s = socket.socket()
+    s.bind(("198.18.0.200", 0))
+    s.connect(to)
+    held.append(s)
+print("opened", flush=True)
+end = time.time() + 30
+while time.time() < end:
+    for s in held:
+        try:
+            s.send(b"o")
+        except OSError:
+            pass
+    time.sleep(3)
+"#;
+    let mut flood = c
+        .command(3, "python3")
+        .args(["-c", flood])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "opened\n");
+    // Counted, not served: all but the few handshakes a source may hold at a time.
+    wait_until("the flood counted at node 2", || {
+        let l = links(&c, 2);
+        l.busy - before.busy >= 280 && l.not_in_map - before.not_in_map >= 20
+    });
+    let fds = sh(&c, 2, "ls /proc/$(cat /run/omd/omd.pid)/fd | wc -l");
+    let fds: usize = fds.trim().parse().unwrap();
+    assert!(fds < 120, "omd at node 2 holds {fds} descriptors");
+    // Node 1 still moves a process there.
+    let o = remote(&c, "flood", "exit42", "true");
+    assert!(o.contains("where 2") && o.contains("status 42"), "{o}");
+    // The trickling handshakes end at their deadline, as failed handshakes.
+    wait_until("the trickling handshakes dropped", || {
+        links(&c, 2).bad_handshake - before.bad_handshake >= 8
+    });
+    let l = links(&c, 2);
+    let shown = sh(&c, 2, &format!("{} status", tool("mosctl")));
+    assert!(
+        shown.contains(&format!("{} refused", l.refused())),
+        "{shown}"
+    );
+    let logged = sh(&c, 2, "grep -c 'migration link from' /run/omd/omd.log");
+    let logged: usize = logged.trim().parse().unwrap();
+    assert!(logged <= 12, "{logged} log lines for one flood");
+    let _ = flood.wait();
+}

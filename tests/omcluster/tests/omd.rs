@@ -399,10 +399,11 @@ EOF"#
 
 /// For the test below, run inside a node (elsewhere it does nothing): opens a migration
 /// link to `$OMTEST_LINK_TO` with the key at `$OMTEST_LINK_KEY`, saying it is node
-/// `$OMTEST_LINK_AS`, asks something, and prints what became of it.
+/// `$OMTEST_LINK_AS`, asks something (`$OMTEST_LINK_ASK`: `moveon`, or `pages` to offer a
+/// page link for a migration nobody accepted), and prints what became of it.
 #[test]
 fn link_peer_helper() {
-    use omd::link::{Conn, Setup};
+    use om_migrate::{Conn, Setup};
     let var = |k: &str| std::env::var(k).ok();
     let (Some(to), Some(key), Some(claim)) = (
         var("OMTEST_LINK_TO"),
@@ -413,8 +414,15 @@ fn link_peer_helper() {
     };
     let key = omd::key::load(Path::new(&key)).unwrap();
     let s = std::net::TcpStream::connect(&to).unwrap();
-    let conn = Conn::handshake(s, &key, claim.parse().unwrap(), true).unwrap();
-    conn.send(&Setup::MoveOn { pid: 1, to: 2 }).unwrap();
+    let conn = match Conn::open(s, &key, claim.parse().unwrap(), 1) {
+        Ok(c) => c,
+        Err(e) => return println!("link: dropped ({e})"),
+    };
+    if var("OMTEST_LINK_ASK").as_deref() == Some("pages") {
+        conn.send(&Setup::PagesFor(0x5eed)).unwrap();
+    } else {
+        conn.send(&Setup::MoveOn { pid: 1, to: 2 }).unwrap();
+    }
     match conn.recv::<Setup>(Some(Duration::from_secs(5))) {
         Ok(Some(m)) => println!("link: answered {m:?}"),
         Ok(None) => println!("link: no answer"),
@@ -436,7 +444,7 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
     // Every node has the cluster key at the usual place.
     let key = "/etc/omd/cluster.key";
     let me = std::env::current_exe().unwrap();
-    let ask = |claim: &str| {
+    let ask = |claim: &str, what: &str| {
         let o = c
             .command(3, me.to_str().unwrap())
             .args([
@@ -448,6 +456,7 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
             .env("OMTEST_LINK_TO", format!("{at1}:7249"))
             .env("OMTEST_LINK_KEY", key)
             .env("OMTEST_LINK_AS", claim)
+            .env("OMTEST_LINK_ASK", what)
             .output()
             .unwrap();
         let out = text(&o);
@@ -456,9 +465,9 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
             .find_map(|l| l.find("link: ").map(|i| l[i..].to_string()))
             .unwrap_or_else(|| panic!("no link line: {out}{}", String::from_utf8_lossy(&o.stderr)))
     };
-    let honest = ask("3");
+    let honest = ask("3", "moveon");
     assert!(honest.starts_with("link: answered Refuse"), "{honest}");
-    let lie = ask("2");
+    let lie = ask("2", "moveon");
     assert!(
         lie.starts_with("link: dropped") || lie == "link: no answer",
         "{lie}"
@@ -468,6 +477,27 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
         log.contains("it says it is node 2, which the map puts elsewhere"),
         "{log}"
     );
+    let links = |s: Status| s.links.expect("migration runs in omd");
+    assert!(links(status(&c, 1)).wrong_node >= 1);
+
+    // A page link for a migration node 1 never accepted from node 3 is dropped at once
+    // and counted, and holds nothing: omd's descriptors come back to what they were.
+    let fds = || {
+        let o = ok(c.sh(1, "ls /proc/$(cat /run/omd/omd.pid)/fd | wc -l"));
+        o.trim().parse::<usize>().unwrap()
+    };
+    let (held, stray) = (fds(), links(status(&c, 1)).stray_pages);
+    for _ in 0..5 {
+        let got = ask("3", "pages");
+        assert!(
+            got.starts_with("link: dropped") || got == "link: no answer",
+            "{got}"
+        );
+    }
+    assert_eq!(links(status(&c, 1)).stray_pages, stray + 5);
+    wait_for(Duration::from_secs(5), "node 1's descriptors back", || {
+        (fds() <= held).then_some(())
+    });
 }
 
 /// An omd killed outright (SIGKILL, as the OOM killer does) leaves its tree mounted with

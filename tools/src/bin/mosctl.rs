@@ -236,6 +236,20 @@ fn print_status(s: &Status) {
         c.replayed,
         c.unknown_node
     );
+    if let Some(l) = &s.links {
+        println!(
+            "Migration links: {} accepted, {} refused (not from a node of the map {}, too many \
+             handshakes at once {}, failed handshake {}, node at the wrong address {}, stray \
+             page links {}).",
+            l.accepted,
+            l.refused(),
+            l.not_in_map,
+            l.busy,
+            l.bad_handshake,
+            l.wrong_node,
+            l.stray_pages
+        );
+    }
     if let Some(b) = &s.balancer {
         println!(
             "Balancer: {} every {} ms, {} process(es) to watch here. Automatic moves: {} out \
