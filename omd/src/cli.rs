@@ -100,8 +100,9 @@ pub enum Cmd {
 
 /// Default number of records a message carries besides the sender's own.
 pub const DEFAULT_WINDOW: u16 = 16;
-/// Default UDP port of the gossip.
-pub const DEFAULT_PORT: u16 = 7249;
+/// Default port of the gossip (UDP) and the migration link (TCP): openMosix's 723, a
+/// privileged port, so that no local user can take it while omd is stopped.
+pub const DEFAULT_PORT: u16 = 723;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -117,7 +118,8 @@ pub struct RunArgs {
     /// This node's number, if it cannot be found from this machine's addresses.
     #[arg(long, value_name = "N")]
     pub node: Option<u16>,
-    /// UDP port of the gossip (the same on every node).
+    /// Port of the gossip (UDP) and the migration link (TCP), the same on every node. Keep
+    /// it below 1024: a local user could take a higher one while omd is stopped.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Seconds between two gossip messages.

@@ -164,7 +164,7 @@ mod tests {
         let map = om_map::parse("1 10.0.0.1 3\n", "test", &om_map::NoResolver).unwrap();
         let cfg = Config {
             node: 1,
-            port: 7249,
+            port: 723,
             interval: Duration::from_secs(1),
             down_after: Duration::from_secs(5),
             window: 4,

@@ -534,7 +534,7 @@ mod tests {
         let map = om_map::parse("1 10.0.0.1 3\n", "test", &NoResolver).unwrap();
         let cfg = Config {
             node: id,
-            port: 7249,
+            port: 723,
             interval: Duration::from_secs(1),
             down_after: Duration::from_secs(5),
             window: 4,
@@ -561,7 +561,7 @@ mod tests {
         let mut a = node(1, 1);
         let mut b = node(2, 1);
         let (to, pkt) = a.outgoing(&mut rng).unwrap();
-        assert_eq!(to.port(), 7249);
+        assert_eq!(to.port(), 723);
         assert_ne!(to.ip(), ip(1));
         assert_eq!(b.incoming(ip(1), &pkt), Ok(1));
         let v = b.view(1).unwrap();

@@ -1016,7 +1016,7 @@ fn a_flood_of_silent_links_is_bounded_and_migration_goes_on() {
     let before = links(&c, 2);
     let flood = r#"
 import socket, sys, time
-to = ("198.18.0.2", 7249)
+to = ("198.18.0.2", 723)
 held = []
 for i in range(300):
     held.append(socket.create_connection(to))

@@ -453,7 +453,7 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("OMTEST_LINK_TO", format!("{at1}:7249"))
+            .env("OMTEST_LINK_TO", format!("{at1}:723"))
             .env("OMTEST_LINK_KEY", key)
             .env("OMTEST_LINK_AS", claim)
             .env("OMTEST_LINK_ASK", what)
@@ -501,7 +501,8 @@ fn a_peer_that_says_it_is_another_node_is_dropped() {
 }
 
 /// An omd killed outright (SIGKILL, as the OOM killer does) leaves its tree mounted with
-/// nobody serving it; the next omd must unmount it and serve again.
+/// nobody serving it; the next omd must unmount it and serve again. Meanwhile no ordinary
+/// user can take its port.
 #[test]
 fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
     let c = cluster("t-omdkill", 2, None, "3");
@@ -514,6 +515,17 @@ fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
         let o = c.sh(2, "ls /run/hpc 2>&1");
         (!o.status.success() && text(&o).contains("not connected")).then_some(())
     });
+    // While omd is down, an ordinary user cannot take its port (a privileged one).
+    let squat = c.sh_as_nobody(
+        2,
+        "python3 -c \"import socket; [socket.socket(socket.AF_INET, t).bind(('', 723)) for t in (socket.SOCK_STREAM, socket.SOCK_DGRAM)]\" 2>&1",
+    );
+    assert!(!squat.status.success(), "nobody took port 723: {squat:?}");
+    assert!(
+        text(&squat).contains("Permission denied"),
+        "{}",
+        text(&squat)
+    );
     // Fails ("cannot mount ... File exists") if the dead tree is in the way.
     ok(c.command(2, &tool("omd"))
         .args(["--log", "/run/omd/omd.log", "--down-after=3"])
@@ -573,7 +585,7 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
     let before = status(&c, 2).counters;
     let script = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for f in {:?}:\n    s.sendto(open('{}/' + f, 'rb').read(), ('198.18.0.2', 7249))\n",
+         for f in {:?}:\n    s.sendto(open('{}/' + f, 'rb').read(), ('198.18.0.2', 723))\n",
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
         dir.display()
     );
