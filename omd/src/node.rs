@@ -246,8 +246,9 @@ impl Node {
             seq: self.seq,
             records,
         };
-        let to = SocketAddr::new(self.addr_of(self.members[peer])?, self.cfg.port);
-        Some((to, wire::encode(&self.cfg.key, &packet)))
+        let dest = self.members[peer];
+        let to = SocketAddr::new(self.addr_of(dest)?, self.cfg.port);
+        Some((to, wire::encode(&self.cfg.key, &packet, dest)))
     }
 
     pub fn note_sent(&mut self, ok: bool) {
@@ -278,7 +279,7 @@ impl Node {
         if !self.participating {
             return Err(Dropped::Off);
         }
-        let p = wire::decode(&self.cfg.key, buf)?;
+        let p = wire::decode(&self.cfg.key, buf, self.cfg.node)?;
         if p.sender == self.cfg.node || !self.speaks_from(p.sender, from) {
             return Err(Dropped::UnknownNode(p.sender));
         }

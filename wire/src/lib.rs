@@ -3,27 +3,30 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic "omgs"
-//!      4     1  version (1)
+//!      4     1  version (2)
 //!      5     1  count: records that follow and are valid (1 ..= 1 + MAX_WINDOW)
 //!      6     2  sender node number
 //!      8     8  sequence number (strictly increasing per sender; replays are dropped)
 //!     16    44  record 0: the sender's own
 //!     60    44  records 1 .. count-1: the freshest records the sender holds; the rest of
 //!               the 1 + MAX_WINDOW slots are zero
-//!   last    16  tag: BLAKE3 keyed hash (the cluster key) of everything before it,
-//!               truncated to 16 bytes
+//!   last    16  tag: BLAKE3 keyed hash (the cluster key) of everything before it
+//!               followed by the destination's node number (u16, not sent: the
+//!               receiver puts its own), truncated to 16 bytes
 //! record: node u16, flags u16, age_ms u32, load u32, speed u32, cpus u16, util u16,
 //!         mem u64, free u64, tmem u64          (all little-endian)
 //! ```
 //!
 //! Every packet has the same size whatever the window, so the size says nothing and a
-//! truncated packet is known at once. Decoding checks the size, then the tag, then the
+//! truncated packet is known at once. A packet is good only at the node it was sent to:
+//! replayed to another, its tag fails (sequence numbers are per sender and receiver, so
+//! without this a captured packet could be replayed to every other node in turn). Decoding checks the size, then the tag, then the
 //! contents; it never panics on any input (there is a fuzz target for it).
 
 use om_proto::{NodeId, NodeRecord};
 
 pub const MAGIC: [u8; 4] = *b"omgs";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The most records a packet carries besides the sender's own.
 pub const MAX_WINDOW: usize = 31;
 pub const HEADER_LEN: usize = 16;
@@ -88,8 +91,11 @@ impl DecodeError {
     }
 }
 
-fn tag(key: &Key, body: &[u8]) -> [u8; TAG_LEN] {
-    let full = blake3::keyed_hash(&key.0, body);
+fn tag(key: &Key, body: &[u8], to: NodeId) -> [u8; TAG_LEN] {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(body);
+    h.update(&to.to_le_bytes());
+    let full = h.finalize();
     let mut t = [0u8; TAG_LEN];
     t.copy_from_slice(&full.as_bytes()[..TAG_LEN]);
     t
@@ -100,8 +106,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Encodes `packet` (at most 1 + MAX_WINDOW records; extra ones are left out).
-pub fn encode(key: &Key, packet: &Packet) -> [u8; PACKET_LEN] {
+/// Encodes `packet` for node `to` (at most 1 + MAX_WINDOW records; extra ones are left
+/// out).
+pub fn encode(key: &Key, packet: &Packet, to: NodeId) -> [u8; PACKET_LEN] {
     let mut buf = [0u8; PACKET_LEN];
     let count = packet.records.len().min(1 + MAX_WINDOW);
     buf[0..4].copy_from_slice(&MAGIC);
@@ -114,18 +121,18 @@ pub fn encode(key: &Key, packet: &Packet) -> [u8; PACKET_LEN] {
         put_record(&mut buf[at..at + RECORD_LEN], r);
     }
     let body = PACKET_LEN - TAG_LEN;
-    let t = tag(key, &buf[..body]);
+    let t = tag(key, &buf[..body], to);
     buf[body..].copy_from_slice(&t);
     buf
 }
 
-/// Decodes and authenticates one datagram.
-pub fn decode(key: &Key, buf: &[u8]) -> Result<Packet, DecodeError> {
+/// Decodes and authenticates one datagram received by node `me`.
+pub fn decode(key: &Key, buf: &[u8], me: NodeId) -> Result<Packet, DecodeError> {
     if buf.len() != PACKET_LEN {
         return Err(DecodeError::Size(buf.len()));
     }
     let body = PACKET_LEN - TAG_LEN;
-    if !same(&tag(key, &buf[..body]), &buf[body..]) {
+    if !same(&tag(key, &buf[..body], me), &buf[body..]) {
         return Err(DecodeError::Tag);
     }
     if buf[0..4] != MAGIC || buf[4] != VERSION {
@@ -231,9 +238,9 @@ mod tests {
             seq: 77,
             records: vec![rec(3, 0), rec(1, 1500), rec(65535, 42)],
         };
-        let b = encode(&key(1), &p);
+        let b = encode(&key(1), &p, 5);
         assert_eq!(b.len(), PACKET_LEN);
-        assert_eq!(decode(&key(1), &b).unwrap(), p);
+        assert_eq!(decode(&key(1), &b, 5).unwrap(), p);
     }
 
     #[test]
@@ -243,13 +250,13 @@ mod tests {
             seq: 1,
             records: vec![rec(2, 0)],
         };
-        let b = encode(&key(1), &p);
-        assert_eq!(decode(&key(2), &b), Err(DecodeError::Tag));
-        assert_eq!(decode(&key(1), &b[..100]), Err(DecodeError::Size(100)));
+        let b = encode(&key(1), &p, 5);
+        assert_eq!(decode(&key(2), &b, 5), Err(DecodeError::Tag));
+        assert_eq!(decode(&key(1), &b[..100], 5), Err(DecodeError::Size(100)));
         for i in [0, 5, 7, 20, PACKET_LEN - 1] {
             let mut c = b;
             c[i] ^= 1;
-            assert_eq!(decode(&key(1), &c), Err(DecodeError::Tag), "byte {i}");
+            assert_eq!(decode(&key(1), &c, 5), Err(DecodeError::Tag), "byte {i}");
         }
     }
 
@@ -261,9 +268,9 @@ mod tests {
             seq: 1,
             records: vec![rec(5, 0)],
         };
-        let b = encode(&key(1), &p);
+        let b = encode(&key(1), &p, 5);
         assert_eq!(
-            decode(&key(1), &b),
+            decode(&key(1), &b, 5),
             Err(DecodeError::NotOwnRecord {
                 sender: 2,
                 record: 5
@@ -278,8 +285,9 @@ mod tests {
                 seq: 1,
                 records: vec![r],
             },
+            5,
         );
-        assert_eq!(decode(&key(1), &b), Err(DecodeError::Record { node: 2 }));
+        assert_eq!(decode(&key(1), &b, 5), Err(DecodeError::Record { node: 2 }));
         let b = encode(
             &key(1),
             &Packet {
@@ -287,14 +295,15 @@ mod tests {
                 seq: 1,
                 records: vec![],
             },
+            5,
         );
-        assert_eq!(decode(&key(1), &b), Err(DecodeError::Count(0)));
+        assert_eq!(decode(&key(1), &b, 5), Err(DecodeError::Count(0)));
     }
 
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = decode(&key(9), &bytes);
+            let _ = decode(&key(9), &bytes, 5);
         }
 
         #[test]
@@ -306,7 +315,7 @@ mod tests {
             let mut records = vec![rec(sender, 0)];
             records.extend(ages.iter().enumerate().map(|(i, &a)| rec(i as u16 + 1, a)));
             let p = Packet { sender, seq, records };
-            prop_assert_eq!(decode(&key(3), &encode(&key(3), &p)).unwrap(), p);
+            prop_assert_eq!(decode(&key(3), &encode(&key(3), &p, 5), 5).unwrap(), p);
         }
     }
 }

@@ -540,7 +540,7 @@ fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
 
 #[test]
 fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
-    let c = cluster("t-omdauth", 2, None, "4");
+    let c = cluster("t-omdauth", 3, None, "4");
     wait_for(Duration::from_secs(5), "node 2 hears node 1", || {
         record(&status(&c, 2), 1).0.then_some(())
     });
@@ -565,8 +565,8 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
             record: evil,
         }],
     };
-    let forged = wire::encode(&Key([7; 32]), &packet(u64::MAX));
-    let replayed = wire::encode(&key, &packet(1));
+    let forged = wire::encode(&Key([7; 32]), &packet(u64::MAX), 2);
+    let replayed = wire::encode(&key, &packet(1), 2);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("t-omdauth");
     std::fs::create_dir_all(&dir).unwrap();
     let files = [
@@ -619,4 +619,30 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
         text.contains("bad tag 2, malformed 2, replayed 1"),
         "{text}"
     );
+
+    // A packet node 1 sent to node 2, replayed to node 3 (where its sequence number is
+    // new): good only where it was sent, it fails its tag at node 3.
+    let for_node2 = wire::encode(&key, &packet(u64::MAX / 2), 2);
+    std::fs::write(dir.join("for-node2"), for_node2).unwrap();
+    let before = status(&c, 3).counters;
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.sendto(open('{}/for-node2', 'rb').read(), ('198.18.0.3', 723))\n",
+        dir.display()
+    );
+    ok(c.command(1, "python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap());
+    let after = wait_for(
+        Duration::from_secs(5),
+        "the replay counted at node 3",
+        || {
+            let a = status(&c, 3).counters;
+            (a.dropped() > before.dropped()).then_some(a)
+        },
+    );
+    assert_eq!(after.bad_tag - before.bad_tag, 1);
+    let (_, r) = record(&status(&c, 3), 1);
+    assert_ne!(r.load, 99_999, "node 3 took node 2's packet");
 }
