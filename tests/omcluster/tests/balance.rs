@@ -354,10 +354,18 @@ fn a_steady_load_does_not_ping_pong() {
     std::thread::sleep(Duration::from_secs(60));
     let w = wheres(&c, &all);
     assert!(w.values().any(|&n| n != 0), "nothing moved: {w:?}");
+    // nmigs counts every leg: going away is one, coming home one more, and moving on
+    // from one remote node to another goes through home (two). One move and, when the
+    // noise of a loaded machine makes another node look better after the residency
+    // (20 s), one move on, is 3; a ping-pong held by nothing but the margin moves every
+    // few seconds.
+    let mut total = 0;
     for p in &all {
         let n: u32 = hpc(&c, p, "nmigs").parse().unwrap();
-        assert!(n <= 2, "process {p} moved {n} times in 60 s: {w:?}");
+        assert!(n <= 3, "process {p} moved {n} times in 60 s: {w:?}");
+        total += n;
     }
+    assert!(total <= 10, "{total} moves in 60 s: {w:?}");
     kill(&c, &all);
     finish(job, Duration::from_secs(30));
     nothing_left(&c, 3, &bin);

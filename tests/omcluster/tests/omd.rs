@@ -540,7 +540,9 @@ fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
 
 #[test]
 fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
-    let c = cluster("t-omdauth", 3, None, "4");
+    // Two nodes: node 2 hears node 1 only from node 1 itself, so the replayed packet's
+    // sequence number is surely an old one there.
+    let c = cluster("t-omdauth", 2, None, "4");
     wait_for(Duration::from_secs(5), "node 2 hears node 1", || {
         record(&status(&c, 2), 1).0.then_some(())
     });
@@ -619,11 +621,40 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
         text.contains("bad tag 2, malformed 2, replayed 1"),
         "{text}"
     );
+}
 
-    // A packet node 1 sent to node 2, replayed to node 3 (where its sequence number is
-    // new): good only where it was sent, it fails its tag at node 3.
-    let for_node2 = wire::encode(&key, &packet(u64::MAX / 2), 2);
-    std::fs::write(dir.join("for-node2"), for_node2).unwrap();
+/// A packet is good only at the node it was sent to: one that node 1 sent to node 2,
+/// replayed at node 3 (where its sequence number is new), fails its tag there and is
+/// never acted on.
+#[test]
+fn a_packet_replayed_at_another_node_is_dropped() {
+    let c = cluster("t-omdrelay", 3, None, "4");
+    wait_for(Duration::from_secs(5), "node 3 hears node 1", || {
+        record(&status(&c, 3), 1).0.then_some(())
+    });
+    let key_file = format!(
+        "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
+        c.name()
+    );
+    let key = omd::key::load(Path::new(&key_file)).unwrap();
+    let packet = Packet {
+        sender: 1,
+        seq: u64::MAX / 2,
+        records: vec![WireRecord {
+            node: 1,
+            age_ms: 0,
+            record: NodeRecord {
+                load: 99_999,
+                speed: 1,
+                cpus: 1,
+                tmem: 1,
+                ..Default::default()
+            },
+        }],
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("t-omdrelay");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("for-node2"), wire::encode(&key, &packet, 2)).unwrap();
     let before = status(&c, 3).counters;
     let script = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
