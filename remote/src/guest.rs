@@ -30,6 +30,22 @@ pub struct Trapped {
     pub nr: u64,
     /// Arguments.
     pub args: [u64; 6],
+    /// The entry it came through (`seccomp_data.arch`).
+    pub arch: u32,
+}
+
+impl Trapped {
+    /// What the call is, when it is not a plain x86-64 call: its number and arguments
+    /// then mean something else, and only home can make it as it was always made.
+    pub fn foreign_abi(&self) -> Option<&'static str> {
+        if self.arch != crate::seccomp::AUDIT_ARCH_X86_64 {
+            Some("a 32-bit system call (int $0x80)")
+        } else if self.nr & u64::from(crate::seccomp::X32_BIT) != 0 {
+            Some("an x32 system call")
+        } else {
+            None
+        }
+    }
 }
 
 pub use crate::ended::Ended;
@@ -134,6 +150,9 @@ impl Guest {
 
     /// What to do with a trapped call (reads the bytes it passes).
     pub fn plan(&self, t: &Trapped) -> crate::syscalls::Action {
+        if let Some(what) = t.foreign_abi() {
+            return crate::syscalls::Action::Home(what.into());
+        }
         crate::syscalls::plan(t.nr, t.args, &self.mem)
     }
 
@@ -495,6 +514,7 @@ fn take_trapped(listener: BorrowedFd<'_>) -> Option<Trapped> {
         id: n.id,
         nr: n.nr,
         args: n.args,
+        arch: n.arch,
     })
 }
 

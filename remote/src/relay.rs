@@ -918,7 +918,13 @@ pub fn run_remote_counting(
                     }
                     let f = InFlight {
                         id: t.id,
-                        nr: t.nr,
+                        // Another ABI's number is no x86-64 call whose time could be
+                        // adjusted.
+                        nr: if t.foreign_abi().is_some() {
+                            u64::MAX
+                        } else {
+                            t.nr
+                        },
                         sent: Instant::now(),
                     };
                     return go_home(guest, Some(f), reason, link);
@@ -1015,7 +1021,8 @@ pub fn run_remote_counting(
 /// end can make from a copy of the file (see [`crate::homefile`]).
 fn private_file_mapping(t: &crate::guest::Trapped) -> bool {
     let flags = t.args[3] as i32;
-    t.nr == libc::SYS_mmap as u64
+    t.foreign_abi().is_none()
+        && t.nr == libc::SYS_mmap as u64
         && flags & libc::MAP_ANONYMOUS == 0
         && flags & 0x0f == libc::MAP_PRIVATE
         && (t.args[4] as i32) >= 0

@@ -103,6 +103,7 @@ macro_rules! with_programs {
             chroot_home: [relay cluster], [], None;
             // A checkpoint restores no child (the restored process has none).
             cow_fork: [relay cluster], [], None;
+            compat_calls: [relay ckpt cluster], [], None;
             cwd: [relay ckpt cluster], [], None;
             env_argv: [relay ckpt cluster], ["one", "two words", "--three=3"], None;
             file_flags: [relay ckpt cluster], [], None;
