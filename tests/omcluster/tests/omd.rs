@@ -538,6 +538,35 @@ fn an_omd_killed_outright_comes_back_and_serves_its_tree() {
     ok(run(&c, 2, "mosctl", &["status"]));
 }
 
+/// Node 1's copy of the cluster key.
+fn key_of_node1(c: &TestCluster) -> Key {
+    let file = format!(
+        "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
+        c.name()
+    );
+    omd::key::load(Path::new(&file)).unwrap()
+}
+
+/// A packet from node 1 with sequence number `seq` and a record that must never be
+/// believed (load 99,999, 1 byte of memory).
+fn evil_packet(seq: u64) -> Packet {
+    Packet {
+        sender: 1,
+        seq,
+        records: vec![WireRecord {
+            node: 1,
+            age_ms: 0,
+            record: NodeRecord {
+                load: 99_999,
+                speed: 1,
+                cpus: 1,
+                tmem: 1,
+                ..Default::default()
+            },
+        }],
+    }
+}
+
 #[test]
 fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
     // Two nodes: node 2 hears node 1 only from node 1 itself, so the replayed packet's
@@ -546,27 +575,8 @@ fn forged_truncated_replayed_and_random_packets_are_dropped_and_counted() {
     wait_for(Duration::from_secs(5), "node 2 hears node 1", || {
         record(&status(&c, 2), 1).0.then_some(())
     });
-    let key_file = format!(
-        "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
-        c.name()
-    );
-    let key = omd::key::load(Path::new(&key_file)).unwrap();
-    let evil = NodeRecord {
-        load: 99_999,
-        speed: 1,
-        cpus: 1,
-        tmem: 1,
-        ..Default::default()
-    };
-    let packet = |seq| Packet {
-        sender: 1,
-        seq,
-        records: vec![WireRecord {
-            node: 1,
-            age_ms: 0,
-            record: evil,
-        }],
-    };
+    let key = key_of_node1(&c);
+    let packet = evil_packet;
     let forged = wire::encode(&Key([7; 32]), &packet(u64::MAX), 2);
     let replayed = wire::encode(&key, &packet(1), 2);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("t-omdauth");
@@ -632,26 +642,8 @@ fn a_packet_replayed_at_another_node_is_dropped() {
     wait_for(Duration::from_secs(5), "node 3 hears node 1", || {
         record(&status(&c, 3), 1).0.then_some(())
     });
-    let key_file = format!(
-        "/run/omcluster/{}/node1/etc.upper/omd/cluster.key",
-        c.name()
-    );
-    let key = omd::key::load(Path::new(&key_file)).unwrap();
-    let packet = Packet {
-        sender: 1,
-        seq: u64::MAX / 2,
-        records: vec![WireRecord {
-            node: 1,
-            age_ms: 0,
-            record: NodeRecord {
-                load: 99_999,
-                speed: 1,
-                cpus: 1,
-                tmem: 1,
-                ..Default::default()
-            },
-        }],
-    };
+    let key = key_of_node1(&c);
+    let packet = evil_packet(u64::MAX / 2);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("t-omdrelay");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("for-node2"), wire::encode(&key, &packet, 2)).unwrap();
