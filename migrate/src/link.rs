@@ -94,6 +94,17 @@ fn builder() -> snow::Builder<'static> {
     .expect("a prologue")
 }
 
+/// A handshake state of this link's protocol, keyed by the cluster key.
+fn handshake_state(key: &Key, initiator: bool) -> Result<snow::HandshakeState, snow::Error> {
+    let psk = psk(key);
+    let b = builder().psk(0, &psk)?;
+    if initiator {
+        b.build_initiator()
+    } else {
+        b.build_responder()
+    }
+}
+
 fn noise(e: snow::Error) -> LinkError {
     match e {
         snow::Error::Decrypt => LinkError::WrongKey,
@@ -132,9 +143,11 @@ fn read_by(s: &mut TcpStream, buf: &mut [u8], by: Instant) -> Result<(), LinkErr
     Ok(())
 }
 
-/// One handshake message: u16 big-endian length, then the message.
-fn send_hs(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(2 + msg.len());
+/// One handshake message, after `prefix` (the magic, first): u16 big-endian length,
+/// then the message.
+fn send_hs(s: &mut TcpStream, prefix: &[u8], msg: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(prefix.len() + 2 + msg.len());
+    out.extend_from_slice(prefix);
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg);
     s.write_all(&out)
@@ -146,6 +159,13 @@ fn recv_hs(s: &mut TcpStream, by: Instant) -> Result<Vec<u8>, LinkError> {
     let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
     read_by(s, &mut msg, by)?;
     Ok(msg)
+}
+
+/// The handshake's payload: two node numbers (u16 little-endian each).
+fn node_pair(a: NodeId, b: NodeId) -> [u8; 4] {
+    let [a0, a1] = a.to_le_bytes();
+    let [b0, b1] = b.to_le_bytes();
+    [a0, a1, b0, b1]
 }
 
 /// Node numbers carried in the handshake's payloads (inside its encryption).
@@ -220,18 +240,12 @@ impl Conn {
     ) -> Result<Conn, LinkError> {
         let by = Instant::now() + HANDSHAKE_DEADLINE;
         stream.set_nodelay(true)?;
-        let mut hs = builder()
-            .psk(0, &psk(key))
-            .and_then(|b| b.build_initiator())
-            .map_err(noise)?;
+        let mut hs = handshake_state(key, true).map_err(noise)?;
         let mut buf = vec![0u8; MAX_RECORD];
-        let mut claim = me.to_le_bytes().to_vec();
-        claim.extend_from_slice(&to.to_le_bytes());
-        let n = hs.write_message(&claim, &mut buf).map_err(noise)?;
-        let mut first = MAGIC.to_vec();
-        first.extend_from_slice(&(n as u16).to_be_bytes());
-        first.extend_from_slice(&buf[..n]);
-        stream.write_all(&first)?;
+        let n = hs
+            .write_message(&node_pair(me, to), &mut buf)
+            .map_err(noise)?;
+        send_hs(&mut stream, MAGIC, &buf[..n])?;
         let answer = recv_hs(&mut stream, by).map_err(|e| match e {
             LinkError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => LinkError::HungUp,
             e => e,
@@ -264,10 +278,7 @@ impl Conn {
                 _ => LinkError::NotOmd,
             });
         }
-        let mut hs = builder()
-            .psk(0, &psk(key))
-            .and_then(|b| b.build_responder())
-            .map_err(noise)?;
+        let mut hs = handshake_state(key, false).map_err(noise)?;
         let mut buf = vec![0u8; MAX_RECORD];
         let first = recv_hs(&mut stream, by)?;
         let n = hs.read_message(&first, &mut buf).map_err(noise)?;
@@ -278,10 +289,10 @@ impl Conn {
                 answered: me,
             });
         }
-        let mut mine = me.to_le_bytes().to_vec();
-        mine.extend_from_slice(&asked.to_le_bytes());
-        let n = hs.write_message(&mine, &mut buf).map_err(noise)?;
-        send_hs(&mut stream, &buf[..n])?;
+        let n = hs
+            .write_message(&node_pair(me, asked), &mut buf)
+            .map_err(noise)?;
+        send_hs(&mut stream, &[], &buf[..n])?;
         let conn = Conn::established(stream, hs, peer)?;
         // The first message may be a replay; the confirmation cannot be.
         let confirm = {
@@ -334,9 +345,7 @@ impl Conn {
 
     fn send_payload(&self, payload: &[u8]) -> std::io::Result<()> {
         let mut w = self.write.lock().map_err(|_| bad("poisoned"))?;
-        let mut plain = (payload.len() as u32).to_le_bytes().to_vec();
-        plain.extend_from_slice(payload);
-        self.write_plain(&mut w, &plain)
+        self.write_plain(&mut w, &framed(payload))
     }
 
     /// Seals and writes a few records at a time, so that the other end decrypts the
@@ -439,12 +448,17 @@ pub fn seal(
     nonce: &mut u64,
     payload: &[u8],
 ) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    seal_plain(noise, nonce, &framed(payload), &mut out)?;
+    Ok(out)
+}
+
+/// A frame's plaintext: the payload's length (u32 little-endian), then the payload.
+fn framed(payload: &[u8]) -> Vec<u8> {
     let mut plain = Vec::with_capacity(4 + payload.len());
     plain.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     plain.extend_from_slice(payload);
-    let mut out = Vec::new();
-    seal_plain(noise, nonce, &plain, &mut out)?;
-    Ok(out)
+    plain
 }
 
 /// [`seal`] of a frame's plaintext (its length already in front) into `out`.
@@ -493,9 +507,7 @@ impl Opener {
             // Decrypted where it belongs: the record's plaintext is its length less the tag.
             let at = self.payload.len();
             let n = record.len().saturating_sub(TAG);
-            if at + n > want {
-                return Err(LinkError::Io(bad("a frame runs past its length")));
-            }
+            Self::fits(at + n, want)?;
             self.payload.resize(at + n, 0);
             let got = noise
                 .read_message(*nonce, record, &mut self.payload[at..])
@@ -509,29 +521,28 @@ impl Opener {
             .read_message(*nonce, record, &mut self.plain)
             .map_err(failed)?;
         *nonce += 1;
-        let mut got = &self.plain[..n];
-        let want = match self.want {
-            Some(w) => w,
-            None => {
-                let Some((len, rest)) = got.split_first_chunk::<4>() else {
-                    return Err(LinkError::Io(bad("a frame without its length")));
-                };
-                let w = u32::from_le_bytes(*len) as usize;
-                if w > MAX_FRAME {
-                    return Err(LinkError::Io(bad("frame too large")));
-                }
-                got = rest;
-                self.want = Some(w);
-                // The length is authenticated and bounded: room for all of it at once.
-                self.payload = Vec::with_capacity(w);
-                w
-            }
+        // The first record of a frame: its length, then the payload's first bytes.
+        let Some((len, got)) = self.plain[..n].split_first_chunk::<4>() else {
+            return Err(LinkError::Io(bad("a frame without its length")));
         };
-        if self.payload.len() + got.len() > want {
-            return Err(LinkError::Io(bad("a frame runs past its length")));
+        let want = u32::from_le_bytes(*len) as usize;
+        if want > MAX_FRAME {
+            return Err(LinkError::Io(bad("frame too large")));
         }
+        Self::fits(got.len(), want)?;
+        self.want = Some(want);
+        // The length is authenticated and bounded: room for all of it at once.
+        self.payload = Vec::with_capacity(want);
         self.payload.extend_from_slice(got);
         Ok(self.finished(want))
+    }
+
+    /// Whether `len` bytes of payload fit the frame's announced length `want`.
+    fn fits(len: usize, want: usize) -> Result<(), LinkError> {
+        if len > want {
+            return Err(LinkError::Io(bad("a frame runs past its length")));
+        }
+        Ok(())
     }
 
     fn finished(&mut self, want: usize) -> Option<Vec<u8>> {
@@ -553,18 +564,16 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> std::io::Result<T> {
 /// A pair of transport states as the two ends of a link would hold them, made in memory
 /// (for tests and the fuzz target): (initiator's, responder's).
 pub fn pair(key: &Key) -> (snow::StatelessTransportState, snow::StatelessTransportState) {
-    let mut i = builder()
-        .psk(0, &psk(key))
-        .and_then(|b| b.build_initiator())
-        .expect("initiator");
-    let mut r = builder()
-        .psk(0, &psk(key))
-        .and_then(|b| b.build_responder())
-        .expect("responder");
+    let mut i = handshake_state(key, true).expect("initiator");
+    let mut r = handshake_state(key, false).expect("responder");
     let (mut a, mut b) = (vec![0u8; MAX_RECORD], vec![0u8; MAX_RECORD]);
-    let n = i.write_message(&[1, 0, 2, 0], &mut a).expect("message 1");
+    let n = i
+        .write_message(&node_pair(1, 2), &mut a)
+        .expect("message 1");
     r.read_message(&a[..n], &mut b).expect("message 1 read");
-    let n = r.write_message(&[2, 0, 2, 0], &mut a).expect("message 2");
+    let n = r
+        .write_message(&node_pair(2, 2), &mut a)
+        .expect("message 2");
     i.read_message(&a[..n], &mut b).expect("message 2 read");
     (
         i.into_stateless_transport_mode()
