@@ -128,6 +128,11 @@ struct Plan {
     home_during_poll: bool,
     /// Wait until the program has made this file before counting `migrate_after`.
     ready: Option<&'static str>,
+    /// The program has a `window()` (prog.h's handshake): it gets an `OMTEST_SYNC`
+    /// directory, is moved once it says "ready" (after `migrate_after`), and is told
+    /// "go" once it runs away, or with `home_after`, once it is home again. Natively,
+    /// "go" is there from the start.
+    window: bool,
 }
 
 /// One end of a migration.
@@ -177,6 +182,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         home_while_blocked,
         home_during_poll,
         ready,
+        window,
     } = plan;
     let dir = tempfile::Builder::new()
         .prefix("relay-")
@@ -190,6 +196,14 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
             copy
         }
     };
+    let sync = tempfile::Builder::new()
+        .prefix("relay-sync-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let go = sync.path().join("go");
+    if migrate_after.is_none() {
+        std::fs::write(&go, "").unwrap();
+    }
     // The guest runs as nobody; the files it writes are written at home by the deputy.
     // A shell is the program's parent (the test is its tracer) and reports its status.
     let mut child = Command::new("sh")
@@ -201,6 +215,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         .args(args)
         .current_dir(dir.path())
         .env("OMTEST", "hello")
+        .envs(window.then_some(("OMTEST_SYNC", sync.path())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -218,6 +233,15 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         if let Some(p) = c.split_whitespace().next() {
             break p.parse::<i32>().unwrap();
         }
+        // A native run through a window with "go" made beforehand can end in a
+        // millisecond, before it is seen; nothing needs its pid then.
+        if child.try_wait().unwrap().is_some() {
+            assert!(
+                migrate_after.is_none() && !interrupt,
+                "{name} ended before the test saw it start"
+            );
+            break 0;
+        }
         std::thread::sleep(Duration::from_millis(1));
     };
     let interrupter = interrupt.then(|| {
@@ -230,6 +254,9 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
     if let Some(t) = migrate_after {
         if let Some(f) = ready {
             wait_for_file(&dir.path().join(f));
+        }
+        if window {
+            wait_for_file(&sync.path().join("ready"));
         }
         std::thread::sleep(Duration::from_secs_f64(t));
         let frozen = capture_with(pid, leaving_home()).unwrap();
@@ -290,18 +317,8 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
                 wait_in(pid, libc::SYS_read);
                 std::thread::sleep(Duration::from_millis(100));
                 tx.send(Cmd::ComeHome).unwrap();
-                // Home once nothing traces it any more (and well before the 60 s a
-                // remote end waits for home to take the process).
-                while !std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .contains("TracerPid:\t0\n")
-                {
-                    assert!(
-                        start.elapsed() < Duration::from_secs(20),
-                        "not home in 20 s"
-                    );
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                // Well before the 60 s a remote end waits for home to take the process.
+                wait_home(pid, Duration::from_secs(20).saturating_sub(start.elapsed()));
                 std::fs::write(&fifo, "line one\n").unwrap();
             })
         });
@@ -310,11 +327,19 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         // when the home end is done).
         let asker = home_after.map(|h| {
             let rtx = rtx.clone();
+            let go = go.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs_f64(h));
                 let _ = rtx.send(Cmd::ComeHome);
+                if window {
+                    wait_home(pid, Duration::from_secs(40));
+                    std::fs::write(go, "").unwrap();
+                }
             })
         });
+        if window && home_after.is_none() {
+            std::fs::write(&go, "").unwrap();
+        }
         // Waits until the home copy of its memory is gone (the home process keeps little
         // more than the deputy's area), then lets it go on, away or at home.
         let watcher = release.map(|after| {
@@ -332,14 +357,7 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
                 let rss_after = resident(pid);
                 if after == AfterRelease::ComeHome {
                     let _ = rtx.send(Cmd::ComeHome);
-                    // Home once nothing traces it any more.
-                    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
-                        .unwrap_or_default()
-                        .contains("TracerPid:\t0\n")
-                    {
-                        assert!(start.elapsed() < Duration::from_secs(40), "not home");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
+                    wait_home(pid, Duration::from_secs(40).saturating_sub(start.elapsed()));
                 }
                 std::fs::write(go, "").unwrap();
                 (rss_before, rss_after)
@@ -404,6 +422,18 @@ fn run_plan(name: &str, args: &[&str], plan: Plan) -> Run {
         how,
         remote: remote_end,
         resident: rss,
+    }
+}
+
+/// Waits (at most `limit`) until process `pid` is home: nothing traces it any more.
+fn wait_home(pid: i32, limit: Duration) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .contains("TracerPid:\t0\n")
+    {
+        assert!(start.elapsed() < limit, "{pid} not home within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -476,10 +506,21 @@ fn interrupt_steps(pid: i32, dir: &std::path::Path) {
     kill(p, Signal::SIGUSR2).unwrap();
 }
 
-fn same(name: &str) {
-    let (native, _) = run(name, None, None);
+/// Runs program `name` natively, then moves it and lets it end away; with `window`,
+/// through its handshake.
+fn same(name: &str, window: bool) {
+    let timed = |migrate_after| Plan {
+        migrate_after,
+        window,
+        ..Plan::default()
+    };
+    let native = run_plan(name, &[], timed(None)).outcome;
     assert_eq!(native.code, Some(0), "{name}: {}", native.stdout);
-    let (moved, how) = run(name, Some(0.05), None);
+    let Run {
+        outcome: moved,
+        how,
+        ..
+    } = run_plan(name, &[], timed(Some(0.05)));
     assert_eq!(moved, native, "{name} migrated: {how}");
     eprintln!("{name}: {how}");
     assert!(
@@ -488,9 +529,21 @@ fn same(name: &str) {
     );
 }
 
-fn there_and_back(name: &str) {
-    let (native, _) = run(name, None, None);
-    let (moved, how) = run(name, Some(0.05), Some(0.1));
+/// Runs program `name` natively, then moves it and brings it home; with `window`,
+/// through its handshake.
+fn there_and_back(name: &str, window: bool) {
+    let plan = |migrate_after, home_after| Plan {
+        migrate_after,
+        home_after,
+        window,
+        ..Plan::default()
+    };
+    let native = run_plan(name, &[], plan(None, None)).outcome;
+    let Run {
+        outcome: moved,
+        how,
+        ..
+    } = run_plan(name, &[], plan(Some(0.05), Some(0.1)));
     assert_eq!(moved, native, "{name} migrated and brought home: {how}");
     eprintln!("{name}: {how}");
     assert!(
@@ -502,11 +555,11 @@ fn there_and_back(name: &str) {
 /// One test per program of the manifest ([`om_testprogs::with_programs`]) that this
 /// runner takes.
 macro_rules! relay_test {
-    ($name:ident, $args:expr, $stdin:expr) => {
+    ($name:ident, $args:expr, $stdin:expr, $window:expr) => {
         #[test]
         fn $name() {
-            same(stringify!($name));
-            there_and_back(stringify!($name));
+            same(stringify!($name), $window);
+            there_and_back(stringify!($name), $window);
         }
     };
 }

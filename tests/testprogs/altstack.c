@@ -9,7 +9,8 @@ static void handler(int sig) {
     char here;
     if (&here >= stack_mem && &here < stack_mem + sizeof stack_mem) on_alt++;
     total++;
-    spin(0.03);
+    if (total == 10) window(0.03); /* on the alternate stack */
+    else spin(0.03);
 }
 int main(void) {
     stack_t ss = {.ss_sp = stack_mem, .ss_size = sizeof stack_mem, .ss_flags = 0};

@@ -14,7 +14,7 @@ int main(void) {
     personality(PER_LINUX | UNAME26);
     int *tid_addr = NULL;
     prctl(PR_GET_TID_ADDRESS, &tid_addr);
-    spin(0.6);
+    window(0.6);
     int *tid_after = NULL;
     prctl(PR_GET_TID_ADDRESS, &tid_after);
     mode_t m = umask(0);

@@ -11,7 +11,7 @@ int main(void) {
     struct stat st;
     printf("libc visible after chroot: %d\n", stat("/usr/lib/x86_64-linux-gnu/libc.so.6", &st) == 0);
     for (int i = 0; i < 6; i++) {
-        spin(0.1);
+        if (i == 2) window(0.1); else spin(0.1);
         for (long j = 0; j < 5000000; j++) x = x * 6364136223846793005UL + 1;
         printf("step %d %016lx\n", i, x);
     }

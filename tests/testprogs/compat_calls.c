@@ -20,7 +20,7 @@ static const char *same(long got, long want) {
 }
 
 int main(void) {
-    spin(0.3);
+    window(0.3);
     printf("int 0x80 getpid: %s\n", same(int80(20), getpid()));
     printf("int 0x80 getppid: %s\n", same(int80(64), getppid()));
     long x = syscall(0x40000000L | SYS_getpid);

@@ -7,7 +7,7 @@ int main(void) {
     FILE *f = fopen("note.txt", "w");
     fputs("written in sub\n", f);
     fclose(f);
-    spin(0.6);
+    window(0.6);
     char buf[64] = {0};
     f = fopen("note.txt", "r");
     check(f != NULL, "relative open");

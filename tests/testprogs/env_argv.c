@@ -7,7 +7,7 @@
 int main(int argc, char **argv) {
     int env = open("/proc/self/environ", O_RDONLY);
     check(env >= 0, "open /proc/self/environ");
-    spin(0.6);
+    window(0.6);
     for (int i = 1; i < argc; i++) printf("argv[%d] = %s\n", i, argv[i]);
     printf("OMTEST = %s\n", getenv("OMTEST") ? getenv("OMTEST") : "(unset)");
     char buf[4096];

@@ -14,7 +14,7 @@ int main(void) {
         int n = snprintf(line, sizeof line, "entry %d\n", i);
         if (i == 15) lseek(9, 0, SEEK_SET); /* O_APPEND ignores this */
         check(write(9, line, (size_t)n) == n, "append");
-        spin(0.02);
+        if (i == 15) window(0.02); else spin(0.02);
     }
     printf("fd 9 flags append %d cloexec %d\n", !!(fcntl(9, F_GETFL) & O_APPEND), fcntl(9, F_GETFD));
     printf("fd 12 cloexec %d readonly %d\n", fcntl(12, F_GETFD), (fcntl(12, F_GETFL) & O_ACCMODE) == O_RDONLY);

@@ -6,7 +6,7 @@
 int main(void) {
     unsigned char *p = malloc(N);
     for (size_t i = 0; i < N; i++) p[i] = (unsigned char)(i * 31 + 7);
-    spin(0.6);
+    window(0.6);
     pid_t c = fork();
     if (c == 0) {
         unsigned long h = 0;

@@ -13,7 +13,7 @@ int main(void) {
         for (size_t j = 0; j < sizes[i]; j += 512) maps[i][j] = (unsigned char)(i + j / 512);
     }
     for (int i = 0; i < M; i += 5) munmap(maps[i], sizes[i]), maps[i] = NULL;
-    spin(0.6);
+    window(0.6);
     unsigned long h = 0;
     for (int i = 0; i < M; i++) {
         if (!maps[i]) continue;

@@ -41,7 +41,7 @@ int main(void) {
     check(madvise(nofork, 4 * 4096, MADV_DONTFORK) == 0, "madvise");
     check(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0, "PR_SET_THP_DISABLE");
     check(membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0, "membarrier register");
-    spin(0.6);
+    window(0.6);
     printf("locked %d, dontfork %d, thp disabled %d, membarrier %d\n", has_flag(locked, "lo"),
            has_flag(nofork, "dc"), prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0),
            membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED));

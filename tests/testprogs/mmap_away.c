@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
     check(keep != MAP_FAILED, "mmap kept");
     close(fd);
     memset(keep, 'K', 4096);
-    spin(0.6);
+    window(0.6);
     int kept_bad = 0;
     for (long i = 0; i < SIZE; i++) kept_bad += keep[i] != (i < 4096 ? 'K' : pat(i));
     fd = open("big", O_RDONLY);

@@ -10,7 +10,7 @@ int main(void) {
     check(m != MAP_FAILED, "mmap");
     close(fd);
     for (int p = 0; p < 16; p += 3) memset(m + p * 4096, 0xA0 + p, 100);
-    spin(0.6);
+    window(0.6);
     unsigned long h = 0;
     for (int i = 0; i < 64 * 1024; i++) h = mix(h, m[i]);
     for (int p = 1; p < 16; p += 3) check(m[p * 4096 + 5] == (unsigned char)((p * 4096 + 5) * 13), "file page");

@@ -13,7 +13,7 @@ int main(void) {
     mprotect(m, 4 * pg, PROT_READ);
     mprotect(m + 4 * pg, 4 * pg, PROT_NONE);
     mprotect(m + 8 * pg, 4 * pg, PROT_READ | PROT_EXEC);
-    spin(0.6);
+    window(0.6);
     signal(SIGSEGV, on_segv);
     int faulted = 0;
     if (sigsetjmp(jb, 1) == 0) { volatile unsigned char x = m[5 * pg]; (void)x; } else faulted = 1;

@@ -19,7 +19,7 @@ int main(void) {
     raise(SIGUSR1);
     union sigval v = {.sival_int = 4242};
     sigqueue(getpid(), SIGRTMIN + 3, v);
-    spin(0.7);
+    window(0.7);
     sigset_t pend;
     sigpending(&pend);
     printf("pending usr1 %d rt %d\n", sigismember(&pend, SIGUSR1), sigismember(&pend, SIGRTMIN + 3));

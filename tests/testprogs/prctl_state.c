@@ -7,7 +7,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 int main(void) {
-    spin(0.3);
+    window(0.3);
     printf("no_new_privs %d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
     printf("dumpable %d\n", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
     check(prctl(PR_SET_PDEATHSIG, SIGUSR1) == 0, "PR_SET_PDEATHSIG");

@@ -4,7 +4,7 @@
 static unsigned long deep(int depth, int spin_at, unsigned long acc) {
     volatile char frame[200];
     for (int i = 0; i < 200; i++) frame[i] = (char)(depth + i);
-    if (depth == spin_at) spin(0.4);
+    if (depth == spin_at) window(0.4);
     unsigned long r = depth == 0 ? acc : deep(depth - 1, spin_at, mix(acc, depth));
     for (int i = 0; i < 200; i++) check(frame[i] == (char)(depth + i), "frame contents");
     return r;

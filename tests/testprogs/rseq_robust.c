@@ -7,7 +7,7 @@
 int main(void) {
     void *head1; size_t len1;
     syscall(SYS_get_robust_list, 0, &head1, &len1);
-    spin(0.6);
+    window(0.6);
     void *head2; size_t len2;
     syscall(SYS_get_robust_list, 0, &head2, &len2);
     int registered = __rseq_size > 0;

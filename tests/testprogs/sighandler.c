@@ -18,7 +18,7 @@ int main(void) {
     sigprocmask(SIG_BLOCK, &block, NULL);
     for (int i = 0; i < 40; i++) {
         raise(SIGUSR1);
-        spin(0.02);
+        if (i == 20) window(0.02); else spin(0.02);
     }
     sigset_t now_mask;
     sigprocmask(SIG_BLOCK, NULL, &now_mask);

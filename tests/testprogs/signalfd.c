@@ -20,7 +20,7 @@ int main(void) {
     int rounds = 0, right = 0;
     pid_t me = getpid();
     for (int i = 1; i <= 24; i++) {
-        spin(0.04);
+        if (i == 12) window(0.04); else spin(0.04);
         check(kill(me, SIGUSR1) == 0, "kill");
         union sigval v = {.sival_int = 1000 + i};
         check(sigqueue(me, SIGUSR2, v) == 0, "sigqueue");

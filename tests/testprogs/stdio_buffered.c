@@ -4,7 +4,8 @@
 int main(void) {
     for (int i = 0; i < 300; i++) {
         printf("buffered line %03d\n", i);
-        if (i % 50 == 0) spin(0.1);
+        if (i == 150) window(0.1);
+        else if (i % 50 == 0) spin(0.1);
     }
     return 0;
 }

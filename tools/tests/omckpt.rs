@@ -272,9 +272,10 @@ fn run_program(spec: Spec) {
 }
 
 /// One test per program of the manifest ([`om_testprogs::with_programs`]) that this
-/// runner takes.
+/// runner takes. It dumps at random moments, so it sets no `OMTEST_SYNC`: a window is
+/// a plain busy wait here.
 macro_rules! program_test {
-    ($name:ident, $args:expr, $stdin:expr) => {
+    ($name:ident, $args:expr, $stdin:expr, $window:expr) => {
         #[test]
         fn $name() {
             run_program(Spec {

@@ -139,11 +139,12 @@ fn migrate_how(c: &TestCluster, pid: &str, to: &str, eager: bool) -> (bool, Stri
     )
 }
 
-/// Runs test program `prog` natively and with migrations, and compares everything.
-fn compare(c: &TestCluster, prog: &str, kind: &Kind<'_>) -> Verdict {
+/// Runs test program `prog` natively and with migrations, and compares everything;
+/// with `window`, it is moved in its window (prog.h's handshake).
+fn compare(c: &TestCluster, prog: &str, window: bool, kind: &Kind<'_>) -> Verdict {
     let bin = at_home_only(c, &program(prog));
     let comm = omcluster::harness::comm_of(&bin);
-    try_compare(c, prog, &bin, "cat out", &comm, kind)
+    try_compare(c, prog, &bin, "cat out", &comm, window, kind)
 }
 
 /// A way of moving a program: where `mosrun` sends it, then the hops `migrate` makes
@@ -185,13 +186,13 @@ enum Verdict {
 /// Runs every program of `progs` through every [`KINDS`], prints the table (program,
 /// then per kind: pass, refused with the reason, or FAIL) and panics if any failed or
 /// was refused.
-fn fidelity(c: &TestCluster, progs: &[&str]) {
+fn fidelity(c: &TestCluster, progs: &[(&str, bool)]) {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    for prog in progs {
+    for &(prog, window) in progs {
         let mut cells = Vec::new();
         for kind in &KINDS {
-            let cell = match compare(c, prog, kind) {
+            let cell = match compare(c, prog, window, kind) {
                 Verdict::Pass => "pass".to_string(),
                 Verdict::Refused(why) => {
                     bad.push(format!("{prog} ({}): refused: {why}", kind.name));
@@ -229,53 +230,83 @@ fn compare_cmd(c: &TestCluster, tag: &str, cmd: &str, show: &str, comm: &str, ho
         hops,
         eager: false,
     };
-    match try_compare(c, tag, cmd, show, comm, &kind) {
+    match try_compare(c, tag, cmd, show, comm, false, &kind) {
         Verdict::Pass => {}
         Verdict::Refused(why) => panic!("{tag} never ran elsewhere: {why}"),
         Verdict::Fail(why) => panic!("{tag}: {why}"),
     }
 }
 
-/// [`compare_cmd`] with moves of `kind`, saying how it went.
+/// [`compare_cmd`] with moves of `kind`, saying how it went. With `window`, the
+/// program gets an `OMTEST_SYNC` directory (prog.h's handshake): the native run finds
+/// "go" there from the start, and the moved one is moved once it says "ready" and told
+/// "go" after the last hop.
 fn try_compare(
     c: &TestCluster,
     tag: &str,
     cmd: &str,
     show: &str,
     comm: &str,
+    window: bool,
     kind: &Kind<'_>,
 ) -> Verdict {
     let list = "ls -lnR . | grep -v '^total' | grep -v ' pid$' | awk '{print $1, $5, $9}'; \
                 find . -type f ! -name pid ! -name out -exec sha256sum {} + | sort";
+    let how = kind.name.split_whitespace().next().unwrap_or("moved");
+    let sync = |run: &str, go: bool| {
+        if window {
+            let s = format!("/tmp/sync-{run}-{how}-{tag}");
+            let go = if go {
+                format!("touch {s}/go; ")
+            } else {
+                String::new()
+            };
+            (format!("rm -rf {s}; mkdir -p {s}; {go}OMTEST_SYNC={s} "), s)
+        } else {
+            (String::new(), String::new())
+        }
+    };
+    let (native_sync, _) = sync("native", true);
     let native = start(
         c,
-        &format!(
-            "/tmp/native-{}-{tag}",
-            kind.name.split_whitespace().next().unwrap_or("")
-        ),
-        &format!("OMTEST=hello {cmd} > out; echo \"status $?\"; {show}; {list}"),
+        &format!("/tmp/native-{how}-{tag}"),
+        &format!("{native_sync}OMTEST=hello {cmd} > out; echo \"status $?\"; {show}; {list}"),
     );
     let (want, _) = finish(native);
     if !want.contains("status 0") {
         return Verdict::Fail(format!("natively: {want}"));
     }
-    let how = kind.name.split_whitespace().next().unwrap_or("moved");
     let dir = format!("/tmp/moved-{how}-{tag}");
+    let (moved_sync, sync_dir) = sync("moved", false);
     let moved = start(
         c,
         &dir,
         &format!(
-            "OMTEST=hello {} {} {cmd} > out & echo $! > pid; wait $!; echo \"status $?\"; {show}; {list}",
+            "{moved_sync}OMTEST=hello {} {} {cmd} > out & echo $! > pid; wait $!; echo \"status $?\"; {show}; {list}",
             tool("mosrun"),
             kind.first
         ),
     );
     let pid = pid_of(c, &dir);
     let mut log = Vec::new();
+    if window {
+        let ready = sh(
+            c,
+            1,
+            &format!(
+                "for i in $(seq 6000); do [ -e {sync_dir}/ready ] && echo ready && exit; \
+                 kill -0 {pid} 2>/dev/null || break; sleep 0.01; done; echo never"
+            ),
+        );
+        log.push(format!("window: {}", ready.trim()));
+    }
     for to in kind.hops {
         std::thread::sleep(Duration::from_millis(moment()));
         let (ok, msg) = migrate_how(c, &pid, to, kind.eager);
         log.push(format!("{to}: {ok} {msg}"));
+    }
+    if window {
+        c.sh(1, &format!("touch {sync_dir}/go"));
     }
     let (got, err) = finish(moved);
     if got != want {
@@ -363,11 +394,11 @@ fn moment() -> u64 {
 
 /// Every program of the engine's migration suite that the fidelity runner takes (the
 /// manifest, [`om_testprogs::with_programs`]), in two halves that run in parallel.
-fn engine_programs() -> Vec<&'static str> {
+fn engine_programs() -> Vec<(&'static str, bool)> {
     let mut all = Vec::new();
     macro_rules! take {
-        ($name:ident, $args:expr, $stdin:expr) => {
-            all.push(stringify!($name));
+        ($name:ident, $args:expr, $stdin:expr, $window:expr) => {
+            all.push((stringify!($name), $window));
         };
     }
     om_testprogs::with_programs!(cluster, take);
@@ -375,7 +406,7 @@ fn engine_programs() -> Vec<&'static str> {
 }
 
 /// One half of [`engine_programs`].
-fn engine_half(second: bool) -> Vec<&'static str> {
+fn engine_half(second: bool) -> Vec<(&'static str, bool)> {
     let all = engine_programs();
     let (a, b) = all.split_at(all.len() / 2);
     if second {
@@ -388,7 +419,7 @@ fn engine_half(second: bool) -> Vec<&'static str> {
 #[test]
 fn engine_programs_move_between_nodes_and_back_1() {
     let progs = engine_half(false);
-    for prog in &progs {
+    for (prog, _) in &progs {
         program(prog);
     }
     let c = cluster("t-mig3a");
@@ -398,7 +429,7 @@ fn engine_programs_move_between_nodes_and_back_1() {
 #[test]
 fn engine_programs_move_between_nodes_and_back_2() {
     let progs = engine_half(true);
-    for prog in &progs {
+    for (prog, _) in &progs {
         program(prog);
     }
     let c = cluster("t-mig3b");

@@ -80,7 +80,13 @@ pub fn build(name: &str, out_dir: &Path) -> PathBuf {
 
 /// The engine's self-checking test programs, declared once for every runner that moves
 /// or checkpoints them: `with_programs!(RUNNER, CALLBACK)` calls `CALLBACK!(name, args,
-/// stdin)` for each program RUNNER takes.
+/// stdin, window)` for each program RUNNER takes.
+///
+/// `window` (a `bool`) is whether the program has a `window()` (`prog.h`): a runner that
+/// sets `OMTEST_SYNC` waits for its "ready", moves it, and then says "go", so its moves
+/// land at a known point however long they take. A `timed` program (one whose subject
+/// is time, or a computation without a point to stop at) is moved at moments the runner
+/// picks while it runs.
 ///
 /// - `relay`: remote/tests/relay.rs, migrated in-process, and there and back.
 /// - `ckpt`: tools/tests/omckpt.rs, dumped at random moments and restored, eagerly and
@@ -93,63 +99,65 @@ pub fn build(name: &str, out_dir: &Path) -> PathBuf {
 macro_rules! with_programs {
     ($runner:ident, $callback:ident) => {
         $crate::with_programs!(@each $runner $callback [
-            altstack: [relay ckpt cluster], [], None;
-            attrs: [relay ckpt cluster], [], None;
-            avx: [relay ckpt cluster], [], None;
-            bigheap: [relay ckpt cluster], [], None;
-            brk: [relay ckpt cluster], [], None;
-            checksum: [relay ckpt cluster], [], None;
+            altstack: [relay ckpt cluster], [], None, window;
+            attrs: [relay ckpt cluster], [], None, window;
+            avx: [relay ckpt cluster], [], None, timed;
+            bigheap: [relay ckpt cluster], [], None, window;
+            brk: [relay ckpt cluster], [], None, window;
+            checksum: [relay ckpt cluster], [], None, timed;
             // A checkpoint restores no chroot.
-            chroot_home: [relay cluster], [], None;
+            chroot_home: [relay cluster], [], None, window;
             // A checkpoint restores no child (the restored process has none).
-            cow_fork: [relay cluster], [], None;
-            compat_calls: [relay ckpt cluster], [], None;
-            cwd: [relay ckpt cluster], [], None;
-            env_argv: [relay ckpt cluster], ["one", "two words", "--three=3"], None;
-            file_flags: [relay ckpt cluster], [], None;
-            file_read: [relay ckpt cluster], [], None;
-            file_write: [relay ckpt cluster], [], None;
-            fork_after: [relay ckpt cluster], [], None;
-            fpu: [relay ckpt cluster], [], None;
-            itimer: [relay ckpt cluster], [], None;
-            mappings: [relay ckpt cluster], [], None;
-            mm_state: [relay ckpt cluster], [], None;
-            mmap_away: [relay ckpt cluster], [], None;
-            mmap_file: [relay ckpt cluster], [], None;
-            mprotect: [relay ckpt cluster], [], None;
-            nanosleep: [relay ckpt cluster], [], None;
-            pending: [relay ckpt cluster], [], None;
-            posix_timer: [relay ckpt cluster], [], None;
+            cow_fork: [relay cluster], [], None, window;
+            compat_calls: [relay ckpt cluster], [], None, window;
+            cwd: [relay ckpt cluster], [], None, window;
+            env_argv: [relay ckpt cluster], ["one", "two words", "--three=3"], None, window;
+            file_flags: [relay ckpt cluster], [], None, window;
+            file_read: [relay ckpt cluster], [], None, window;
+            file_write: [relay ckpt cluster], [], None, window;
+            fork_after: [relay ckpt cluster], [], None, window;
+            fpu: [relay ckpt cluster], [], None, timed;
+            itimer: [relay ckpt cluster], [], None, timed;
+            mappings: [relay ckpt cluster], [], None, window;
+            mm_state: [relay ckpt cluster], [], None, window;
+            mmap_away: [relay ckpt cluster], [], None, window;
+            mmap_file: [relay ckpt cluster], [], None, window;
+            mprotect: [relay ckpt cluster], [], None, window;
+            nanosleep: [relay ckpt cluster], [], None, timed;
+            pending: [relay ckpt cluster], [], None, window;
+            posix_timer: [relay ckpt cluster], [], None, timed;
             // Its state is about processes at home (parent-death signal, subreaper).
-            prctl_state: [relay cluster], [], None;
-            recursion: [relay ckpt cluster], [], None;
-            rseq_robust: [relay ckpt cluster], [], None;
+            prctl_state: [relay cluster], [], None, window;
+            recursion: [relay ckpt cluster], [], None, window;
+            rseq_robust: [relay ckpt cluster], [], None, window;
             // A checkpoint holds no memfd or deleted file (only a migration's source does).
-            shared_mem: [relay cluster], [], None;
-            sighandler: [relay ckpt cluster], [], None;
+            shared_mem: [relay cluster], [], None, window;
+            sighandler: [relay ckpt cluster], [], None, window;
             // A checkpoint restores no signalfd.
-            signalfd: [relay cluster], [], None;
+            signalfd: [relay cluster], [], None, window;
             // Reads its standard input, which only the checkpoint runner gives it.
-            stdin_read: [ckpt], [], Some("first line\nsecond line\nthe end\n");
-            stdio_buffered: [relay ckpt cluster], [], None;
-            tls: [relay ckpt cluster], [], None;
-            vdso_time: [relay ckpt cluster], [], None;
+            stdin_read: [ckpt], [], Some("first line\nsecond line\nthe end\n"), timed;
+            stdio_buffered: [relay ckpt cluster], [], None, window;
+            tls: [relay ckpt cluster], [], None, window;
+            vdso_time: [relay ckpt cluster], [], None, timed;
         ]);
     };
-    (@each $runner:ident $cb:ident [$($name:ident: [$($r:ident)*], [$($arg:literal),*], $stdin:expr;)*]) => {
-        $( $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin; $($r)*); )*
+    (@each $runner:ident $cb:ident [$($name:ident: [$($r:ident)*], [$($arg:literal),*], $stdin:expr, $when:ident;)*]) => {
+        $( $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin, $when; $($r)*); )*
     };
-    (@pick relay $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; relay $($rest:ident)*) => {
-        $cb!($name, &[$($arg),*], $stdin);
+    (@window window) => { true };
+    (@window timed) => { false };
+    (@pick relay $cb:ident $name:ident [$($arg:literal),*] $stdin:expr, $when:ident; relay $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin, $crate::with_programs!(@window $when));
     };
-    (@pick ckpt $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; ckpt $($rest:ident)*) => {
-        $cb!($name, &[$($arg),*], $stdin);
+    (@pick ckpt $cb:ident $name:ident [$($arg:literal),*] $stdin:expr, $when:ident; ckpt $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin, $crate::with_programs!(@window $when));
     };
-    (@pick cluster $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; cluster $($rest:ident)*) => {
-        $cb!($name, &[$($arg),*], $stdin);
+    (@pick cluster $cb:ident $name:ident [$($arg:literal),*] $stdin:expr, $when:ident; cluster $($rest:ident)*) => {
+        $cb!($name, &[$($arg),*], $stdin, $crate::with_programs!(@window $when));
     };
-    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr; $other:ident $($rest:ident)*) => {
-        $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin; $($rest)*);
+    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr, $when:ident; $other:ident $($rest:ident)*) => {
+        $crate::with_programs!(@pick $runner $cb $name [$($arg),*] $stdin, $when; $($rest)*);
     };
-    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr;) => {};
+    (@pick $runner:ident $cb:ident $name:ident [$($arg:literal),*] $stdin:expr, $when:ident;) => {};
 }
