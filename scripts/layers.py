@@ -44,7 +44,7 @@ LAYERS = [
     ("om-tools", ["om-ckpt", "om-docgen", "om-map", "om-proto", "om-sys", "om-testprogs"]),
     ("om-mosmon", ["om-docgen", "om-proto"]),
     # The cluster harness runs omd as a program; its tests use omd's library.
-    ("omcluster", ["om-docgen", "om-map", "om-migrate", "om-proto", "om-testprogs", "omd"]),
+    ("omcluster", ["om-docgen", "om-map", "om-migrate", "om-proto", "om-sys", "om-testprogs", "omd"]),
     ("om-bench", ["om-ckpt", "om-migrate", "omcluster", "omd"]),
 ]
 

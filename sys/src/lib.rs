@@ -17,6 +17,7 @@ compile_error!(
 #[cfg(target_arch = "x86_64")]
 #[path = "arch/x86_64.rs"]
 pub mod arch;
+pub mod foreground;
 pub mod sigpipe;
 
 use std::io;

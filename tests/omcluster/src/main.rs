@@ -2,11 +2,10 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use nix::sys::signal::{kill, raise, SigSet, Signal};
 use nix::unistd::Pid;
+use om_sys::foreground::{end_like, Foreground};
 use omcluster::spec::format_mem;
 use omcluster::{cgroup::Cgroups, node, ClusterSpec, ClusterState, Error, NodeState};
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode};
 
 /// A cluster of openMosix nodes on one Linux machine, for trying the system and testing it.
@@ -255,50 +254,14 @@ fn exec(name: &str, node: u16, cmd: &[String]) -> Result<ExitCode> {
     let n = state.node(node)?;
     node::enter(&Cgroups::detect()?, name, n)?;
 
-    let mut child = Command::new(&cmd[0])
+    let child = Command::new(&cmd[0])
         .args(&cmd[1..])
         .spawn()
         .with_context(|| format!("cannot run `{}` in node {node}", cmd[0]))?;
-    // Block only after the spawn: a child inherits its parent's signal mask. A SIGCHLD
-    // that came before the block is caught by try_wait below before sigwait is reached.
-    let forwarded = [
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ];
-    let mut signals = SigSet::empty();
-    for s in forwarded
-        .iter()
-        .chain(&[Signal::SIGCHLD, Signal::SIGINT, Signal::SIGQUIT])
-    {
-        signals.add(*s);
-    }
-    signals.thread_block().context("cannot block signals")?;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        match signals.wait().context("sigwait")? {
-            // Ctrl-C and Ctrl-\ reach the command from the terminal directly.
-            Signal::SIGCHLD | Signal::SIGINT | Signal::SIGQUIT => {}
-            sig => {
-                let _ = kill(Pid::from_raw(child.id() as i32), sig);
-            }
-        }
-    };
-    if let Some(code) = status.code() {
-        return Ok(ExitCode::from(code as u8));
-    }
-    // We never install handlers, so every signal still has its default action: after
-    // unblocking it, raising the command's signal ends us the same way (as env(1) and
-    // timeout(1) do). Rust ignores SIGPIPE at start-up, so that one becomes 128+13.
-    let sig = status.signal().unwrap_or(0);
-    if let Ok(sig) = Signal::try_from(sig) {
-        let mut one = SigSet::empty();
-        one.add(sig);
-        let _ = one.thread_unblock();
-        let _ = raise(sig);
-    }
-    Ok(ExitCode::from(128 + sig as u8))
+    // Block only after the spawn: a child inherits its parent's signal mask.
+    let foreground = Foreground::block().context("cannot block signals")?;
+    let status = foreground
+        .wait(Pid::from_raw(child.id() as i32))
+        .with_context(|| format!("waiting for `{}`", cmd[0]))?;
+    Ok(end_like(status))
 }

@@ -7,10 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
 use clap::{Parser, Subcommand};
-use nix::sys::signal::{kill, raise, SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use om_ckpt::{capture, checkpoint, restore, Paging};
+use om_sys::foreground::{end_like, Foreground};
 
 /// Checkpoint a running process to a directory and restart it from there, in the spirit of
 /// MOSIX's checkpoint/recovery and of criu.
@@ -153,20 +152,7 @@ fn restart(dir: &Path, lazy: bool, detach: bool, verbose: bool) -> Result<ExitCo
     let (image, pages) = checkpoint::read(dir)?;
     // Block the signals we wait for or pass on before any thread starts (threads inherit
     // the mask; the restored process gets its own mask from the image).
-    let forwarded = [
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ];
-    let mut signals = SigSet::empty();
-    for s in forwarded
-        .iter()
-        .chain(&[Signal::SIGCHLD, Signal::SIGINT, Signal::SIGQUIT])
-    {
-        signals.add(*s);
-    }
-    signals.thread_block().context("cannot block signals")?;
+    let foreground = Foreground::block().context("cannot block signals")?;
     let t0 = Instant::now();
     let paging = if lazy { Paging::Lazy } else { Paging::Eager };
     let mut restored = restore(&image, Box::new(pages), paging)
@@ -190,36 +176,14 @@ fn restart(dir: &Path, lazy: bool, detach: bool, verbose: bool) -> Result<ExitCo
     }
     // Like a shell waiting for a foreground job: Ctrl-C and Ctrl-\ reach the process from
     // the terminal directly; TERM, HUP, USR1 and USR2 sent to omckpt are passed on.
-    let status = loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break s,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("waiting for the restored process"),
-        }
-        match signals.wait().context("sigwait")? {
-            Signal::SIGCHLD | Signal::SIGINT | Signal::SIGQUIT => {}
-            sig => {
-                let _ = kill(pid, sig);
-            }
-        }
-    };
+    let status = foreground
+        .wait(pid)
+        .context("waiting for the restored process")?;
     let stats = restored.finish_paging()?;
     if let (true, Some(s)) = (verbose, stats) {
         eprintln!("omckpt: paging: {s:?}");
     }
-    match status {
-        WaitStatus::Exited(_, code) => Ok(ExitCode::from(code as u8)),
-        WaitStatus::Signaled(_, sig, _) => {
-            // No handlers are installed here, so unblocking and raising the same signal
-            // ends omckpt the way the process ended.
-            let mut one = SigSet::empty();
-            one.add(sig);
-            let _ = one.thread_unblock();
-            let _ = raise(sig);
-            Ok(ExitCode::from(128 + sig as u8))
-        }
-        _ => Ok(ExitCode::FAILURE),
-    }
+    Ok(end_like(status))
 }
 
 /// The pids of `pid`'s children (running or not yet reaped), as /proc lists them.
