@@ -25,8 +25,8 @@ LAYERS = [
     ("om-wire", ["om-proto"]),
     ("om-ckpt", ["om-sys", "om-testprogs"]),
     ("om-remote", ["om-ckpt", "om-sys", "om-testprogs"]),
-    # The migration protocol: the link and its setup messages.
-    ("om-migrate", ["om-ckpt", "om-map", "om-proto", "om-wire"]),
+    # Migration between omds: the protocol, the registry, the home and target sides.
+    ("om-migrate", ["om-ckpt", "om-map", "om-proto", "om-remote", "om-wire"]),
     (
         "omd",
         [

@@ -11,16 +11,65 @@
 //! process at home, its rate of read and write calls (`/proc/PID/io`) times what one
 //! forwarded call costs ([`FORWARD_COST`]).
 
-use crate::balance::{self, Dest, Hint, NodeLoad, Proc, Snapshot, Why};
+use crate::balance::{self, Balancer, Dest, Hint, NodeLoad, OpportunityCost, Proc, Snapshot, Why};
 use crate::migrate::Migrations;
+use crate::node::Node;
 use om_map::NodeId;
 use om_proto::JobKind;
 use om_proto::MigrateTo;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The balancer of a node: its policy (with flood control), the node whose gossip it
+/// reads, and what it did.
+pub struct Balancing {
+    node: Arc<Mutex<Node>>,
+    policy: Mutex<Balancer>,
+    moved_out: AtomicU64,
+    failed: AtomicU64,
+    ushered: AtomicU64,
+    last: Mutex<Option<String>>,
+    candidates: AtomicUsize,
+}
+
+impl Balancing {
+    /// The balancer of `node`, with the default policy.
+    pub fn new(node: Arc<Mutex<Node>>) -> Self {
+        Self {
+            node,
+            policy: Mutex::new(Balancer::new(Box::new(OpportunityCost::default()))),
+            moved_out: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            ushered: AtomicU64::new(0),
+            last: Mutex::new(None),
+            candidates: AtomicUsize::new(0),
+        }
+    }
+
+    /// The balancer's state for `mosctl status` (with the arrivals `m` counted).
+    pub fn status(&self, m: &Migrations, interval: Duration) -> om_proto::BalancerStatus {
+        om_proto::BalancerStatus {
+            policy: self
+                .policy
+                .lock()
+                .expect("policy lock")
+                .policy()
+                .name()
+                .into(),
+            interval_ms: interval.as_millis() as u64,
+            candidates: self.candidates.load(Ordering::Relaxed),
+            moved_out: self.moved_out.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            moved_in: m.auto_arrivals(),
+            ushered: self.ushered.load(Ordering::Relaxed),
+            last: self.last.lock().expect("last lock").clone(),
+            arriving: m.arriving(),
+        }
+    }
+}
 
 /// What one forwarded call costs a process away from home (two link round trips; see
 /// `mig-bench`: 165 µs for `getppid()` over the omcluster link).
@@ -104,8 +153,8 @@ fn hint(job: JobKind) -> Hint {
 }
 
 /// The time, this node and the nodes it sees up, as the balancer sees them.
-fn nodes(m: &Migrations) -> (balance::Millis, NodeLoad, Vec<NodeLoad>) {
-    let n = m.node().lock().expect("node lock");
+fn nodes(b: &Balancing) -> (balance::Millis, NodeLoad, Vec<NodeLoad>) {
+    let n = b.node.lock().expect("node lock");
     let now = n.now();
     let own = n.own();
     let me_id = n.cfg.node;
@@ -126,8 +175,8 @@ fn nodes(m: &Migrations) -> (balance::Millis, NodeLoad, Vec<NodeLoad>) {
 }
 
 /// The snapshot of one decision, measuring every candidate.
-fn snapshot(m: &Migrations, tracks: &mut Tracks) -> Snapshot {
-    let (now, me, peers) = nodes(m);
+fn snapshot(b: &Balancing, m: &Migrations, tracks: &mut Tracks) -> Snapshot {
+    let (now, me, peers) = nodes(b);
     let mut procs = Vec::new();
     for (pid, h) in m.at_home() {
         let Some(u) = crate::procs::usage(pid) else {
@@ -213,8 +262,8 @@ impl MemTrend {
 }
 
 /// Where to start process `pid` (`mosrun` without a node): `None` keeps it here.
-pub fn place(m: &Migrations, pid: i32) -> Option<NodeId> {
-    let (now, me, peers) = nodes(m);
+pub fn place(b: &Balancing, m: &Migrations, pid: i32) -> Option<NodeId> {
+    let (now, me, peers) = nodes(b);
     let s = Snapshot {
         now,
         me,
@@ -224,7 +273,7 @@ pub fn place(m: &Migrations, pid: i32) -> Option<NodeId> {
         mem_falling: 0.0,
     };
     let mem = crate::procs::usage(pid).map_or(0, |u| u.rss);
-    let to = m.balancer.lock().expect("balancer lock").place(&s, mem);
+    let to = b.policy.lock().expect("policy lock").place(&s, mem);
     let load = |n: NodeId| s.peers.iter().find(|p| p.node == n).map_or(0.0, |p| p.load);
     match to {
         Some(n) => tracing::info!(
@@ -237,16 +286,16 @@ pub fn place(m: &Migrations, pid: i32) -> Option<NodeId> {
     to
 }
 
-/// Starts the balancer of `m` in a thread of its own.
-pub fn start(m: Arc<Migrations>) {
+/// Starts balancer `b` of migrations `m` in a thread of its own.
+pub fn start(b: Arc<Balancing>, m: Arc<Migrations>) {
     let _ = std::thread::Builder::new()
         .name("om-balance".into())
-        .spawn(move || run(m));
+        .spawn(move || run(&b, m));
 }
 
-fn run(m: Arc<Migrations>) {
+fn run(b: &Arc<Balancing>, m: Arc<Migrations>) {
     let mut rng = rand::rngs::SmallRng::from_os_rng();
-    let every = interval(m.node().lock().expect("node lock").cfg.interval);
+    let every = interval(b.node.lock().expect("node lock").cfg.interval);
     std::thread::sleep(every.mul_f64(rng.random::<f64>()));
     let mut tracks = Tracks::default();
     let mut trend = MemTrend::default();
@@ -254,13 +303,13 @@ fn run(m: Arc<Migrations>) {
     loop {
         // A random part of a tenth of the interval keeps nodes from deciding in step.
         std::thread::sleep(every.mul_f64(0.95 + 0.1 * rng.random::<f64>()));
-        let mut s = snapshot(&m, &mut tracks);
+        let mut s = snapshot(b, &m, &mut tracks);
         s.mem_falling = trend.update(s.me.mem_avail);
-        m.auto.candidates.store(s.procs.len(), Ordering::Relaxed);
+        b.candidates.store(s.procs.len(), Ordering::Relaxed);
         if s.procs.is_empty() || moving.load(Ordering::SeqCst) {
             continue;
         }
-        let plan = m.balancer.lock().expect("balancer lock").decide(&s);
+        let plan = b.policy.lock().expect("policy lock").decide(&s);
         for (pid, hold) in &plan.held {
             m.set_held(*pid, hold.to_string());
         }
@@ -270,11 +319,11 @@ fn run(m: Arc<Migrations>) {
         };
         m.set_held(p.pid, String::new());
         moving.store(true, Ordering::SeqCst);
-        let (m2, moving2) = (m.clone(), moving.clone());
+        let (b2, m2, moving2) = (b.clone(), m.clone(), moving.clone());
         let _ = std::thread::Builder::new()
             .name(format!("om-auto-{}", p.pid))
             .spawn(move || {
-                carry_out(&m2, &p, mv.to, mv.why);
+                carry_out(&b2, &m2, &p, mv.to, mv.why);
                 moving2.store(false, Ordering::SeqCst);
             });
     }
@@ -285,7 +334,7 @@ fn mib(b: u64) -> f64 {
 }
 
 /// Carries out one decided move, and counts and logs it.
-fn carry_out(m: &Arc<Migrations>, p: &Proc, to: Dest, why: Why) {
+fn carry_out(b: &Balancing, m: &Arc<Migrations>, p: &Proc, to: Dest, why: Why) {
     let whose = match p.home {
         None => format!("pid {}", p.pid),
         Some(h) => format!("guest {} of node {h}", p.pid),
@@ -320,15 +369,15 @@ fn carry_out(m: &Arc<Migrations>, p: &Proc, to: Dest, why: Why) {
     match result {
         Ok(()) => {
             tracing::info!("balancer: {line}");
-            m.auto.moved_out.fetch_add(1, Ordering::Relaxed);
+            b.moved_out.fetch_add(1, Ordering::Relaxed);
             if matches!(why, Why::Memory { .. }) {
-                m.auto.ushered.fetch_add(1, Ordering::Relaxed);
+                b.ushered.fetch_add(1, Ordering::Relaxed);
             }
-            *m.auto.last.lock().expect("last lock") = Some(line);
+            *b.last.lock().expect("last lock") = Some(line);
         }
         Err(e) => {
             tracing::info!("balancer: {line}: failed: {e}");
-            m.auto.failed.fetch_add(1, Ordering::Relaxed);
+            b.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct Omd {
     pub node: Arc<Mutex<Node>>,
     /// Its migrations (none in a tree served without them, as in tests).
     pub migrations: Option<Arc<Migrations>>,
+    /// Its balancer (with the migrations).
+    pub balancing: Option<Arc<crate::balancer::Balancing>>,
 }
 
 impl Omd {
@@ -26,6 +28,7 @@ impl Omd {
         Self {
             node,
             migrations: None,
+            balancing: None,
         }
     }
 }
@@ -132,7 +135,10 @@ pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
                 (n.handle(r, uid), interval)
             };
             if let (Response::Status(s), Some(m)) = (&mut reply, &omd.migrations) {
-                s.balancer = Some(m.balancer_status(crate::balancer::interval(interval)));
+                s.balancer = omd
+                    .balancing
+                    .as_ref()
+                    .map(|b| b.status(m, crate::balancer::interval(interval)));
                 s.links = Some(m.link_counters());
             }
             if changes {

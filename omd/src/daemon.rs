@@ -220,7 +220,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         cpus,
         0,
     ));
-    let migrations = crate::migrate::start(
+    let (migrations, balancing) = crate::migrate::start(
         node.clone(),
         (args.guest_uid, args.guest_gid),
         p.balance_users.clone(),
@@ -229,6 +229,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     let omd = crate::control::Omd {
         node: node.clone(),
         migrations: Some(migrations.clone()),
+        balancing: Some(balancing),
     };
     // The tree: through the kernel module's device when it is loaded, else over FUSE.
     let device = !args.no_hpc

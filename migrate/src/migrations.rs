@@ -1,0 +1,428 @@
+//! This node's migrations: the registry of its processes under migration control and of
+//! the guests it runs, as a value ([`Migrations`]) that omd hands to its servers; what
+//! it asks of the rest of the cluster is the [`Cluster`] trait. The home side of a move
+//! is `home.rs`, the target side `target.rs`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use om_ckpt::{PageError, PageSource};
+use om_map::NodeId;
+use om_proto::JobKind;
+use om_remote::relay::{Command, Link, Msg};
+
+use crate::admit::{Startups, Throttle};
+use crate::registry::{entry, owner, privileged, refresh, start_time, GuestProc, HomeProc};
+use crate::{Conn, MigrateError, Outcome, Setup};
+
+/// What the migrations of a node need to know of the cluster and of the node's policy:
+/// omd answers from its gossip state, its settings and its balancer.
+pub trait Cluster: Send + Sync {
+    /// Whether node `n` is in the cluster map.
+    fn in_map(&self, n: NodeId) -> bool;
+    /// Whether node `n` is up.
+    fn is_up(&self, n: NodeId) -> bool;
+    /// How many nodes are up, this one included.
+    fn up_count(&self) -> usize;
+    /// The address of node `n`, from the map.
+    fn addr_of(&self, n: NodeId) -> Option<IpAddr>;
+    /// Whether some node of the map has address `ip`.
+    fn knows(&self, ip: IpAddr) -> bool;
+    /// Whether node `n` may speak from address `ip`.
+    fn speaks_from(&self, n: NodeId, ip: IpAddr) -> bool;
+    /// Whether this node takes no guests (`mosctl block`).
+    fn blocked(&self) -> bool;
+    /// The memory this node has available for guests, bytes.
+    fn mem_available(&self) -> u64;
+    /// Where the balancer would place process `pid` of this node (`mosrun` without a
+    /// node): `None` keeps it here.
+    fn place(&self, m: &Migrations, pid: i32) -> Option<NodeId>;
+}
+
+/// This node's migrations.
+pub struct Migrations {
+    pub(crate) cluster: Box<dyn Cluster>,
+    pub(crate) me: NodeId,
+    pub(crate) port: u16,
+    pub(crate) key: om_wire::Key,
+    pub(crate) guest_ids: (u32, u32),
+    pub(crate) home: Mutex<HashMap<i32, HomeProc>>,
+    pub(crate) guests: Mutex<HashMap<u64, GuestProc>>,
+    /// Accepted offers waiting for their page link, by migration id.
+    pub(crate) pages: Mutex<HashMap<u64, PageLink>>,
+    /// What became of links to the migration port.
+    pub(crate) links: LinkStats,
+    /// Handshakes under way.
+    pub(crate) startups: Startups,
+    /// Log lines about dropped links.
+    pub(crate) drop_log: Throttle,
+    /// How processes that were away ended (kept until a waiting request reads it).
+    pub(crate) ended: Mutex<HashMap<i32, String>>,
+    /// Guests that came here by another node's balancer.
+    pub(crate) auto_in: AtomicU64,
+    /// The measured link bandwidth to each node, bytes per second.
+    pub(crate) bandwidth: Mutex<HashMap<NodeId, f64>>,
+    /// Guests arriving now.
+    pub(crate) arriving: AtomicUsize,
+    /// Users all of whose processes are under migration control (`--balance-users`).
+    pub users: Mutex<Vec<u32>>,
+}
+
+/// An accepted offer's page link: offered by node `home` at `since`, and once it came,
+/// the connection.
+pub(crate) struct PageLink {
+    pub(crate) home: NodeId,
+    pub(crate) since: Instant,
+    pub(crate) conn: Option<Conn>,
+}
+
+/// How long an accepted offer waits for its page link.
+pub(crate) const PAGE_LINK_WAIT: Duration = Duration::from_secs(10);
+
+/// Counts of what became of links to the migration port, for `mosctl status`.
+#[derive(Debug, Default)]
+pub(crate) struct LinkStats {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) not_in_map: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    pub(crate) bad_handshake: AtomicU64,
+    pub(crate) wrong_node: AtomicU64,
+    pub(crate) stray_pages: AtomicU64,
+}
+
+impl LinkStats {
+    pub(crate) fn get(&self) -> om_proto::LinkCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        om_proto::LinkCounters {
+            accepted: l(&self.accepted),
+            not_in_map: l(&self.not_in_map),
+            busy: l(&self.busy),
+            bad_handshake: l(&self.bad_handshake),
+            wrong_node: l(&self.wrong_node),
+            stray_pages: l(&self.stray_pages),
+        }
+    }
+}
+
+/// The bandwidth assumed before a migration measured one: a gigabit link.
+pub const DEFAULT_BANDWIDTH: f64 = 110e6;
+
+/// What became of a process asked to come home.
+pub(crate) enum Homecoming {
+    Home,
+    /// It ended on the way (how, if known).
+    Ended(Option<String>),
+    TimedOut,
+}
+
+pub(crate) struct TcpLink(pub(crate) Conn);
+
+impl Link for TcpLink {
+    fn send(&self, m: &Msg) -> std::io::Result<()> {
+        self.0.send(m)
+    }
+    fn recv(&self, timeout: Option<Duration>) -> std::io::Result<Option<Msg>> {
+        self.0.recv(timeout)
+    }
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.0.fd())
+    }
+}
+
+/// The home's pages, read over the second connection.
+pub(crate) struct RemotePages(pub(crate) Conn);
+
+impl PageSource for RemotePages {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        let io = |source| PageError::Io { addr, source };
+        self.0
+            .send(&Setup::Read {
+                addr,
+                len: buf.len() as u64,
+            })
+            .map_err(io)?;
+        match self
+            .0
+            .recv::<Setup>(Some(Duration::from_secs(30)))
+            .map_err(io)?
+        {
+            Some(Setup::Bytes(b)) if b.len() == buf.len() => {
+                buf.copy_from_slice(&b);
+                Ok(())
+            }
+            _ => Err(io(std::io::Error::other("the home node did not send them"))),
+        }
+    }
+    fn reads_any_address(&self) -> bool {
+        true
+    }
+}
+
+/// The CPU flags of this machine (`/proc/cpuinfo`), read once.
+pub(crate) fn cpu_flags() -> &'static [String] {
+    static FLAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    })
+}
+
+impl Migrations {
+    /// Migration state of node `me`, whose omds listen on `port` and hold `key`; the
+    /// rest of the cluster as `cluster` sees it; guests run as `guest_ids` (uid, gid).
+    pub fn new(
+        cluster: Box<dyn Cluster>,
+        me: NodeId,
+        port: u16,
+        key: om_wire::Key,
+        guest_ids: (u32, u32),
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cluster,
+            me,
+            port,
+            key,
+            guest_ids,
+            home: Mutex::new(HashMap::new()),
+            guests: Mutex::new(HashMap::new()),
+            pages: Mutex::new(HashMap::new()),
+            links: LinkStats::default(),
+            startups: Startups::default(),
+            drop_log: Throttle::new(10, Duration::from_secs(60)),
+            ended: Mutex::new(HashMap::new()),
+            auto_in: AtomicU64::new(0),
+            bandwidth: Mutex::new(HashMap::new()),
+            arriving: AtomicUsize::new(0),
+            users: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Guests arriving now.
+    pub fn arriving(&self) -> usize {
+        self.arriving.load(Ordering::Relaxed)
+    }
+
+    /// How many guests came here by another node's balancer.
+    pub fn auto_arrivals(&self) -> u64 {
+        self.auto_in.load(Ordering::Relaxed)
+    }
+
+    /// Where `pid` (a process of this node) runs: 0 = here.
+    pub fn where_is(&self, pid: i32) -> NodeId {
+        self.state(pid).map_or(0, |h| h.node)
+    }
+
+    /// Where process `pid`, started at `start` (clock ticks after boot), runs (0 = here),
+    /// and the CPU time it has used at other nodes.
+    pub fn where_and_away_cpu(&self, pid: i32, start: u64) -> (NodeId, Duration) {
+        self.state_at(pid, start)
+            .map_or((0, Duration::ZERO), |h| (h.node, h.away_cpu + h.trip_cpu))
+    }
+
+    /// Migration state of `pid`, if it is under migration control (it moved or tried
+    /// to, or was locked or started by mosrun).
+    pub fn state(&self, pid: i32) -> Option<HomeProc> {
+        self.state_at(pid, start_time(pid)?)
+    }
+
+    /// [`Migrations::state`] of `pid`, whose start time is `start`.
+    pub(crate) fn state_at(&self, pid: i32, start: u64) -> Option<HomeProc> {
+        let h = self.home.lock().expect("home lock");
+        h.get(&pid).filter(|e| e.start == start).cloned()
+    }
+
+    /// What `<root>/<pid>/` shows of process `pid` of this node; `None` if there is no
+    /// such process.
+    pub fn proc_state(&self, pid: i32) -> Option<om_proto::ProcState> {
+        let h = self.state_at(pid, start_time(pid)?).unwrap_or_default();
+        let cantmove = if h.node != 0 || h.busy {
+            String::new()
+        } else {
+            match om_ckpt::check_movable(pid) {
+                Err(om_ckpt::CaptureError::Refused { reason, .. }) => reason.to_string(),
+                Err(e) => e.to_string(),
+                Ok(()) if h.cantmove.is_empty() => h.held.clone(),
+                Ok(()) => h.cantmove.clone(),
+            }
+        };
+        Some(om_proto::ProcState {
+            pid,
+            node: h.node,
+            lock: h.lock,
+            nmigs: h.nmigs,
+            cantmove,
+        })
+    }
+
+    /// Locks or unlocks `pid` against automatic migration, for user `uid`; this also
+    /// puts it under migration control.
+    pub fn set_lock(&self, pid: i32, on: bool, uid: u32) -> Outcome {
+        self.may_move(pid, uid)?;
+        entry(&mut self.home.lock().expect("home lock"), pid).lock = on;
+        Ok(format!(
+            "process {pid} {}",
+            if on { "locked" } else { "unlocked" }
+        ))
+    }
+
+    /// Tells the balancer what kind of job `pid` is, for user `uid`; this also puts it
+    /// under migration control.
+    pub fn set_hint(&self, pid: i32, job: JobKind, uid: u32) -> Outcome {
+        self.may_move(pid, uid)?;
+        entry(&mut self.home.lock().expect("home lock"), pid).job = job;
+        Ok(format!(
+            "process {pid} is {}",
+            match job {
+                JobKind::Any => "judged by what it does",
+                JobKind::Cpu => "a CPU job",
+                JobKind::Io => "an I/O job: it stays home",
+            }
+        ))
+    }
+
+    /// Processes of this node under migration control that run here and are not being
+    /// moved, with their state (those that ended are forgotten).
+    pub fn at_home(&self) -> Vec<(i32, HomeProc)> {
+        let users = self.users.lock().expect("users lock").clone();
+        let mut h = self.home.lock().expect("home lock");
+        refresh(&mut h, &users, self.guest_ids.0);
+        h.iter()
+            .filter(|(_, e)| e.node == 0 && !e.busy)
+            .map(|(&pid, e)| (pid, e.clone()))
+            .collect()
+    }
+
+    /// Notes why the balancer left `pid` where it is.
+    pub fn set_held(&self, pid: i32, why: String) {
+        if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
+            e.held = why;
+        }
+    }
+
+    /// The mean bandwidth over the nodes measured, for a decision about any of them.
+    pub fn mean_bandwidth(&self) -> f64 {
+        let b = self.bandwidth.lock().expect("bandwidth lock");
+        if b.is_empty() {
+            DEFAULT_BANDWIDTH
+        } else {
+            b.values().sum::<f64>() / b.len() as f64
+        }
+    }
+
+    pub(crate) fn measured_bandwidth(&self, to: NodeId, bytes: u64, took: Duration) {
+        if bytes < 1 << 20 || took.is_zero() {
+            return;
+        }
+        let sample = bytes as f64 / took.as_secs_f64();
+        let mut b = self.bandwidth.lock().expect("bandwidth lock");
+        let e = b.entry(to).or_insert(sample);
+        *e = 0.5 * *e + 0.5 * sample;
+    }
+
+    /// Sends guest `pid` (its pid here) home.
+    pub fn send_guest_home(&self, pid: i32) -> bool {
+        let g = self.guests.lock().expect("guests lock");
+        g.values()
+            .find(|g| g.pid == pid)
+            .is_some_and(|g| g.tx.send(Command::ComeHome).is_ok())
+    }
+
+    /// Every process under migration control (forgetting those that ended) and every
+    /// guest running here.
+    pub fn controlled(&self) -> om_proto::Controlled {
+        let pids: Vec<i32> = {
+            let mut h = self.home.lock().expect("home lock");
+            refresh(&mut h, &[], self.guest_ids.0);
+            h.keys().copied().collect()
+        };
+        let mut processes: Vec<_> = pids
+            .into_iter()
+            .filter_map(|p| self.proc_state(p))
+            .collect();
+        processes.sort_by_key(|p| p.pid);
+        let mut guests: Vec<_> = self
+            .guests()
+            .into_iter()
+            .map(|g| om_proto::GuestState {
+                pid: g.pid,
+                from: g.home,
+                home_pid: g.home_pid,
+                comm: g.comm,
+            })
+            .collect();
+        guests.sort_by_key(|g| g.pid);
+        om_proto::Controlled { processes, guests }
+    }
+
+    /// Checks that user `uid` may move process `pid`.
+    pub(crate) fn may_move(&self, pid: i32, uid: u32) -> Result<(), MigrateError> {
+        let Some(own) = owner(pid) else {
+            return Err(MigrateError::NoProcess { pid, node: self.me });
+        };
+        if uid != 0 && uid != own {
+            return Err(MigrateError::NotOwner { pid, owner: own });
+        }
+        // A setuid program (or one with capabilities) acts with more than its owner may:
+        // away, its forwarded calls would still run with those privileges at home.
+        if uid != 0 {
+            let status = procfs::process::Process::new(pid).and_then(|p| p.status());
+            if let Some(why) = status.ok().and_then(|s| privileged(&s)) {
+                return Err(MigrateError::Privileged { pid, why });
+            }
+        }
+        Ok(())
+    }
+
+    /// The guests running here.
+    pub fn guests(&self) -> Vec<GuestProc> {
+        self.guests
+            .lock()
+            .expect("guests lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Sends every guest home (`mosctl expel`).
+    pub fn expel(&self) -> usize {
+        let g = self.guests.lock().expect("guests lock");
+        for p in g.values() {
+            let _ = p.tx.send(Command::ComeHome);
+        }
+        g.len()
+    }
+
+    /// Brings every process of this node home (`mosctl bring`).
+    pub fn bring(&self) -> usize {
+        let h = self.home.lock().expect("home lock");
+        let mut n = 0;
+        for p in h.values() {
+            if let Some(tx) = &p.tx {
+                let _ = tx.send(Command::ComeHome);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Kills every process of this node that runs elsewhere (omd is stopping: their
+    /// deputies end with it).
+    pub fn shutdown(&self) {
+        for (pid, p) in self.home.lock().expect("home lock").iter() {
+            if p.node != 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
