@@ -10,7 +10,10 @@
 //! most 64 KiB and is authenticated before its bytes join a frame; a frame, whose length
 //! is itself inside the first authenticated record, is at most [`MAX_FRAME`]; once a
 //! frame has begun, each of its records must arrive within [`RECORD_DEADLINE`]; a write
-//! that the peer does not take within [`WRITE_DEADLINE`] fails the link.
+//! that the peer does not take within [`WRITE_DEADLINE`] fails the link. An established
+//! link whose peer stops answering (a partition, a node that died without closing)
+//! fails within [`PARTITION_LIMIT`], even while nothing is sent: both ends then end the
+//! process (see `om_remote::relay`), the home with its deputy, the remote with its guest.
 //!
 //! The layout is in docs/protocols.md ("Migration link").
 
@@ -43,6 +46,31 @@ pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 pub const RECORD_DEADLINE: Duration = Duration::from_secs(15);
 /// A write the peer does not take within this fails the link.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long an established link survives a peer that does not answer (TCP keepalive
+/// probes after [`KEEPALIVE_IDLE`] of silence, every [`KEEPALIVE_EVERY`], until this
+/// much has passed; data the peer does not acknowledge for as long fails it too). A
+/// shorter partition is ridden out by TCP.
+pub const PARTITION_LIMIT: Duration = Duration::from_secs(30);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Makes `s` fail within [`PARTITION_LIMIT`] once its peer stops answering.
+fn keep_alive(s: &TcpStream) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let secs = |d: Duration| d.as_secs() as u32;
+    let probes = secs(PARTITION_LIMIT - KEEPALIVE_IDLE) / secs(KEEPALIVE_EVERY);
+    setsockopt(s, sockopt::KeepAlive, &true)?;
+    setsockopt(s, sockopt::TcpKeepIdle, &secs(KEEPALIVE_IDLE))?;
+    setsockopt(s, sockopt::TcpKeepInterval, &secs(KEEPALIVE_EVERY))?;
+    setsockopt(s, sockopt::TcpKeepCount, &probes)?;
+    setsockopt(
+        s,
+        sockopt::TcpUserTimeout,
+        &(PARTITION_LIMIT.as_millis() as u32),
+    )?;
+    Ok(())
+}
+
 /// The initiator's first record, which tells the responder the initiator is live (the
 /// first handshake message alone could be a replay).
 const CONFIRM: &[u8] = b"omd-mig2 ready";
@@ -313,6 +341,7 @@ impl Conn {
     ) -> Result<Conn, LinkError> {
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(Some(WRITE_DEADLINE))?;
+        keep_alive(&stream)?;
         let w = stream.try_clone()?;
         let poll = OwnedFd::from(stream.try_clone()?);
         Ok(Conn {

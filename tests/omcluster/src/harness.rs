@@ -33,6 +33,17 @@ impl TestCluster {
         &self.state.name
     }
 
+    /// Cuts node `node` off the cluster network (`cut`), or joins it again: its port of
+    /// the bridge goes down, so that whatever it sends or is sent is lost without a word,
+    /// as in a partition (no reset, no unreachable).
+    pub fn partition(&self, node: u16, cut: bool) {
+        let br = crate::net::bridge_ns(self.name());
+        let veth = format!("veth{node}");
+        let state = if cut { "down" } else { "up" };
+        crate::net::ip(&["-n", &br, "link", "set", &veth, state])
+            .unwrap_or_else(|e| panic!("setting node {node}'s link {state}: {e}"));
+    }
+
     /// A copy of the executable `path` in `node`'s own /tmp that any user can run: a
     /// checkout may lie where only root may enter (a clone in /root, mode 0700), and
     /// tests also run tools as an ordinary user. Returns the copy's path in the node.

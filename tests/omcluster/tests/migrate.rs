@@ -1105,3 +1105,113 @@ while time.time() < end:
     assert!(logged <= 12, "{logged} log lines for one flood");
     let _ = flood.wait();
 }
+
+/// Seconds since `t0` that the script printed as `date +%s.%N` into node 1's `file`.
+fn secs_since(c: &TestCluster, t0: f64, file: &str) -> f64 {
+    sh(c, 1, &format!("cat {file}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap()
+        - t0
+}
+
+/// A partition after a move (node 2 cut off the network, nothing sent back): one shorter
+/// than the link's limit (`om_migrate::link::PARTITION_LIMIT`, 30 s) is ridden out and
+/// the program prints what it prints natively; a longer one ends the process at home
+/// (killed, and omd's log says why) and its guest at node 2, each within the limit and
+/// some slack, and nothing is left anywhere.
+#[test]
+fn a_short_partition_is_ridden_out_and_a_long_one_ends_the_process_on_both_sides() {
+    let c = cluster("t-migpart");
+    let limit = om_migrate::link::PARTITION_LIMIT.as_secs_f64();
+    // Short: 6 s cut off while it computes at node 2. Its native run goes on meanwhile.
+    let host_spin = program("balance/spin");
+    let native = std::thread::spawn({
+        let p = host_spin.clone();
+        move || std::process::Command::new(p).arg("10").output().unwrap()
+    });
+    let spin = at_home_only(&c, &host_spin);
+    let script = format!(
+        "{} -2 {spin} 10 > out & P=$!; echo $P > pid; \
+         for i in $(seq 200); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.05; done; \
+         echo \"where $({} where $P)\"; wait $P; echo \"status $?\"",
+        tool("mosrun"),
+        tool("mosctl"),
+        tool("mosctl"),
+    );
+    let child = start(&c, "/tmp/part-short", &script);
+    let pid = pid_of(&c, "/tmp/part-short");
+    let t = Instant::now();
+    while sh(&c, 1, &format!("{} where {pid}", tool("mosctl"))).trim() != "2" {
+        assert!(t.elapsed() < Duration::from_secs(20), "never at node 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.partition(2, true);
+    std::thread::sleep(Duration::from_secs(6));
+    c.partition(2, false);
+    let (o, e) = finish(child);
+    assert!(o.contains("where 2") && o.contains("status 0"), "{o}{e}");
+    let want = String::from_utf8(native.join().unwrap().stdout).unwrap();
+    assert_eq!(sh(&c, 1, "cat /tmp/part-short/out"), want, "as natively");
+
+    // Long: cut off for good (until both sides have given up).
+    let bin = program("remote");
+    let script = format!(
+        "REMOTE_SPIN=600 {} -2 {bin} usr1 & P=$!; \
+         for i in $(seq 200); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.05; done; \
+         echo \"where $({} where $P)\"; date +%s.%N > t0; touch ready; wait $P; echo \"status $?\"; date +%s.%N > t1",
+        tool("mosrun"),
+        tool("mosctl"),
+        tool("mosctl"),
+    );
+    let child = start(&c, "/tmp/part-long", &script);
+    let t = Instant::now();
+    while sh(&c, 1, "ls /tmp/part-long/ready 2>/dev/null")
+        .trim()
+        .is_empty()
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "never at node 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let guest_at_2 = || {
+        !sh(
+            &c,
+            2,
+            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+        )
+        .trim()
+        .is_empty()
+    };
+    assert!(guest_at_2(), "the guest runs at node 2");
+    let cut = sh(&c, 1, "date +%s.%N").trim().parse::<f64>().unwrap();
+    c.partition(2, true);
+    // The guest at node 2 ends within the limit and some slack.
+    let t = Instant::now();
+    while guest_at_2() {
+        assert!(
+            t.elapsed().as_secs_f64() < limit + 30.0,
+            "the guest still runs at node 2 {:?} after the cut",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (o, e) = finish(child);
+    c.partition(2, false);
+    assert!(o.contains("where 2"), "{o}{e}");
+    assert!(o.contains("status 137"), "killed at home: {o}{e}");
+    let ended = secs_since(&c, cut, "/tmp/part-long/t1");
+    assert!(
+        ended > limit * 0.5 && ended < limit + 30.0,
+        "ended at home {ended:.1} s after the cut (limit {limit} s): {o}{e}"
+    );
+    let log = sh(&c, 1, "grep -i 'killed' /run/omd/omd.log || true");
+    assert!(!log.trim().is_empty(), "omd's log says why: {log}");
+    for node in 1..=3u16 {
+        let left = sh(
+            &c,
+            node,
+            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+        );
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
