@@ -461,7 +461,7 @@ impl Migrations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Cluster;
+    use crate::{Cluster, GuestIds};
     use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
     /// Node 2 at 127.0.0.1, every other node nowhere.
@@ -504,7 +504,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let key = om_wire::Key([7; 32]);
-        let m = Migrations::new(Box::new(Loopback), 1, port, key.clone(), (65534, 65534));
+        let m = Migrations::new(Box::new(Loopback), 1, port, key.clone(), GuestIds::DEFAULT);
         assert!(matches!(m.connect(4), Err(MigrateError::NoAddress(4))));
         for (claim, ok) in [(3, false), (2, true)] {
             let key = key.clone();
@@ -541,7 +541,7 @@ mod tests {
             1,
             1,
             om_wire::Key([7; 32]),
-            (65534, 65534),
+            GuestIds::DEFAULT,
         );
         let me = std::process::id() as i32;
         let uid = nix::unistd::getuid().as_raw();

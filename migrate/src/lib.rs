@@ -20,5 +20,5 @@ mod target;
 pub use error::{MigrateError, Outcome};
 pub use link::{Conn, LinkError};
 pub use migrations::{Cluster, Migrations, DEFAULT_BANDWIDTH};
-pub use registry::{owner, GuestProc, HomeProc};
+pub use registry::{owner, GuestIds, GuestProc, HomeProc};
 pub use setup::Setup;

@@ -15,7 +15,9 @@ use om_proto::JobKind;
 use om_remote::relay::{Command, Link, Msg};
 
 use crate::admit::{Startups, Throttle};
-use crate::registry::{entry, owner, privileged, refresh, start_time, GuestProc, HomeProc};
+use crate::registry::{
+    entry, owner, privileged, refresh, start_time, uids_in_use, GuestIds, GuestProc, HomeProc,
+};
 use crate::{Conn, MigrateError, Outcome, Setup};
 
 /// What the migrations of a node need to know of the cluster and of the node's policy:
@@ -48,7 +50,9 @@ pub struct Migrations {
     pub(crate) me: NodeId,
     pub(crate) port: u16,
     pub(crate) key: om_wire::Key,
-    pub(crate) guest_ids: (u32, u32),
+    pub(crate) guest_ids: GuestIds,
+    /// The guest ids the guests of this omd hold.
+    pub(crate) ids_held: Mutex<std::collections::BTreeSet<u32>>,
     pub(crate) home: Mutex<HashMap<i32, HomeProc>>,
     pub(crate) guests: Mutex<HashMap<u64, GuestProc>>,
     /// Accepted offers waiting for their page link, by migration id.
@@ -177,13 +181,13 @@ pub(crate) fn cpu_flags() -> &'static [String] {
 
 impl Migrations {
     /// Migration state of node `me`, whose omds listen on `port` and hold `key`; the
-    /// rest of the cluster as `cluster` sees it; guests run as `guest_ids` (uid, gid).
+    /// rest of the cluster as `cluster` sees it; each guest runs as an id of `guest_ids`.
     pub fn new(
         cluster: Box<dyn Cluster>,
         me: NodeId,
         port: u16,
         key: om_wire::Key,
-        guest_ids: (u32, u32),
+        guest_ids: GuestIds,
     ) -> Arc<Self> {
         Arc::new(Self {
             cluster,
@@ -191,6 +195,7 @@ impl Migrations {
             port,
             key,
             guest_ids,
+            ids_held: Mutex::new(Default::default()),
             home: Mutex::new(HashMap::new()),
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
@@ -203,6 +208,26 @@ impl Migrations {
             arriving: AtomicUsize::new(0),
             users: Mutex::new(Vec::new()),
         })
+    }
+
+    /// An id of [`GuestIds`] for a new guest: one no guest of this omd holds and no
+    /// process of the node runs as (all guests share a range of one). `None` when every
+    /// id is taken.
+    pub(crate) fn take_guest_id(&self) -> Option<u32> {
+        let ids = self.guest_ids;
+        if ids.shared() {
+            return Some(ids.first);
+        }
+        let others = uids_in_use();
+        let mut held = self.ids_held.lock().expect("ids lock");
+        let id = (ids.first..=ids.last).find(|i| !held.contains(i) && !others.contains(i))?;
+        held.insert(id);
+        Some(id)
+    }
+
+    /// Gives back a guest id of [`Migrations::take_guest_id`].
+    pub(crate) fn release_guest_id(&self, id: u32) {
+        self.ids_held.lock().expect("ids lock").remove(&id);
     }
 
     /// Guests arriving now.
@@ -293,7 +318,7 @@ impl Migrations {
     pub fn at_home(&self) -> Vec<(i32, HomeProc)> {
         let users = self.users.lock().expect("users lock").clone();
         let mut h = self.home.lock().expect("home lock");
-        refresh(&mut h, &users, self.guest_ids.0);
+        refresh(&mut h, &users, self.guest_ids);
         h.iter()
             .filter(|(_, e)| e.node == 0 && !e.busy)
             .map(|(&pid, e)| (pid, e.clone()))
@@ -340,7 +365,7 @@ impl Migrations {
     pub fn controlled(&self) -> om_proto::Controlled {
         let pids: Vec<i32> = {
             let mut h = self.home.lock().expect("home lock");
-            refresh(&mut h, &[], self.guest_ids.0);
+            refresh(&mut h, &[], self.guest_ids);
             h.keys().copied().collect()
         };
         let mut processes: Vec<_> = pids

@@ -96,15 +96,15 @@ fn adopt_descendants(home: &mut HashMap<i32, HomeProc>) {
 
 /// Forgets the processes of `home` that ended, takes in those of `users` (see
 /// [`adopt_users`]) and the descendants of all.
-pub(crate) fn refresh(home: &mut HashMap<i32, HomeProc>, users: &[u32], guest_uid: u32) {
+pub(crate) fn refresh(home: &mut HashMap<i32, HomeProc>, users: &[u32], guests: GuestIds) {
     home.retain(|&pid, e| start_time(pid) == Some(e.start));
-    adopt_users(home, users, guest_uid);
+    adopt_users(home, users, guests);
     adopt_descendants(home);
 }
 
 /// Puts every process of the users `users` under migration control (`--balance-users`),
-/// except guests (which run as `guest_uid`).
-pub(crate) fn adopt_users(home: &mut HashMap<i32, HomeProc>, users: &[u32], guest_uid: u32) {
+/// except guests (which run as ids of `guests`).
+pub(crate) fn adopt_users(home: &mut HashMap<i32, HomeProc>, users: &[u32], guests: GuestIds) {
     if users.is_empty() {
         return;
     }
@@ -118,7 +118,7 @@ pub(crate) fn adopt_users(home: &mut HashMap<i32, HomeProc>, users: &[u32], gues
         let (Ok(status), Ok(stat)) = (p.status(), p.stat()) else {
             continue;
         };
-        if users.contains(&status.ruid) && status.ruid != guest_uid {
+        if users.contains(&status.ruid) && !guests.contains(status.ruid) {
             home.insert(
                 p.pid,
                 HomeProc {
@@ -142,6 +142,95 @@ pub(crate) fn entry(home: &mut HashMap<i32, HomeProc>, pid: i32) -> &mut HomePro
         };
     }
     e
+}
+
+/// The user and group ids guests run as: each guest takes one of `first..=last` as its
+/// uid and gid, held by no other guest and no process of the node, so that nothing at
+/// the node (a process running as nobody, another guest) can signal or trace it. A range
+/// of one id is shared by every guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestIds {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl GuestIds {
+    /// 65,536 ids at the start of the range systemd leaves unused (1879048192 to
+    /// 2147483647: above the container ranges, below the ids that tools read as
+    /// negative), where no user and no subordinate id range lives.
+    pub const DEFAULT: GuestIds = GuestIds {
+        first: 1_879_048_192,
+        last: 1_879_048_192 + 65_535,
+    };
+
+    /// Every guest as `id`.
+    pub const fn one(id: u32) -> GuestIds {
+        GuestIds {
+            first: id,
+            last: id,
+        }
+    }
+
+    /// Whether `id` is one of them.
+    pub fn contains(&self, id: u32) -> bool {
+        (self.first..=self.last).contains(&id)
+    }
+
+    /// Whether every guest shares one id.
+    pub fn shared(&self) -> bool {
+        self.first == self.last
+    }
+}
+
+impl std::fmt::Display for GuestIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shared() {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl std::str::FromStr for GuestIds {
+    type Err = String;
+
+    /// `FIRST-LAST`, or one id.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let id = |t: &str| {
+            t.trim().parse::<u32>().map_err(|_| {
+                format!("{t:?} in {s:?} is not a user id (a number from 0 to 4294967294)")
+            })
+        };
+        let ids = match s.split_once('-') {
+            Some((a, b)) => GuestIds {
+                first: id(a)?,
+                last: id(b)?,
+            },
+            None => GuestIds::one(id(s)?),
+        };
+        if ids.first > ids.last {
+            return Err(format!("{s:?}: the first id is larger than the last"));
+        }
+        if ids.first == 0 || ids.last == u32::MAX {
+            return Err(format!(
+                "{s:?}: guests may not run as root (0) or as the invalid id 4294967295"
+            ));
+        }
+        Ok(ids)
+    }
+}
+
+/// The real uids of every process of the node.
+pub(crate) fn uids_in_use() -> std::collections::HashSet<u32> {
+    procfs::process::all_processes()
+        .map(|all| {
+            all.flatten()
+                .filter_map(|p| p.status().ok())
+                .flat_map(|s| [s.ruid, s.euid, s.suid])
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A guest running here.
@@ -168,6 +257,8 @@ pub struct GuestProc {
     pub job: JobKind,
     /// How many times it has moved, its move here included.
     pub moves: u32,
+    /// The uid (and gid) it runs as.
+    pub uid: u32,
     pub(crate) tx: Sender<Command>,
 }
 
@@ -206,6 +297,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn guest_ids_parse_and_name_what_is_wrong() {
+        assert_eq!(
+            "100-199".parse(),
+            Ok(GuestIds {
+                first: 100,
+                last: 199
+            })
+        );
+        assert_eq!("65534".parse(), Ok(GuestIds::one(65534)));
+        assert_eq!(GuestIds::DEFAULT.to_string().parse(), Ok(GuestIds::DEFAULT));
+        for (bad, says) in [
+            ("200-100", "larger"),
+            ("0-10", "root"),
+            ("x-10", "\"x\""),
+            ("10-", "\"\""),
+            ("4294967296", "not a user id"),
+        ] {
+            let e = bad.parse::<GuestIds>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(GuestIds::DEFAULT.contains(1_879_048_192 + 7));
+        assert!(!GuestIds::DEFAULT.contains(65534));
+    }
+
+    #[test]
     fn balance_users_takes_in_their_processes_but_not_guests() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -214,11 +330,12 @@ mod tests {
         let pid = child.id() as i32;
         let me = nix::unistd::getuid().as_raw();
         let mut home = HashMap::new();
-        adopt_users(&mut home, &[me], me.wrapping_add(1));
+        let other = me.wrapping_add(1);
+        adopt_users(&mut home, &[me], GuestIds::one(other));
         let taken = home.get(&pid).map(|e| (e.start, e.lock));
         let start = start_time(pid);
         let mut guests = HashMap::new();
-        adopt_users(&mut guests, &[me], me);
+        adopt_users(&mut guests, &[me], GuestIds::one(me));
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(taken, start.map(|s| (s, false)));

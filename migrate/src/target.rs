@@ -219,7 +219,7 @@ impl Migrations {
         let started = self.start_guest(&conn, id, &offer, paging);
         self.pages.lock().expect("pages lock").remove(&id);
         self.arriving.fetch_sub(1, Ordering::SeqCst);
-        let Some(guest) = started else { return };
+        let Some((guest, uid)) = started else { return };
         let (from, home_pid) = (offer.home, offer.home_pid);
         if offer.auto {
             self.auto_in.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +240,7 @@ impl Migrations {
                 locked: offer.locked,
                 job: offer.job,
                 moves: offer.moves,
+                uid,
                 tx,
             },
         );
@@ -247,6 +248,7 @@ impl Migrations {
         let link = TcpLink(conn);
         let end = run_remote_counting(guest, &link, &rx, &stats);
         self.guests.lock().expect("guests lock").remove(&id);
+        self.release_guest_id(uid);
         match end {
             RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
             RemoteEnd::Ended {
@@ -260,8 +262,15 @@ impl Migrations {
         }
     }
 
-    /// Receives the image of an accepted offer and starts the guest.
-    fn start_guest(&self, conn: &Conn, id: u64, offer: &Arrival, paging: Paging) -> Option<Guest> {
+    /// Receives the image of an accepted offer and starts the guest, with the guest id
+    /// it runs as.
+    fn start_guest(
+        &self,
+        conn: &Conn,
+        id: u64,
+        offer: &Arrival,
+        paging: Paging,
+    ) -> Option<(Guest, u32)> {
         let image = match conn.recv::<Setup>(Some(Duration::from_secs(30))) {
             Ok(Some(Setup::Image(i))) => i,
             _ => return None,
@@ -283,16 +292,25 @@ impl Migrations {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let (uid, gid) = self.guest_ids;
-        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), paging, uid, gid) {
+        let Some(uid) = self.take_guest_id() else {
+            let why = format!(
+                "node {} has no guest id left (all of {} are in use)",
+                self.me, self.guest_ids
+            );
+            let _ = conn.send(&Setup::Refuse(why));
+            return None;
+        };
+        let guest = match Guest::start(&image, Box::new(RemotePages(pages)), paging, uid, uid) {
             Ok(g) => g,
             Err(e) => {
+                self.release_guest_id(uid);
                 let _ = conn.send(&Setup::Refuse(e.to_string()));
                 return None;
             }
         };
         if conn.send(&Setup::Started(guest.pid())).is_err() {
             guest.kill();
+            self.release_guest_id(uid);
             return None;
         }
         tracing::debug!(
@@ -300,7 +318,7 @@ impl Migrations {
             home_pid = offer.home_pid,
             "guest started"
         );
-        Some(guest)
+        Some((guest, uid))
     }
 }
 

@@ -148,13 +148,12 @@ pub struct RunArgs {
     /// Serve no /proc-style tree at all.
     #[arg(long)]
     pub no_hpc: bool,
-    /// User id guests (processes of other nodes running here) run as; they can touch
-    /// nothing here, every file they open is opened at their home.
-    #[arg(long, default_value_t = 65534, value_name = "UID")]
-    pub guest_uid: u32,
-    /// Group id of guests.
-    #[arg(long, default_value_t = 65534, value_name = "GID")]
-    pub guest_gid: u32,
+    /// User and group ids guests (processes of other nodes running here) run as, FIRST-LAST:
+    /// each guest takes one no other guest and no process of this node holds, so nothing
+    /// here can signal or trace it (one id: every guest shares it). Guests touch nothing
+    /// here; every file they open is opened at their home.
+    #[arg(long, default_value_t = om_migrate::GuestIds::DEFAULT, value_name = "FIRST-LAST")]
+    pub guest_ids: om_migrate::GuestIds,
     /// Balance every process of these users too (user names or uids, comma-separated),
     /// not only those under migration control, as openMosix's kernel balanced every
     /// process. Processes of root are never taken in this way.

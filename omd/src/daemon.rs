@@ -220,12 +220,8 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         cpus,
         0,
     ));
-    let (migrations, balancing) = crate::migrate::start(
-        node.clone(),
-        (args.guest_uid, args.guest_gid),
-        p.balance_users.clone(),
-        p.tcp,
-    );
+    let (migrations, balancing) =
+        crate::migrate::start(node.clone(), args.guest_ids, p.balance_users.clone(), p.tcp);
     let omd = crate::control::Omd {
         node: node.clone(),
         migrations: Some(migrations.clone()),

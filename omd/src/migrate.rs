@@ -12,7 +12,8 @@ use crate::balancer::Balancing;
 use crate::node::Node;
 
 pub use om_migrate::{
-    owner, Cluster, GuestProc, HomeProc, MigrateError, Migrations, Outcome, DEFAULT_BANDWIDTH,
+    owner, Cluster, GuestIds, GuestProc, HomeProc, MigrateError, Migrations, Outcome,
+    DEFAULT_BANDWIDTH,
 };
 
 /// The cluster as this omd sees it: its gossip state and settings, and its balancer.
@@ -57,11 +58,11 @@ impl Cluster for NodeCluster {
     }
 }
 
-/// The migrations of `node` (guests running as `guest_ids`, every process of `users`
-/// under migration control) and its balancer.
+/// The migrations of `node` (guests running as ids of `guest_ids`, every process of
+/// `users` under migration control) and its balancer.
 pub fn migrations(
     node: Arc<Mutex<Node>>,
-    guest_ids: (u32, u32),
+    guest_ids: GuestIds,
     users: Vec<u32>,
 ) -> (Arc<Migrations>, Arc<Balancing>) {
     let (me, port, key) = {
@@ -81,7 +82,7 @@ pub fn migrations(
 /// [`migrations`], accepting migrations on `listener` and balancing.
 pub fn start(
     node: Arc<Mutex<Node>>,
-    guest_ids: (u32, u32),
+    guest_ids: GuestIds,
     users: Vec<u32>,
     listener: TcpListener,
 ) -> (Arc<Migrations>, Arc<Balancing>) {

@@ -1215,3 +1215,67 @@ fn a_short_partition_is_ridden_out_and_a_long_one_ends_the_process_on_both_sides
         assert!(left.trim().is_empty(), "left at node {node}: {left}");
     }
 }
+
+/// Each guest runs as a user id of its own from omd's guest range (`--guest-ids`), held
+/// by no other guest and no process of the node: two guests of node 1 at node 2 have two
+/// ids, and a process of node 2 running as nobody (the id every guest had before) can
+/// signal neither.
+#[test]
+fn each_guest_runs_as_an_id_no_other_process_of_the_node_holds() {
+    let c = cluster("t-miguid");
+    let bin = program("remote");
+    let script = format!(
+        "for j in 1 2; do REMOTE_SPIN=8 {} -2 {bin} usr1 > out$j & echo $! >> pids; done; \
+         for p in $(cat pids); do wait $p; echo \"status $?\"; done",
+        tool("mosrun"),
+    );
+    let child = start(&c, "/tmp/guestids", &script);
+    let guests = || -> Vec<(u32, String)> {
+        sh(
+            &c,
+            2,
+            "ps -eo uid=,pid=,args= | grep -v grep | grep 'remote usr1' || true",
+        )
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.parse().ok()?, w.next()?.to_string()))
+        })
+        .collect()
+    };
+    let t = Instant::now();
+    let mut g = guests();
+    while g.len() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "two guests at node 2: {g:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        g = guests();
+    }
+    let ids = om_migrate::GuestIds::DEFAULT;
+    assert_ne!(g[0].0, g[1].0, "one id each: {g:?}");
+    for (uid, pid) in &g {
+        assert!(
+            ids.contains(*uid),
+            "guest {pid} runs as {uid}, outside {ids}"
+        );
+        let o = c.sh_as_nobody(2, &format!("kill -STOP {pid}"));
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("ermitted"),
+            "nobody signalled guest {pid}: {o:?}"
+        );
+    }
+    // They end as they would at home.
+    sh(&c, 1, "kill -USR1 $(cat /tmp/guestids/pids)");
+    let (o, e) = finish(child);
+    assert_eq!(o, "status 0\nstatus 0\n", "{e}");
+    for node in 1..=3u16 {
+        let left = sh(
+            &c,
+            node,
+            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
+        );
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
