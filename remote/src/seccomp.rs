@@ -4,7 +4,7 @@
 //! x86-64 call (the 32-bit `int $0x80` entry, x32 numbers): the supervisor sends the
 //! process home to make it, where it is answered as it always was.
 
-use crate::syscalls::{table, Class};
+use crate::syscalls::{guard_of, table, Class, GUARDED};
 
 /// `seccomp(2)` operation installing a filter.
 pub const SET_MODE_FILTER: u64 = 1;
@@ -55,26 +55,34 @@ pub fn native_numbers() -> Vec<u32> {
 }
 
 fn program() -> Vec<Insn> {
-    let native = native_numbers();
+    let native: Vec<u32> = native_numbers()
+        .into_iter()
+        .filter(|&nr| guard_of(u64::from(nr)).is_none())
+        .collect();
     let prctl_home = crate::syscalls::prctl_forwarded();
     // Layout: [arch check][x32 check][one jeq per native call][mmap jeq][prctl jeq]
-    //         [notify][mmap: load flags][jset anon][notify]
+    //         [one jeq per guarded call][notify][mmap: load flags][jset anon][notify]
     //         [prctl: load option][one jeq per forwarded option][allow][notify]
+    //         [per guarded call: load arg0, jeq its value][notify]
     //         [allow]
     let n = native.len();
     let m = prctl_home.len();
+    let g = GUARDED.len();
     let mut p = Vec::new();
     p.push(insn(LD_W_ABS, 0, 0, OFF_ARCH));
     // Index of each label, computed from the layout above.
     let after_checks = 4;
     let mmap_jeq = after_checks + n;
     let prctl_jeq = mmap_jeq + 1;
-    let notify = prctl_jeq + 1;
+    let guard_jeq = prctl_jeq + 1;
+    let notify = guard_jeq + g;
     let mmap_body = notify + 1;
     let prctl_body = mmap_body + 3;
     let prctl_allow = prctl_body + 1 + m;
     let prctl_notify = prctl_allow + 1;
-    let allow = prctl_notify + 1;
+    let guard_body = prctl_notify + 1;
+    let guard_notify = guard_body + 2 * g;
+    let allow = guard_notify + 1;
     let rel = |from: usize, to: usize| -> u8 {
         u8::try_from(to - from - 1).expect("filter jump fits in 8 bits")
     };
@@ -97,6 +105,10 @@ fn program() -> Vec<Insn> {
         0,
         libc::SYS_prctl as u32,
     ));
+    for (i, gd) in GUARDED.iter().enumerate() {
+        let at = guard_jeq + i;
+        p.push(insn(JEQ_K, rel(at, guard_body + 2 * i), 0, gd.nr as u32));
+    }
     p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
     p.push(insn(LD_W_ABS, 0, 0, OFF_ARG3_LO));
     p.push(insn(
@@ -112,6 +124,17 @@ fn program() -> Vec<Insn> {
         p.push(insn(JEQ_K, rel(at, prctl_notify), 0, *opt));
     }
     p.push(insn(RET_K, 0, 0, RET_ALLOW));
+    p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
+    for (i, gd) in GUARDED.iter().enumerate() {
+        let at = guard_body + 2 * i;
+        p.push(insn(LD_W_ABS, 0, 0, OFF_ARG0_LO));
+        p.push(insn(
+            JEQ_K,
+            rel(at + 1, allow),
+            rel(at + 1, guard_notify),
+            gd.native_when,
+        ));
+    }
     p.push(insn(RET_K, 0, 0, RET_USER_NOTIF));
     p.push(insn(RET_K, 0, 0, RET_ALLOW));
     debug_assert_eq!(p.len(), allow + 1);
@@ -215,7 +238,9 @@ mod tests {
             RET_USER_NOTIF
         );
         for nr in native_numbers() {
-            assert_eq!(decide(AUDIT_ARCH_X86_64, nr, none), RET_ALLOW, "{nr}");
+            let mut a = none;
+            a[0] = guard_of(u64::from(nr)).map_or(0, |g| u64::from(g.native_when));
+            assert_eq!(decide(AUDIT_ARCH_X86_64, nr, a), RET_ALLOW, "{nr}");
         }
         // prctl: the options answered at home are trapped, the rest run here (a capture
         // of the guest injects PR_GET_TID_ADDRESS, which must not wait for anyone).
@@ -229,5 +254,26 @@ mod tests {
         assert_eq!(prctl(libc::PR_SET_SECCOMP), RET_USER_NOTIF);
         assert_eq!(prctl(libc::PR_GET_TID_ADDRESS), RET_ALLOW);
         assert_eq!(prctl(libc::PR_SET_THP_DISABLE), RET_ALLOW);
+        // Guarded calls: native about the caller itself (pid 0) or as a query, trapped
+        // when they name a pid (the home pid means nothing here) or set a personality.
+        let first = |nr: i64, a0: u64| {
+            let mut a = none;
+            a[0] = a0;
+            decide(AUDIT_ARCH_X86_64, nr as u32, a)
+        };
+        for gd in GUARDED {
+            let nr = gd.nr as i64;
+            assert_eq!(
+                first(nr, u64::from(gd.native_when)),
+                RET_ALLOW,
+                "{}",
+                gd.name
+            );
+            assert_eq!(first(nr, 4242), RET_USER_NOTIF, "{}", gd.name);
+        }
+        assert_eq!(first(libc::SYS_sched_getaffinity, 0), RET_ALLOW);
+        assert_eq!(first(libc::SYS_sched_getaffinity, 1), RET_USER_NOTIF);
+        assert_eq!(first(libc::SYS_personality, 0xffff_ffff), RET_ALLOW);
+        assert_eq!(first(libc::SYS_personality, 0x0040_0000), RET_USER_NOTIF);
     }
 }

@@ -804,6 +804,49 @@ pub const FCNTLS: &[Case] = &[
     case!(F_SET_FILE_RW_HINT = 1038, Forward, InOut(Fixed(U64)), "a hint on a home file"),
 ];
 
+/// A native call that may name another process or change what home keeps, allowed in
+/// the remote kernel only when its first argument is `native_when` (pid 0, the caller
+/// itself; a query). Otherwise the process goes home to make it, where a pid means the
+/// process it means to the caller (its own pid is its home pid) and state home shows in
+/// `/proc` is changed there. `guard!(SYS_name, VALUE, "why")`.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    pub nr: u64,
+    pub name: &'static str,
+    pub native_when: u32,
+    pub why: &'static str,
+}
+
+macro_rules! guard {
+    ($sys:ident, $when:expr, $why:literal) => {
+        Guard {
+            nr: libc::$sys as u64,
+            name: call_name(stringify!($sys)),
+            native_when: $when,
+            why: $why,
+        }
+    };
+}
+
+/// The guarded native calls (see [`Guard`]); the seccomp filter checks their first
+/// argument (its low 32 bits, all the kernel reads of a pid or a personality).
+#[rustfmt::skip]
+pub const GUARDED: &[Guard] = &[
+    guard!(SYS_sched_setaffinity, 0, "another pid names a process at home"),
+    guard!(SYS_sched_getaffinity, 0, "another pid names a process at home"),
+    guard!(SYS_sched_getparam, 0, "another pid names a process at home"),
+    guard!(SYS_sched_getscheduler, 0, "another pid names a process at home"),
+    guard!(SYS_sched_rr_get_interval, 0, "another pid names a process at home"),
+    guard!(SYS_sched_getattr, 0, "another pid names a process at home"),
+    guard!(SYS_get_robust_list, 0, "another pid names a process at home"),
+    guard!(SYS_personality, 0xffff_ffff, "a new personality is set at home, where /proc shows it"),
+];
+
+/// The guard of call `nr`, if it has one.
+pub fn guard_of(nr: u64) -> Option<&'static Guard> {
+    GUARDED.iter().find(|g| g.nr == nr)
+}
+
 /// The case of `code` in `cases`.
 fn case_of(cases: &[Case], code: u64) -> Option<&Case> {
     cases.iter().find(|c| c.code == code)
@@ -944,7 +987,14 @@ pub fn plan(nr: u64, mut args: [u64; 6], mem: &dyn GuestMem) -> Action {
         Class::Native if e.name == "mmap" && args[3] & libc::MAP_ANONYMOUS as u64 == 0 => {
             return Action::Home("mmap of a file".into())
         }
-        Class::Native => return Action::Native,
+        Class::Native => {
+            return match guard_of(nr) {
+                Some(g) if args[0] as u32 != g.native_when => {
+                    Action::Home(format!("{}({}): {}", g.name, args[0] as u32, g.why))
+                }
+                _ => Action::Native,
+            }
+        }
         Class::Forward => {}
     }
     let specs = match layout(&e, &args) {

@@ -125,6 +125,7 @@ macro_rules! with_programs {
             mprotect: [relay ckpt cluster], [], None, window;
             nanosleep: [relay ckpt cluster], [], None, timed;
             pending: [relay ckpt cluster], [], None, window;
+            pid_calls: [relay ckpt cluster], [], None, window;
             posix_timer: [relay ckpt cluster], [], None, timed;
             // Its state is about processes at home (parent-death signal, subreaper).
             prctl_state: [relay cluster], [], None, window;
