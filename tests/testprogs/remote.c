@@ -4,11 +4,14 @@
  *   exit42     spin, then exit with status 42
  *   segv       spin, then write through a null pointer
  *   sigfd      block SIGUSR1, spin, then wait for it in a read of a signalfd
+ *   nodeath    spin, wait for the runner's go (prog.h's window), clear its parent-death
+ *              signal (say "cleared"), then spin 60 s
  * It spins 0.6 s, or $REMOTE_SPIN seconds. */
 #include "prog.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 
 static volatile sig_atomic_t got;
@@ -49,6 +52,14 @@ int main(int argc, char **argv) {
         ssize_t n = read(sfd, &si, sizeof si);
         printf("read %zd: signal %u from %s\n", n, si.ssi_signo,
                si.ssi_pid == (unsigned)getpid() ? "itself" : "another process");
+        return 0;
+    }
+    if (!strcmp(argv[1], "nodeath")) {
+        window(0);
+        check(prctl(PR_SET_PDEATHSIG, 0) == 0, "PR_SET_PDEATHSIG");
+        printf("cleared\n");
+        fflush(stdout);
+        spin(60);
         return 0;
     }
     if (!strcmp(argv[1], "exit42")) return 42;

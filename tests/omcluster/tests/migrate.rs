@@ -1019,6 +1019,63 @@ fn a_lost_node_never_leaves_a_process_hanging() {
     );
 }
 
+/// A guest that cleared its parent-death signal (forwarded: home's answer changes, the
+/// guest's kernel keeps the supervisor's) still dies with the omd of its node, and its
+/// home process ends by SIGKILL: nothing runs on unknown to everyone.
+#[test]
+fn a_guest_that_clears_its_parent_death_signal_still_dies_with_its_omd() {
+    let c = cluster("t-migpdeath");
+    let bin = program("remote");
+    let dir = "/tmp/lost3";
+    let script = format!(
+        "mkdir -p sync; OMTEST_SYNC={dir}/sync REMOTE_SPIN=0.3 {} -2 {bin} nodeath > out & \
+         P=$!; echo $P > pid; wait $P; echo \"status $?\"",
+        tool("mosrun"),
+    );
+    let child = start(&c, dir, &script);
+    let pid = pid_of(&c, dir);
+    // It clears the signal away: once it is at node 2 and has said ready, it is told go.
+    let t = Instant::now();
+    while sh(&c, 1, &format!("ls {dir}/sync/ready 2>/dev/null"))
+        .trim()
+        .is_empty()
+        || sh(&c, 1, &format!("{} where {pid}", tool("mosctl"))).trim() != "2"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "never ready at node 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.sh(1, &format!("touch {dir}/sync/go"));
+    while !sh(&c, 1, &format!("cat {dir}/out")).contains("cleared") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "it never said cleared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_omd(&c, 2);
+    let (o, e) = finish(child);
+    assert!(o.contains("status 137"), "ends by SIGKILL at home: {o}{e}");
+    let t = Instant::now();
+    loop {
+        let left = sh(
+            &c,
+            2,
+            "ps -eo stat,args | grep -v grep | grep 'remote nodeath' || true",
+        );
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "a guest without a parent-death signal outlived its omd: {left}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// What node `node`'s migration port made of its links (`mosctl status --json`).
 fn links(c: &TestCluster, node: u16) -> om_proto::LinkCounters {
     let o = c
