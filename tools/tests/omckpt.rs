@@ -377,6 +377,17 @@ fn refuses_seccomp_strict_mode_unharmed() {
     );
 }
 
+/// A seccomp filter of its own is not captured: refused (moved without it, the process
+/// would be free of what it forbade itself), and it runs on under its filter.
+#[test]
+fn refuses_a_seccomp_filter_of_its_own_unharmed() {
+    refused(
+        "refuse/seccomp_filter",
+        "seccomp filters of its own",
+        "getppid under the filter: Operation not permitted\n",
+    );
+}
+
 #[test]
 fn refuses_pipe_descriptor() {
     refused(

@@ -133,6 +133,9 @@ macro_rules! with_programs {
             rseq_robust: [relay ckpt cluster], [], None, window;
             // A checkpoint holds no memfd or deleted file (only a migration's source does).
             shared_mem: [relay cluster], [], None, window;
+            // A checkpoint of a process with a filter of its own is refused
+            // (refuse/seccomp_filter).
+            seccomp_away: [relay cluster], [], None, window;
             sighandler: [relay ckpt cluster], [], None, window;
             // A checkpoint restores no signalfd.
             signalfd: [relay cluster], [], None, window;
