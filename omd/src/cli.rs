@@ -154,6 +154,10 @@ pub struct RunArgs {
     /// here; every file they open is opened at their home.
     #[arg(long, default_value_t = om_migrate::GuestIds::DEFAULT, value_name = "FIRST-LAST")]
     pub guest_ids: om_migrate::GuestIds,
+    /// Serve Prometheus metrics at http://ADDR/metrics: a port (bound to 127.0.0.1) or
+    /// an address with a port (0.0.0.0:9723 for every interface). Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Balance every process of these users too (user names or uids, comma-separated),
     /// not only those under migration control, as openMosix's kernel balanced every
     /// process. Processes of root are never taken in this way.

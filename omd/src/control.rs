@@ -134,12 +134,8 @@ pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
                 let interval = n.cfg.interval;
                 (n.handle(r, uid), interval)
             };
-            if let (Response::Status(s), Some(m)) = (&mut reply, &omd.migrations) {
-                s.balancer = omd
-                    .balancing
-                    .as_ref()
-                    .map(|b| b.status(m, crate::balancer::interval(interval)));
-                s.links = Some(m.link_counters());
+            if let Response::Status(s) = &mut reply {
+                add_migration_status(omd, s, interval);
             }
             if changes {
                 match &reply {
@@ -153,6 +149,27 @@ pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
             reply
         }
     }
+}
+
+/// The migration part of a status: the balancer and the migration port's links.
+fn add_migration_status(omd: &Omd, s: &mut om_proto::Status, interval: std::time::Duration) {
+    if let Some(m) = &omd.migrations {
+        s.balancer = omd
+            .balancing
+            .as_ref()
+            .map(|b| b.status(m, crate::balancer::interval(interval)));
+        s.links = Some(m.link_counters());
+    }
+}
+
+/// This node's status, as `mosctl status` shows it.
+pub fn status(omd: &Omd) -> om_proto::Status {
+    let (mut s, interval) = {
+        let n = omd.node.lock().expect("node lock");
+        (n.status(), n.cfg.interval)
+    };
+    add_migration_status(omd, &mut s, interval);
+    s
 }
 
 /// Binds the control socket at `path`: refuses if another omd answers there, removes a

@@ -97,6 +97,8 @@ struct Prepared {
     map_origin: String,
     udp: std::net::UdpSocket,
     tcp: std::net::TcpListener,
+    /// `--metrics`' listener.
+    metrics: Option<std::net::TcpListener>,
     control: std::os::unix::net::UnixListener,
     cgroups: Cgroups,
     /// Speed of one unthrottled CPU, before the quota is applied.
@@ -155,6 +157,13 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     udp.set_nonblocking(true)?;
     let tcp = std::net::TcpListener::bind((any, args.port))
         .with_context(|| format!("cannot listen for migrations on TCP port {}", args.port))?;
+    let metrics = args
+        .metrics
+        .map(|a| {
+            std::net::TcpListener::bind(a)
+                .with_context(|| format!("cannot serve metrics at {a} (--metrics)"))
+        })
+        .transpose()?;
     let balance_users = args
         .balance_users
         .iter()
@@ -179,6 +188,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         map_origin: args.map.display().to_string(),
         udp,
         tcp,
+        metrics,
         control,
         cgroups,
         raw_speed,
@@ -260,6 +270,20 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
         let udp = Arc::new(tokio::net::UdpSocket::from_std(p.udp)?);
         p.control.set_nonblocking(true)?;
         let control = tokio::net::UnixListener::from_std(p.control)?;
+        let metrics = match p.metrics {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                tracing::info!("serving metrics at http://{}/metrics", l.local_addr()?);
+                Some(tokio::net::TcpListener::from_std(l)?)
+            }
+            None => None,
+        };
+        let metrics = async {
+            match metrics {
+                Some(l) => crate::metrics::serve(l, omd.clone()).await,
+                None => std::future::pending().await,
+            }
+        };
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let cfg = node.lock().expect("node lock").cfg.clone();
@@ -282,6 +306,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
             _ = send_loop(node.clone(), udp.clone()) => {}
             _ = receive_loop(node.clone(), udp) => {}
             _ = crate::control::serve(control, omd.clone()) => {}
+            _ = metrics => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }

@@ -18,6 +18,7 @@ pub mod hpcfs;
 pub mod key;
 pub mod load;
 pub mod measure;
+pub mod metrics;
 pub mod migrate;
 pub mod node;
 pub mod procs;

@@ -182,6 +182,18 @@ pub fn private_cluster(
     (cpu, mem): (Option<&str>, Option<&str>),
     checkout: &std::path::Path,
 ) -> TestCluster {
+    private_cluster_with(omcluster, name, n, (cpu, mem), checkout, &[])
+}
+
+/// [`private_cluster`], every omd started with the extra arguments `omd_args`.
+pub fn private_cluster_with(
+    omcluster: &str,
+    name: &str,
+    n: usize,
+    (cpu, mem): (Option<&str>, Option<&str>),
+    checkout: &std::path::Path,
+    omd_args: &[&str],
+) -> TestCluster {
     assert!(
         nix::unistd::geteuid().is_root(),
         "cluster tests must run as root"
@@ -192,7 +204,7 @@ pub fn private_cluster(
     // programs was now and then seen down by its peers, and moves were refused.
     spec.daemon = Some(crate::DaemonSpec {
         bin: PathBuf::from(workspace_tool(omcluster, "omd")),
-        args: vec![],
+        args: omd_args.iter().map(|a| a.to_string()).collect(),
     });
     let c = TestCluster::up_with(&spec, omcluster)
         .unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));

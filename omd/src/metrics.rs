@@ -1,0 +1,326 @@
+//! `omd --metrics ADDR`: this node's view of the cluster in the Prometheus text format,
+//! at `http://ADDR/metrics` (off by default; bound to localhost unless an address says
+//! otherwise). The numbers are those of `mosctl status` (one source for both): every
+//! node's load, speed, CPUs, memory, utilisation, whether it is up and how old its news
+//! is; the gossip counters with the reasons packets were dropped; the migration port's
+//! links; the balancer's moves; the guests running here and this node's processes away.
+//! The format is written by the `prometheus-client` crate.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::control::Omd;
+
+/// The address of `--metrics ADDR`: a port alone is `127.0.0.1:PORT` (local only);
+/// anything else must be an address with its port.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("{s:?} is neither a port nor an address with a port (e.g. 9723 or 0.0.0.0:9723)")
+    })
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemLabel {
+    node: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MoveLabel {
+    direction: &'static str,
+    result: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The metrics text of `omd` now.
+pub fn render(omd: &Omd) -> String {
+    let s = crate::control::status(omd);
+    let mut reg = Registry::with_prefix("omd");
+    let node_gauge = |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
+        let f = Family::<NodeLabel, FloatGauge>::default();
+        match unit {
+            Some(u) => reg.register_with_unit(name, help, u, f.clone()),
+            None => reg.register(name, help, f.clone()),
+        }
+        f
+    };
+    let load = node_gauge(
+        &mut reg,
+        "node_load",
+        "Load, in standard CPUs kept busy",
+        None,
+    );
+    let speed = node_gauge(
+        &mut reg,
+        "node_speed",
+        "Speed of one CPU (10000: a standard CPU)",
+        None,
+    );
+    let cpus = node_gauge(&mut reg, "node_cpus", "CPUs the node may use", None);
+    let util = node_gauge(
+        &mut reg,
+        "node_utilisation",
+        "CPU utilisation over the last second, 0 to 1",
+        None,
+    );
+    let up = node_gauge(
+        &mut reg,
+        "node_up",
+        "1 while news of the node is fresher than the down time",
+        None,
+    );
+    let age = node_gauge(
+        &mut reg,
+        "node_age",
+        "Age of the freshest news of the node",
+        Some(Unit::Seconds),
+    );
+    let me = node_gauge(&mut reg, "node_self", "1 for the node that answers", None);
+    let mem = Family::<MemLabel, FloatGauge>::default();
+    reg.register_with_unit(
+        "node_memory",
+        "Memory: available to new processes, free, and total",
+        Unit::Bytes,
+        mem.clone(),
+    );
+    for v in &s.nodes {
+        let l = NodeLabel {
+            node: v.node.to_string(),
+        };
+        up.get_or_create(&l).set(f64::from(u8::from(v.up)));
+        me.get_or_create(&l).set(f64::from(u8::from(v.me)));
+        if let Some(a) = v.age_ms {
+            age.get_or_create(&l).set(a as f64 / 1e3);
+        }
+        let Some(r) = v.record else { continue };
+        load.get_or_create(&l).set(f64::from(r.load) / 100.0);
+        speed.get_or_create(&l).set(f64::from(r.speed));
+        cpus.get_or_create(&l).set(f64::from(r.cpus));
+        util.get_or_create(&l).set(f64::from(r.util) / 10_000.0);
+        for (kind, bytes) in [("available", r.mem), ("free", r.free), ("total", r.tmem)] {
+            let ml = MemLabel {
+                node: l.node.clone(),
+                kind,
+            };
+            mem.get_or_create(&ml).set(bytes as f64);
+        }
+    }
+    let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    let c = &s.counters;
+    counter(
+        &mut reg,
+        "gossip_sent_packets",
+        "Gossip packets sent",
+        c.sent,
+    );
+    counter(
+        &mut reg,
+        "gossip_send_errors",
+        "Gossip packets that could not be sent",
+        c.send_errors,
+    );
+    counter(
+        &mut reg,
+        "gossip_received_packets",
+        "Gossip packets received",
+        c.received,
+    );
+    counter(
+        &mut reg,
+        "gossip_accepted_packets",
+        "Gossip packets taken in",
+        c.accepted,
+    );
+    let dropped = Family::<ReasonLabel, Counter<u64>>::default();
+    reg.register(
+        "gossip_dropped_packets",
+        "Gossip packets dropped, by reason",
+        dropped.clone(),
+    );
+    for (reason, n) in [
+        ("bad_tag", c.bad_tag),
+        ("malformed", c.malformed),
+        ("replayed", c.replayed),
+        ("unknown_node", c.unknown_node),
+    ] {
+        dropped.get_or_create(&ReasonLabel { reason }).inc_by(n);
+    }
+    if let Some(l) = s.links {
+        let links = Family::<ReasonLabel, Counter<u64>>::default();
+        reg.register(
+            "migration_links",
+            "Connections to the migration port, by what became of them",
+            links.clone(),
+        );
+        for (reason, n) in [
+            ("accepted", l.accepted),
+            ("not_in_map", l.not_in_map),
+            ("busy", l.busy),
+            ("bad_handshake", l.bad_handshake),
+            ("wrong_node", l.wrong_node),
+            ("stray_pages", l.stray_pages),
+        ] {
+            links.get_or_create(&ReasonLabel { reason }).inc_by(n);
+        }
+    }
+    if let Some(b) = &s.balancer {
+        let moves = Family::<MoveLabel, Counter<u64>>::default();
+        reg.register(
+            "automatic_migrations",
+            "Moves the balancers decided: out of this node (done or failed), and in",
+            moves.clone(),
+        );
+        for (direction, result, n) in [
+            ("out", "done", b.moved_out),
+            ("out", "failed", b.failed),
+            ("in", "done", b.moved_in),
+        ] {
+            moves
+                .get_or_create(&MoveLabel { direction, result })
+                .inc_by(n);
+        }
+        counter(
+            &mut reg,
+            "ushered_processes",
+            "Moves out that relieved this node of a shortage of memory",
+            b.ushered,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(b.candidates as i64);
+        reg.register(
+            "balancer_candidates",
+            "Processes the balancer may move now",
+            g,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(b.arriving as i64);
+        reg.register("arriving_guests", "Guests arriving now", g);
+    }
+    if let Some(m) = &omd.migrations {
+        let g = Gauge::<i64>::default();
+        g.set(m.guests().len() as i64);
+        reg.register("guests", "Processes of other nodes running here", g);
+        let away = m
+            .controlled()
+            .processes
+            .iter()
+            .filter(|p| p.node != 0)
+            .count();
+        let g = Gauge::<i64>::default();
+        g.set(away as i64);
+        reg.register(
+            "processes_away",
+            "Processes of this node running at other nodes",
+            g,
+        );
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+    out
+}
+
+/// Connections answered at once; more wait for their turn.
+const MAX_SCRAPES: usize = 8;
+/// A request must arrive within this, and fit in [`MAX_REQUEST`].
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+const MAX_REQUEST: usize = 8192;
+
+/// Answers `GET /metrics` on `listener` until the runtime stops.
+pub async fn serve(listener: TcpListener, omd: Omd) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
+    loop {
+        let Ok(turn) = turns.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((s, _)) = listener.accept().await else {
+            continue;
+        };
+        let omd = omd.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_DEADLINE, answer(s, &omd)).await;
+            drop(turn);
+        });
+    }
+}
+
+/// Reads one request from `s` and answers it.
+async fn answer(mut s: TcpStream, omd: &Omd) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 || buf.len() + n > MAX_REQUEST {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut words = line.split_whitespace();
+    let (status, body, kind) = match (words.next(), words.next()) {
+        (Some("GET"), Some("/metrics")) => (
+            "200 OK",
+            render(omd),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (Some("GET"), _) => (
+            "404 Not Found",
+            "only /metrics is served here\n".to_string(),
+            "text/plain",
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "only GET is served here\n".to_string(),
+            "text/plain",
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await?;
+    s.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_default_to_localhost_and_name_what_is_wrong() {
+        assert_eq!(parse_addr("9723"), Ok("127.0.0.1:9723".parse().unwrap()));
+        assert_eq!(parse_addr("0.0.0.0:80"), Ok("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(parse_addr("[::1]:9723"), Ok("[::1]:9723".parse().unwrap()));
+        let e = parse_addr("localhost").unwrap_err();
+        assert!(e.contains("\"localhost\""), "{e}");
+    }
+}
