@@ -16,6 +16,7 @@ use om_remote::relay::{run_home, Command, HomeEnd, Link, Progress};
 
 use crate::migrations::{cpu_flags, Homecoming, TcpLink};
 use crate::registry::{self, entry};
+use crate::MoveEvent;
 use crate::{Conn, MigrateError, Migrations, Outcome, Setup};
 
 impl Migrations {
@@ -104,10 +105,15 @@ impl Migrations {
         eager: bool,
         auto: bool,
     ) -> Outcome {
-        self.claim(pid)?;
-        let r = self.carry_out_claimed(pid, target, eager, auto);
-        if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
-            e.busy = false;
+        let r = self.claim(pid).and_then(|()| {
+            let r = self.carry_out_claimed(pid, target, eager, auto);
+            if let Some(e) = self.home.lock().expect("home lock").get_mut(&pid) {
+                e.busy = false;
+            }
+            r
+        });
+        if r.is_err() {
+            self.tell(MoveEvent::Failed { auto });
         }
         r
     }
@@ -387,6 +393,10 @@ impl Migrations {
             e.tx = Some(ctx);
         }
         tracing::info!(pid, to, "process migrated");
+        self.tell(MoveEvent::Left {
+            frozen: frozen_at.elapsed(),
+            auto,
+        });
         let _ = done.send(Ok(format!(
             "process {pid} now runs at node {to} ({} ms frozen; {:.1} MiB of memory, {})",
             frozen_at.elapsed().as_millis(),
@@ -432,6 +442,7 @@ impl Migrations {
         match end {
             Ok(HomeEnd::CameHome(why)) => {
                 tracing::info!(pid, "process came home: {why}");
+                self.tell(MoveEvent::CameHome);
                 if let Some(e) = h.get_mut(&pid) {
                     e.node = 0;
                     e.nmigs += 1;

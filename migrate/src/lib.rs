@@ -19,6 +19,6 @@ mod target;
 
 pub use error::{MigrateError, Outcome};
 pub use link::{Conn, LinkError};
-pub use migrations::{Cluster, Migrations, DEFAULT_BANDWIDTH};
+pub use migrations::{Cluster, Migrations, MoveEvent, Observer, DEFAULT_BANDWIDTH};
 pub use registry::{owner, GuestIds, GuestProc, HomeProc};
 pub use setup::Setup;

@@ -20,6 +20,26 @@ use crate::registry::{
 };
 use crate::{Conn, MigrateError, Outcome, Setup};
 
+/// Something a migration did, told to the observer of [`Migrations::observe`] (omd's
+/// metrics) as it happens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MoveEvent {
+    /// A process of this node left for another node, frozen for `frozen`.
+    Left { frozen: Duration, auto: bool },
+    /// A move of a process of this node was asked for and did not happen.
+    Failed { auto: bool },
+    /// A process of this node came home.
+    CameHome,
+    /// A guest arrived here.
+    GuestArrived,
+    /// A guest left (home, on, or ended), having forwarded `calls` calls that kept it
+    /// waiting `waited` in all.
+    GuestLeft { calls: u64, waited: Duration },
+}
+
+/// The observer of a node's [`MoveEvent`]s.
+pub type Observer = Box<dyn Fn(MoveEvent) + Send + Sync>;
+
 /// What the migrations of a node need to know of the cluster and of the node's policy:
 /// omd answers from its gossip state, its settings and its balancer.
 pub trait Cluster: Send + Sync {
@@ -73,6 +93,8 @@ pub struct Migrations {
     pub(crate) arriving: AtomicUsize,
     /// Users all of whose processes are under migration control (`--balance-users`).
     pub users: Mutex<Vec<u32>>,
+    /// Who hears of what moves do.
+    pub(crate) observer: Mutex<Option<Observer>>,
 }
 
 /// An accepted offer's page link: offered by node `home` at `since`, and once it came,
@@ -196,6 +218,7 @@ impl Migrations {
             key,
             guest_ids,
             ids_held: Mutex::new(Default::default()),
+            observer: Mutex::new(None),
             home: Mutex::new(HashMap::new()),
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
@@ -228,6 +251,18 @@ impl Migrations {
     /// Gives back a guest id of [`Migrations::take_guest_id`].
     pub(crate) fn release_guest_id(&self, id: u32) {
         self.ids_held.lock().expect("ids lock").remove(&id);
+    }
+
+    /// Tells `observer` of every [`MoveEvent`] from now on.
+    pub fn observe(&self, observer: Observer) {
+        *self.observer.lock().expect("observer lock") = Some(observer);
+    }
+
+    /// Tells the observer of `event`.
+    pub(crate) fn tell(&self, event: MoveEvent) {
+        if let Some(o) = self.observer.lock().expect("observer lock").as_ref() {
+            o(event);
+        }
     }
 
     /// Guests arriving now.

@@ -17,7 +17,7 @@ use om_remote::relay::{run_remote_counting, CallStats, RemoteEnd};
 use crate::admit::Startup;
 use crate::migrations::{cpu_flags, PageLink, RemotePages, TcpLink, PAGE_LINK_WAIT};
 use crate::registry::GuestProc;
-use crate::{Conn, Migrations, Setup};
+use crate::{Conn, Migrations, MoveEvent, Setup};
 
 impl Migrations {
     /// Accepts migration links until the process ends.
@@ -245,10 +245,13 @@ impl Migrations {
             },
         );
         tracing::info!(from, home_pid, pid = guest.pid(), "guest arrived");
+        self.tell(MoveEvent::GuestArrived);
         let link = TcpLink(conn);
         let end = run_remote_counting(guest, &link, &rx, &stats);
         self.guests.lock().expect("guests lock").remove(&id);
         self.release_guest_id(uid);
+        let (calls, waited) = stats.get();
+        self.tell(MoveEvent::GuestLeft { calls, waited });
         match end {
             RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
             RemoteEnd::Ended {

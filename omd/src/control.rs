@@ -20,6 +20,8 @@ pub struct Omd {
     pub migrations: Option<Arc<Migrations>>,
     /// Its balancer (with the migrations).
     pub balancing: Option<Arc<crate::balancer::Balancing>>,
+    /// What its migrations did, for `--metrics`.
+    pub recorder: Option<Arc<crate::metrics::Recorder>>,
 }
 
 impl Omd {
@@ -29,6 +31,7 @@ impl Omd {
             node,
             migrations: None,
             balancing: None,
+            recorder: None,
         }
     }
 }

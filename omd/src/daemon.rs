@@ -232,10 +232,14 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     ));
     let (migrations, balancing) =
         crate::migrate::start(node.clone(), args.guest_ids, p.balance_users.clone(), p.tcp);
+    let recorder = Arc::new(crate::metrics::Recorder::default());
+    let heard = recorder.clone();
+    migrations.observe(Box::new(move |e| heard.record(e)));
     let omd = crate::control::Omd {
         node: node.clone(),
         migrations: Some(migrations.clone()),
         balancing: Some(balancing),
+        recorder: Some(recorder),
     };
     // The tree: through the kernel module's device when it is loaded, else over FUSE.
     let device = !args.no_hpc

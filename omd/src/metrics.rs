@@ -15,6 +15,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,6 +56,115 @@ struct MoveLabel {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HowLabel {
+    how: &'static str,
+}
+
+/// What the migrations of this node did since omd started, heard from them as it
+/// happened ([`om_migrate::MoveEvent`]): kept here, between scrapes.
+pub struct Recorder {
+    freeze: Histogram,
+    moves: Family<KindLabel, Counter<u64>>,
+    guests: Family<HowLabel, Counter<u64>>,
+    calls: Counter<u64>,
+    waited: Counter<f64, AtomicU64>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            // 1 ms to about 4 s, doubling.
+            freeze: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+            moves: Family::default(),
+            guests: Family::default(),
+            calls: Counter::default(),
+            waited: Counter::default(),
+        }
+    }
+}
+
+impl Recorder {
+    /// Takes in one event.
+    pub fn record(&self, e: om_migrate::MoveEvent) {
+        use om_migrate::MoveEvent::*;
+        let how = |auto: bool| if auto { "automatic" } else { "requested" };
+        match e {
+            Left { frozen, auto } => {
+                self.freeze.observe(frozen.as_secs_f64());
+                self.moves
+                    .get_or_create(&KindLabel {
+                        kind: how(auto),
+                        result: "done",
+                    })
+                    .inc();
+            }
+            Failed { auto } => {
+                self.moves
+                    .get_or_create(&KindLabel {
+                        kind: how(auto),
+                        result: "failed",
+                    })
+                    .inc();
+            }
+            CameHome => {
+                self.moves
+                    .get_or_create(&KindLabel {
+                        kind: "home",
+                        result: "done",
+                    })
+                    .inc();
+            }
+            GuestArrived => {
+                self.guests
+                    .get_or_create(&HowLabel { how: "arrived" })
+                    .inc();
+            }
+            GuestLeft { calls, waited } => {
+                self.guests.get_or_create(&HowLabel { how: "left" }).inc();
+                self.calls.inc_by(calls);
+                self.waited.inc_by(waited.as_secs_f64());
+            }
+        }
+    }
+
+    fn register(&self, reg: &mut Registry) {
+        reg.register_with_unit(
+            "migration_freeze",
+            "How long each process of this node that left was frozen",
+            Unit::Seconds,
+            self.freeze.clone(),
+        );
+        reg.register(
+            "migrations",
+            "Moves of this node's processes: automatic or requested, done or failed; home",
+            self.moves.clone(),
+        );
+        reg.register(
+            "guest_moves",
+            "Guests that arrived here and that left",
+            self.guests.clone(),
+        );
+        reg.register(
+            "forwarded_calls",
+            "Calls the guests that left here forwarded home",
+            self.calls.clone(),
+        );
+        reg.register_with_unit(
+            "forwarded_wait",
+            "Time the guests that left here waited for their forwarded calls",
+            Unit::Seconds,
+            self.waited.clone(),
+        );
+    }
+}
 
 /// The metrics text of `omd` now.
 pub fn render(omd: &Omd) -> String {
@@ -223,6 +333,9 @@ pub fn render(omd: &Omd) -> String {
         let g = Gauge::<i64>::default();
         g.set(b.arriving as i64);
         reg.register("arriving_guests", "Guests arriving now", g);
+    }
+    if let Some(r) = &omd.recorder {
+        r.register(&mut reg);
     }
     if let Some(m) = &omd.migrations {
         let g = Gauge::<i64>::default();

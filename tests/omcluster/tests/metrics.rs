@@ -41,6 +41,10 @@ fn scrape(c: &TestCluster, node: u16) -> HashMap<String, f64> {
         .samples
         .into_iter()
         .map(|s| {
+            let name = match &s.value {
+                prometheus_parse::Value::Histogram(_) => format!("{}_count", s.metric),
+                _ => s.metric.clone(),
+            };
             let mut labels: Vec<String> = s
                 .labels
                 .iter()
@@ -51,9 +55,12 @@ fn scrape(c: &TestCluster, node: u16) -> HashMap<String, f64> {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
                 _ => f64::NAN,
             };
-            (format!("{}{{{}}}", s.metric, labels.join(",")), v)
+            (format!("{name}{{{}}}", labels.join(",")), v)
         })
         .collect()
 }
@@ -116,7 +123,7 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
     );
     let mut job = c
         .command(1, &tool("mosrun"))
-        .args(["-2", &spin.display().to_string(), "30"])
+        .args(["-2", &spin.display().to_string(), "8"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -129,6 +136,13 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
                     >= m["omd_gossip_received_packets_total{}"]
             );
             assert!(at2["omd_migration_links_total{reason=\"accepted\"}"] >= 1.0);
+            // mosrun -2 asked for it: one requested move, one freeze time.
+            assert_eq!(
+                at1["omd_migrations_total{kind=\"requested\",result=\"done\"}"],
+                1.0
+            );
+            assert_eq!(at1["omd_migration_freeze_seconds_count{}"], 1.0);
+            assert_eq!(at2["omd_guest_moves_total{how=\"arrived\"}"], 1.0);
             break;
         }
         assert!(
@@ -139,8 +153,16 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = job.kill();
-    let _ = job.wait();
+    assert!(job.wait().unwrap().success());
+    // The guest left node 2 as the process ended.
+    let t = Instant::now();
+    while scrape(&c, 2).get("omd_guest_moves_total{how=\"left\"}") != Some(&1.0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the guest never left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Only /metrics, and only on localhost unless told otherwise.
     assert!(get(&c, 1, "127.0.0.1", "/other").starts_with("HTTP/1.1 404"));
