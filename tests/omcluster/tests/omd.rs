@@ -81,8 +81,10 @@ fn record(s: &Status, node: u16) -> (bool, NodeRecord) {
 fn four_nodes_know_each_other_and_the_tools_agree() {
     let c = cluster("t-omd4", 4, Some("1,1,1,0.25"), "4");
     let started = Instant::now();
+    // Gossip converges in about 3 s; node 4 has a quarter of a CPU, and on a machine
+    // busy with other tests (CI once missed 5 s) its omd answers late.
     for node in 1..=4u16 {
-        let s = wait_for(Duration::from_secs(5), "all four nodes up", || {
+        let s = wait_for(Duration::from_secs(15), "all four nodes up", || {
             let s = status(&c, node);
             s.nodes.iter().all(|n| n.up).then_some(s)
         });
@@ -97,7 +99,7 @@ fn four_nodes_know_each_other_and_the_tools_agree() {
             assert!(r.mem > 0 && r.mem <= r.tmem && r.free <= r.tmem);
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(30));
     // A quarter of a CPU is a slower node.
     let s = status(&c, 2);
     let full = record(&s, 1).1.speed;
