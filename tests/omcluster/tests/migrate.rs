@@ -992,22 +992,7 @@ fn a_lost_node_never_leaves_a_process_hanging() {
     kill_omd(&c, 1);
     let (o, e) = finish(child);
     assert!(o.contains("where 3"), "{o}{e}");
-    let t = Instant::now();
-    loop {
-        let left = sh(
-            &c,
-            3,
-            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
-        );
-        if left.trim().is_empty() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "guest still at node 3: {left}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    gone_within(&c, 3, "remote usr1", Duration::from_secs(5), "the guest");
     let home = sh(
         &c,
         1,
@@ -1058,19 +1043,31 @@ fn a_guest_that_clears_its_parent_death_signal_still_dies_with_its_omd() {
     kill_omd(&c, 2);
     let (o, e) = finish(child);
     assert!(o.contains("status 137"), "ends by SIGKILL at home: {o}{e}");
+    gone_within(
+        &c,
+        2,
+        "remote nodeath",
+        Duration::from_secs(5),
+        "a guest without a parent-death signal",
+    );
+}
+
+/// Waits until no process whose command line holds `pattern` runs at node `node`
+/// (zombies included), for at most `limit`; `what` names it in the panic.
+fn gone_within(c: &TestCluster, node: u16, pattern: &str, limit: Duration, what: &str) {
     let t = Instant::now();
     loop {
         let left = sh(
-            &c,
-            2,
-            "ps -eo stat,args | grep -v grep | grep 'remote nodeath' || true",
+            c,
+            node,
+            &format!("ps -eo stat,args | grep -v grep | grep '{pattern}' || true"),
         );
         if left.trim().is_empty() {
-            break;
+            return;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "a guest without a parent-death signal outlived its omd: {left}"
+            t.elapsed() < limit,
+            "{what} still at node {node} after {limit:?}: {left}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1243,15 +1240,13 @@ fn a_short_partition_is_ridden_out_and_a_long_one_ends_the_process_on_both_sides
     let cut = sh(&c, 1, "date +%s.%N").trim().parse::<f64>().unwrap();
     c.partition(2, true);
     // The guest at node 2 ends within the limit and some slack.
-    let t = Instant::now();
-    while guest_at_2() {
-        assert!(
-            t.elapsed().as_secs_f64() < limit + 30.0,
-            "the guest still runs at node 2 {:?} after the cut",
-            t.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    gone_within(
+        &c,
+        2,
+        "remote usr1",
+        Duration::from_secs_f64(limit + 30.0),
+        "the guest cut off",
+    );
     let (o, e) = finish(child);
     c.partition(2, false);
     assert!(o.contains("where 2"), "{o}{e}");
