@@ -417,6 +417,10 @@ impl Migrations {
             }
             Progress::MemoryReleased(bytes) => {
                 me.measured_bandwidth(to, bytes, frozen_at.elapsed());
+                me.tell(MoveEvent::AllAway {
+                    after: frozen_at.elapsed(),
+                    bytes,
+                });
                 tracing::info!(
                     pid,
                     "all its memory is at node {to}: {:.1} MiB released here",

@@ -28,6 +28,9 @@ pub enum MoveEvent {
     Left { frozen: Duration, auto: bool },
     /// A move of a process of this node was asked for and did not happen.
     Failed { auto: bool },
+    /// All the memory of a process of this node that left is at its node now, `after`
+    /// its freeze began: `bytes` left this node's memory.
+    AllAway { after: Duration, bytes: u64 },
     /// A process of this node came home.
     CameHome,
     /// A guest arrived here.

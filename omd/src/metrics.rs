@@ -72,6 +72,8 @@ struct HowLabel {
 /// happened ([`om_migrate::MoveEvent`]): kept here, between scrapes.
 pub struct Recorder {
     freeze: Histogram,
+    all_away: Histogram,
+    bytes_away: Counter<u64>,
     moves: Family<KindLabel, Counter<u64>>,
     guests: Family<HowLabel, Counter<u64>>,
     calls: Counter<u64>,
@@ -83,6 +85,9 @@ impl Default for Recorder {
         Self {
             // 1 ms to about 4 s, doubling.
             freeze: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
+            // 10 ms to about 80 s, doubling.
+            all_away: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            bytes_away: Counter::default(),
             moves: Family::default(),
             guests: Family::default(),
             calls: Counter::default(),
@@ -114,6 +119,10 @@ impl Recorder {
                     })
                     .inc();
             }
+            AllAway { after, bytes } => {
+                self.all_away.observe(after.as_secs_f64());
+                self.bytes_away.inc_by(bytes);
+            }
             CameHome => {
                 self.moves
                     .get_or_create(&KindLabel {
@@ -141,6 +150,18 @@ impl Recorder {
             "How long each process of this node that left was frozen",
             Unit::Seconds,
             self.freeze.clone(),
+        );
+        reg.register_with_unit(
+            "migration_total",
+            "How long after its freeze began all the memory of a process that left was at its node",
+            Unit::Seconds,
+            self.all_away.clone(),
+        );
+        reg.register_with_unit(
+            "memory_moved_away",
+            "Memory of processes that left, released here once all of it was at their node",
+            Unit::Bytes,
+            self.bytes_away.clone(),
         );
         reg.register(
             "migrations",

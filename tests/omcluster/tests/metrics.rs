@@ -130,7 +130,9 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
     let t = Instant::now();
     loop {
         let (at1, at2) = (scrape(&c, 1), scrape(&c, 2));
-        if at1["omd_processes_away{}"] == 1.0 && at2["omd_guests{}"] == 1.0 {
+        // Lazily moved, all of its memory follows within moments.
+        let all_away = at1.get("omd_migration_total_seconds_count{}") == Some(&1.0);
+        if at1["omd_processes_away{}"] == 1.0 && at2["omd_guests{}"] == 1.0 && all_away {
             assert!(
                 at1["omd_gossip_received_packets_total{}"]
                     >= m["omd_gossip_received_packets_total{}"]
@@ -142,6 +144,7 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
                 1.0
             );
             assert_eq!(at1["omd_migration_freeze_seconds_count{}"], 1.0);
+            assert!(at1["omd_memory_moved_away_bytes_total{}"] > 0.0);
             assert_eq!(at2["omd_guest_moves_total{how=\"arrived\"}"], 1.0);
             break;
         }
