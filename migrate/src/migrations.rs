@@ -268,6 +268,15 @@ impl Migrations {
         }
     }
 
+    /// How many processes of this node run at other nodes now (without the refresh and
+    /// the movability checks of [`Migrations::controlled`]).
+    pub fn away(&self) -> usize {
+        let h = self.home.lock().expect("home lock");
+        h.iter()
+            .filter(|(&pid, e)| e.node != 0 && start_time(pid) == Some(e.start))
+            .count()
+    }
+
     /// Guests arriving now.
     pub fn arriving(&self) -> usize {
         self.arriving.load(Ordering::Relaxed)

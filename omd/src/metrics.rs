@@ -362,14 +362,8 @@ pub fn render(omd: &Omd) -> String {
         let g = Gauge::<i64>::default();
         g.set(m.guests().len() as i64);
         reg.register("guests", "Processes of other nodes running here", g);
-        let away = m
-            .controlled()
-            .processes
-            .iter()
-            .filter(|p| p.node != 0)
-            .count();
         let g = Gauge::<i64>::default();
-        g.set(away as i64);
+        g.set(m.away() as i64);
         reg.register(
             "processes_away",
             "Processes of this node running at other nodes",
