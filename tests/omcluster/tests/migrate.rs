@@ -546,14 +546,7 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
     // kill -9 at home ends it everywhere.
     let o = remote(&c, "kill9", "usr1", "sleep 0.3; kill -9 $P");
     assert!(o.contains("where 2") && o.contains("status 137"), "{o}");
-    for node in 1..=3u16 {
-        let left = sh(
-            &c,
-            node,
-            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
-        );
-        assert!(left.trim().is_empty(), "left at node {node}: {left}");
-    }
+    nothing_left(&c, "remote usr1");
 }
 
 /// An ordinary user's program whose executable it may run but not read (mode 0111), and
@@ -637,14 +630,7 @@ fn an_exec_only_program_of_an_ordinary_user_moves_and_comes_home() {
     assert!(out.contains(" is home\n"), "{what}");
     assert!(out.contains("then 0\n"), "{what}");
     assert!(out.contains("status 42\n"), "{what}");
-    for node in 1..=3u16 {
-        let left = sh(
-            &c,
-            node,
-            "ps -eo args | grep -v grep | grep 'remote-xo' || true",
-        );
-        assert!(left.trim().is_empty(), "left at node {node}: {left}");
-    }
+    nothing_left(&c, "remote-xo");
 }
 
 /// A parent that reports what `waitpid(WUNTRACED | WCONTINUED)` tells of its child (as
@@ -1052,6 +1038,19 @@ fn a_guest_that_clears_its_parent_death_signal_still_dies_with_its_omd() {
     );
 }
 
+/// Checks that no process whose command line holds `pattern` runs at any of the three
+/// nodes.
+fn nothing_left(c: &TestCluster, pattern: &str) {
+    for node in 1..=3u16 {
+        let left = sh(
+            c,
+            node,
+            &format!("ps -eo args | grep -v grep | grep '{pattern}' || true"),
+        );
+        assert!(left.trim().is_empty(), "left at node {node}: {left}");
+    }
+}
+
 /// Waits until no process whose command line holds `pattern` runs at node `node`
 /// (zombies included), for at most `limit`; `what` names it in the panic.
 fn gone_within(c: &TestCluster, node: u16, pattern: &str, limit: Duration, what: &str) {
@@ -1258,14 +1257,7 @@ fn a_short_partition_is_ridden_out_and_a_long_one_ends_the_process_on_both_sides
     );
     let log = sh(&c, 1, "grep -i 'killed' /run/omd/omd.log || true");
     assert!(!log.trim().is_empty(), "omd's log says why: {log}");
-    for node in 1..=3u16 {
-        let left = sh(
-            &c,
-            node,
-            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
-        );
-        assert!(left.trim().is_empty(), "left at node {node}: {left}");
-    }
+    nothing_left(&c, "remote usr1");
 }
 
 /// Each guest runs as a user id of its own from omd's guest range (`--guest-ids`), held
@@ -1322,12 +1314,5 @@ fn each_guest_runs_as_an_id_no_other_process_of_the_node_holds() {
     sh(&c, 1, "kill -USR1 $(cat /tmp/guestids/pids)");
     let (o, e) = finish(child);
     assert_eq!(o, "status 0\nstatus 0\n", "{e}");
-    for node in 1..=3u16 {
-        let left = sh(
-            &c,
-            node,
-            "ps -eo args | grep -v grep | grep 'remote usr1' || true",
-        );
-        assert!(left.trim().is_empty(), "left at node {node}: {left}");
-    }
+    nothing_left(&c, "remote usr1");
 }
