@@ -35,9 +35,8 @@ pub enum MoveEvent {
     CameHome,
     /// A guest arrived here.
     GuestArrived,
-    /// A guest left (home, on, or ended), having forwarded `calls` calls that kept it
-    /// waiting `waited` in all.
-    GuestLeft { calls: u64, waited: Duration },
+    /// A guest left (home, on, or ended).
+    GuestLeft,
 }
 
 /// The observer of a node's [`MoveEvent`]s.
@@ -98,6 +97,8 @@ pub struct Migrations {
     pub users: Mutex<Vec<u32>>,
     /// Who hears of what moves do.
     pub(crate) observer: Mutex<Option<Observer>>,
+    /// How long the forwarded calls of the guests here took.
+    pub(crate) latencies: Arc<om_remote::relay::Latencies>,
 }
 
 /// An accepted offer's page link: offered by node `home` at `since`, and once it came,
@@ -222,6 +223,7 @@ impl Migrations {
             guest_ids,
             ids_held: Mutex::new(Default::default()),
             observer: Mutex::new(None),
+            latencies: Arc::default(),
             home: Mutex::new(HashMap::new()),
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
@@ -254,6 +256,11 @@ impl Migrations {
     /// Gives back a guest id of [`Migrations::take_guest_id`].
     pub(crate) fn release_guest_id(&self, id: u32) {
         self.ids_held.lock().expect("ids lock").remove(&id);
+    }
+
+    /// How long the forwarded calls of the guests here took, since omd started.
+    pub fn call_latencies(&self) -> om_remote::relay::LatencySnapshot {
+        self.latencies.snapshot()
     }
 
     /// Tells `observer` of every [`MoveEvent`] from now on.

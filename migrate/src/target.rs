@@ -225,7 +225,7 @@ impl Migrations {
             self.auto_in.fetch_add(1, Ordering::Relaxed);
         }
         let (tx, rx) = channel();
-        let stats = Arc::new(CallStats::default());
+        let stats = Arc::new(CallStats::feeding(self.latencies.clone()));
         self.guests.lock().expect("guests lock").insert(
             id,
             GuestProc {
@@ -250,8 +250,7 @@ impl Migrations {
         let end = run_remote_counting(guest, &link, &rx, &stats);
         self.guests.lock().expect("guests lock").remove(&id);
         self.release_guest_id(uid);
-        let (calls, waited) = stats.get();
-        self.tell(MoveEvent::GuestLeft { calls, waited });
+        self.tell(MoveEvent::GuestLeft);
         match end {
             RemoteEnd::Lost(why) => tracing::warn!(from, home_pid, "guest killed: {why}"),
             RemoteEnd::Ended {

@@ -76,8 +76,6 @@ pub struct Recorder {
     bytes_away: Counter<u64>,
     moves: Family<KindLabel, Counter<u64>>,
     guests: Family<HowLabel, Counter<u64>>,
-    calls: Counter<u64>,
-    waited: Counter<f64, AtomicU64>,
 }
 
 impl Default for Recorder {
@@ -90,8 +88,6 @@ impl Default for Recorder {
             bytes_away: Counter::default(),
             moves: Family::default(),
             guests: Family::default(),
-            calls: Counter::default(),
-            waited: Counter::default(),
         }
     }
 }
@@ -136,10 +132,8 @@ impl Recorder {
                     .get_or_create(&HowLabel { how: "arrived" })
                     .inc();
             }
-            GuestLeft { calls, waited } => {
+            GuestLeft => {
                 self.guests.get_or_create(&HowLabel { how: "left" }).inc();
-                self.calls.inc_by(calls);
-                self.waited.inc_by(waited.as_secs_f64());
             }
         }
     }
@@ -173,17 +167,38 @@ impl Recorder {
             "Guests that arrived here and that left",
             self.guests.clone(),
         );
-        reg.register(
-            "forwarded_calls",
-            "Calls the guests that left here forwarded home",
-            self.calls.clone(),
-        );
-        reg.register_with_unit(
-            "forwarded_wait",
-            "Time the guests that left here waited for their forwarded calls",
-            Unit::Seconds,
-            self.waited.clone(),
-        );
+    }
+}
+
+/// A reading of [`om_migrate::Migrations::call_latencies`], encoded as a histogram.
+#[derive(Debug)]
+struct CallLatencies(om_remote::relay::LatencySnapshot);
+
+impl prometheus_client::metrics::TypedMetric for CallLatencies {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for CallLatencies {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let bounds = om_remote::relay::LATENCY_BOUNDS_US
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets.iter().copied()).collect();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.0.sum.as_secs_f64(),
+            self.0.count(),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
     }
 }
 
@@ -368,6 +383,12 @@ pub fn render(omd: &Omd) -> String {
             "processes_away",
             "Processes of this node running at other nodes",
             g,
+        );
+        reg.register_with_unit(
+            "forwarded_call",
+            "How long the calls the guests here forwarded home took, from the guest's stop to its answer",
+            Unit::Seconds,
+            CallLatencies(m.call_latencies()),
         );
     }
     let mut out = String::new();

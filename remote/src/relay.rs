@@ -799,19 +799,84 @@ fn report_usage(guest: &Guest, link: &dyn Link) {
     }
 }
 
+/// Upper bounds of the buckets of [`Latencies`], in microseconds: 25 µs (below any
+/// round trip) doubling to about 0.8 s (a call that blocked); slower calls count above.
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    25, 50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400, 204_800,
+    409_600, 819_200,
+];
+
+/// How long forwarded calls took, as a histogram over [`LATENCY_BOUNDS_US`]: shared by
+/// every guest of a node, read while they run.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    /// One count per bound, and one for the calls above the last.
+    buckets: [std::sync::atomic::AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_ns: std::sync::atomic::AtomicU64,
+}
+
+/// A reading of [`Latencies`]: the count of calls in each bucket (not cumulative; the
+/// last one above every bound) and the time they took in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    pub buckets: Vec<u64>,
+    pub sum: Duration,
+}
+
+impl LatencySnapshot {
+    /// Calls counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+impl Latencies {
+    /// Counts one call that took `d`.
+    pub fn observe(&self, d: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = d.as_micros();
+        let i = LATENCY_BOUNDS_US.partition_point(|&b| u128::from(b) < us);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_ns
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        LatencySnapshot {
+            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sum: Duration::from_nanos(self.sum_ns.load(Relaxed)),
+        }
+    }
+}
+
 /// Forwarded calls a remote end has made: how many, and how long the guest waited for
-/// their answers in all (the balancer's measure of how I/O-bound a guest is).
+/// their answers in all (the balancer's measure of how I/O-bound a guest is); each call
+/// also counts in the node's [`Latencies`], if given one.
 #[derive(Debug, Default)]
 pub struct CallStats {
     calls: std::sync::atomic::AtomicU64,
     waited_ns: std::sync::atomic::AtomicU64,
+    latencies: Option<std::sync::Arc<Latencies>>,
 }
 
 impl CallStats {
+    /// Stats whose calls also count in `latencies`.
+    pub fn feeding(latencies: std::sync::Arc<Latencies>) -> Self {
+        Self {
+            latencies: Some(latencies),
+            ..Self::default()
+        }
+    }
+
     fn add(&self, waited: Duration) {
         use std::sync::atomic::Ordering::Relaxed;
         self.calls.fetch_add(1, Relaxed);
         self.waited_ns.fetch_add(waited.as_nanos() as u64, Relaxed);
+        if let Some(l) = &self.latencies {
+            l.observe(waited);
+        }
     }
 
     /// Calls so far, and the time the guest waited for them.
@@ -1238,8 +1303,35 @@ fn map_home_file_inner(
 
 #[cfg(test)]
 mod tests {
-    use super::{time_less, with_time_left};
+    use super::{time_less, with_time_left, Latencies, LATENCY_BOUNDS_US};
     use std::time::Duration;
+
+    #[test]
+    fn latencies_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() {
+        let l = Latencies::default();
+        let us = Duration::from_micros;
+        for d in [
+            us(0),
+            us(25),
+            us(26),
+            us(50),
+            us(819_200),
+            us(819_201),
+            us(10_000_000),
+        ] {
+            l.observe(d);
+        }
+        let s = l.snapshot();
+        assert_eq!(s.buckets.len(), LATENCY_BOUNDS_US.len() + 1);
+        let mut want = vec![0; LATENCY_BOUNDS_US.len() + 1];
+        want[0] = 2; // 0 and 25 µs
+        want[1] = 2; // 26 and 50 µs
+        want[LATENCY_BOUNDS_US.len() - 1] = 1; // 819.2 ms
+        want[LATENCY_BOUNDS_US.len()] = 2; // above every bound
+        assert_eq!(s.buckets, want);
+        assert_eq!(s.count(), 7);
+        assert_eq!(s.sum, us(25 + 26 + 50 + 819_200 + 819_201 + 10_000_000));
+    }
 
     fn tv(sec: i64, frac: i64) -> [u8; 16] {
         let mut b = [0u8; 16];

@@ -166,6 +166,15 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Its output went home as a forwarded write at least: counted, and timed no faster
+    // than any round trip can be.
+    let at2 = scrape(&c, 2);
+    let calls = at2["omd_forwarded_call_seconds_count{}"];
+    assert!(calls >= 1.0, "forwarded calls: {calls}");
+    let sum = at2["omd_forwarded_call_seconds_sum{}"];
+    assert!(sum > 0.0 && sum < calls * 5.0, "{sum} s for {calls} calls");
+    // Node 1 had no guest, and so no forwarded call.
+    assert_eq!(scrape(&c, 1)["omd_forwarded_call_seconds_count{}"], 0.0);
 
     // Only /metrics, and only on localhost unless told otherwise.
     assert!(get(&c, 1, "127.0.0.1", "/other").starts_with("HTTP/1.1 404"));
