@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
-# Builds the release binaries and installs them with their man pages, shell completions
-# and omd's systemd unit (as root). PREFIX defaults to /usr/local.
+# Builds the binaries and installs them with their man pages, shell completions and omd's
+# systemd unit (as root). The demo installs this way; scripts/package.sh stages a Debian
+# package the same way.
+#
+#   PREFIX    where the files go (default /usr/local)
+#   DESTDIR   a staging root to install under instead of / (default none)
+#   UNITDIR   where omd.service goes (default /etc/systemd/system, if that exists)
+#   ZSHDIR    zsh's completions (default $PREFIX/share/zsh/site-functions)
+#   PROFILE   cargo's build profile (default release)
+#   GZIP_MAN  1 to compress the man pages, as Debian ships them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 PREFIX=${PREFIX:-/usr/local}
-cargo build --release --bins --quiet
+DESTDIR=${DESTDIR:-}
+PROFILE=${PROFILE:-release}
+ZSHDIR=${ZSHDIR:-$PREFIX/share/zsh/site-functions}
+if [ -z "${UNITDIR:-}" ] && [ -d /etc/systemd/system ]; then UNITDIR=/etc/systemd/system; fi
+case $PROFILE in dev) bin=target/debug ;; *) bin=target/$PROFILE ;; esac
+cargo build --profile "$PROFILE" --workspace --bins --quiet
 TOOLS=(omcluster showmap setpe omckpt mosctl mps mtop migrate mosrun mosmon)
-for b in "${TOOLS[@]}"; do install -m 755 "target/release/$b" "$PREFIX/bin/"; done
+root=$DESTDIR$PREFIX
+install -d "$root/bin" "$root/sbin"
+for b in "${TOOLS[@]}"; do install -m 755 "$bin/$b" "$root/bin/"; done
 # openMosix's job wrappers: mosrun -c, mosrun -i, mosrun -h -L.
-for w in cpujob iojob nomig; do ln -sf mosrun "$PREFIX/bin/$w"; done
-install -d "$PREFIX/sbin" && install -m 755 target/release/omd "$PREFIX/sbin/"
+for w in cpujob iojob nomig; do ln -sf mosrun "$root/bin/$w"; done
+install -m 755 "$bin/omd" "$root/sbin/"
 docs=$(mktemp -d)
-for b in "${TOOLS[@]}" omd; do OM_GENERATE_DOCS=$docs "target/release/$b"; done
-install -d "$PREFIX/share/man/man1" "$PREFIX/share/man/man8"
-install -m 644 "$docs"/man/man1/*.1 "$PREFIX/share/man/man1/"
-install -m 644 "$docs"/man/man8/*.8 "$PREFIX/share/man/man8/"
-install -d "$PREFIX/share/bash-completion/completions" "$PREFIX/share/zsh/site-functions" "$PREFIX/share/fish/vendor_completions.d"
-install -m 644 "$docs"/completions/bash/* "$PREFIX/share/bash-completion/completions/"
-install -m 644 "$docs"/completions/zsh/* "$PREFIX/share/zsh/site-functions/"
-install -m 644 "$docs"/completions/fish/* "$PREFIX/share/fish/vendor_completions.d/"
-rm -rf "$docs"
-if [ -d /etc/systemd/system ]; then
-    sed "s|/usr/local|$PREFIX|g" dist/omd.service > /etc/systemd/system/omd.service
+trap 'rm -rf "$docs"' EXIT
+for b in "${TOOLS[@]}" omd; do OM_GENERATE_DOCS=$docs "$bin/$b"; done
+if [ "${GZIP_MAN:-0}" = 1 ]; then gzip -9n "$docs"/man/man*/*; fi
+for s in 1 8; do
+    install -d "$root/share/man/man$s"
+    install -m 644 "$docs"/man/man$s/* "$root/share/man/man$s/"
+done
+install -d "$root/share/bash-completion/completions" "$DESTDIR$ZSHDIR" "$root/share/fish/vendor_completions.d"
+install -m 644 "$docs"/completions/bash/* "$root/share/bash-completion/completions/"
+install -m 644 "$docs"/completions/zsh/* "$DESTDIR$ZSHDIR/"
+install -m 644 "$docs"/completions/fish/* "$root/share/fish/vendor_completions.d/"
+if [ -n "${UNITDIR:-}" ]; then
+    install -d "$DESTDIR$UNITDIR"
+    sed "s|/usr/local|$PREFIX|g" dist/omd.service > "$DESTDIR$UNITDIR/omd.service"
+    chmod 644 "$DESTDIR$UNITDIR/omd.service"
+    # omd's options; an existing one is the operator's.
+    [ -e "$DESTDIR/etc/default/omd" ] || install -D -m 644 dist/omd.default "$DESTDIR/etc/default/omd"
 fi
-echo "install: binaries, man pages and completions in $PREFIX; omd.service in /etc/systemd/system"
+echo "install: binaries, man pages and completions in $root${UNITDIR:+; omd.service in $DESTDIR$UNITDIR}"

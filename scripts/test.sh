@@ -46,5 +46,9 @@ step "kernel module: kmod/test.sh (qemu)"
 kmod/test.sh
 
 step "tests"
+# The package test (tests/omcluster/tests/package.rs) builds the Debian package
+# (dpkg-dev), verifies its unit (systemd's systemd-analyze) and finds its man pages (man-db).
+. scripts/apt.sh
+apt_need test dpkg-dev systemd man-db
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked --quiet
 cargo nextest run --workspace --no-fail-fast
