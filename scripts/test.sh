@@ -38,6 +38,7 @@ fuzz() { # fuzz DIR TARGET SECONDS
 }
 fuzz map/fuzz parse 30
 fuzz wire/fuzz packet 20
+fuzz wire/fuzz announce 10
 fuzz migrate/fuzz link 30
 fuzz remote/fuzz plan 20
 fuzz proto/fuzz request 15

@@ -154,6 +154,15 @@ pub struct RunArgs {
     /// here; every file they open is opened at their home.
     #[arg(long, default_value_t = om_migrate::GuestIds::DEFAULT, value_name = "FIRST-LAST")]
     pub guest_ids: om_migrate::GuestIds,
+    /// Find the other nodes without a map, as openMosix's omdiscd did: announce this
+    /// node to the multicast group 239.255.72.3 on the gossip port every two intervals,
+    /// authenticated with the cluster key, and add every node announced there to the map
+    /// in use (`showmap` shows it). ADDRESS is this node's address on the cluster
+    /// network (IPv4); without it, the machine's only IPv4 address that is neither
+    /// loopback nor link-local. The node number is `--node N`, or else the address's low
+    /// 16 bits (198.18.0.3 is node 3). The map file is not read.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1)]
+    pub discover: Option<Option<std::net::Ipv4Addr>>,
     /// Serve Prometheus metrics at http://ADDR/metrics: a port (bound to 127.0.0.1) or
     /// an address with a port (0.0.0.0:9723 for every interface). Off unless given.
     #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]

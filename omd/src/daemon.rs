@@ -10,7 +10,7 @@ use om_map::{ClusterMap, NodeId};
 use om_proto::NodeRecord;
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -95,6 +95,8 @@ struct Prepared {
     cfg: Config,
     map: ClusterMap,
     map_origin: String,
+    /// `--discover`'s address.
+    discover: Option<Ipv4Addr>,
     udp: std::net::UdpSocket,
     tcp: std::net::TcpListener,
     /// `--metrics`' listener.
@@ -128,15 +130,76 @@ fn seconds(what: &str, s: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-fn prepare(args: &RunArgs) -> Result<Prepared> {
+/// The multicast group of `--discover`.
+pub const DISCOVERY_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 72, 3);
+
+/// `--discover` without an address: the machine's one IPv4 address that is neither
+/// loopback nor link-local.
+fn discovery_addr() -> Result<Ipv4Addr> {
+    let mut found: Vec<Ipv4Addr> = interface_addrs()
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(v4),
+            _ => None,
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("--discover: this machine has no IPv4 address to discover from"),
+        many => bail!(
+            "--discover: this machine has several IPv4 addresses ({}); say which is on the \
+             cluster network: --discover=ADDRESS",
+            many.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The map to start from, this node's number, where the map came from, and the address
+/// discovery runs on (`--discover`).
+fn initial_map(args: &RunArgs) -> Result<(ClusterMap, NodeId, String, Option<Ipv4Addr>)> {
+    if let Some(given) = args.discover {
+        let addr = match given {
+            Some(a) => a,
+            None => discovery_addr()?,
+        };
+        if !interface_addrs().contains(&IpAddr::V4(addr)) {
+            bail!("--discover={addr}: this machine has no such address");
+        }
+        let node = match args.node {
+            Some(n) => n,
+            None => node::node_from_addr(IpAddr::V4(addr))
+                .map_err(|e| anyhow::anyhow!("--discover: {e}"))?,
+        };
+        if node == 0 {
+            bail!("--node 0: node numbers are 1 to 65535");
+        }
+        let map = ClusterMap::from_nodes([om_map::Node {
+            id: node,
+            addr: IpAddr::V4(addr),
+            aliases: Vec::new(),
+        }])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let origin = format!("discovery on {addr} (group {DISCOVERY_GROUP})");
+        return Ok((map, node, origin, Some(addr)));
+    }
     let map = ClusterMap::load(&args.map).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let key = crate::key::load(&args.key)?;
     let node: NodeId = match args.node {
         Some(n) if map.node(n).is_some() => n,
         Some(n) => bail!("--node {n}: node {n} is not in {}", args.map.display()),
         None => node::own_node(&map, &interface_addrs())
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.map.display()))?,
     };
+    Ok((map, node, args.map.display().to_string(), None))
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared> {
+    let (map, node, map_origin, discover) = initial_map(args)?;
+    let key = crate::key::load(&args.key)?;
     let interval = seconds("--interval", args.interval)?;
     let down_after = seconds("--down-after", args.down_after)?;
     if down_after <= interval {
@@ -155,6 +218,17 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     let udp = std::net::UdpSocket::bind((any, args.port))
         .with_context(|| format!("cannot listen for gossip on UDP port {}", args.port))?;
     udp.set_nonblocking(true)?;
+    if let Some(addr) = discover {
+        udp.join_multicast_v4(&DISCOVERY_GROUP, &addr)
+            .with_context(|| format!("--discover: cannot join {DISCOVERY_GROUP} on {addr}"))?;
+        // Announcements stay on the cluster's network, leave by its interface, and do
+        // not come back to this node.
+        let s = socket2::SockRef::from(&udp);
+        s.set_multicast_if_v4(&addr)
+            .and_then(|_| s.set_multicast_ttl_v4(1))
+            .and_then(|_| s.set_multicast_loop_v4(false))
+            .with_context(|| format!("--discover: cannot send to {DISCOVERY_GROUP} from {addr}"))?;
+    }
     let tcp = std::net::TcpListener::bind((any, args.port))
         .with_context(|| format!("cannot listen for migrations on TCP port {}", args.port))?;
     let metrics = args
@@ -185,7 +259,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             key,
         },
         map,
-        map_origin: args.map.display().to_string(),
+        map_origin,
+        discover,
         udp,
         tcp,
         metrics,
@@ -222,6 +297,9 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     let (cpus, cap, speed) = capacity_now(&p.cgroups, p.raw_speed);
     let id = p.cfg.node;
     let node = Arc::new(Mutex::new(Node::new(p.cfg, p.map, p.map_origin, speed)));
+    if let Some(addr) = p.discover {
+        node.lock().expect("node lock").discover(IpAddr::V4(addr));
+    }
     // A first record at once, so that the tools have numbers before the first second.
     node.lock().expect("node lock").set_measured(record(
         measure::memory(&p.cgroups),
@@ -405,14 +483,28 @@ async fn measure_loop(node: Arc<Mutex<Node>>, cg: Cgroups, raw_speed: u32, fixed
     }
 }
 
-/// Once per interval (at a random phase): one packet to one random peer.
+/// Once per interval (at a random phase): one packet to one random peer; when
+/// discovering, every other interval (the first at once) an announcement to the group.
 async fn send_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
     let mut rng = rand::rngs::SmallRng::from_os_rng();
-    let interval = node.lock().expect("node lock").cfg.interval;
+    let (interval, port) = {
+        let n = node.lock().expect("node lock");
+        (n.cfg.interval, n.cfg.port)
+    };
     tokio::time::sleep(interval.mul_f64(rng.random::<f64>())).await;
     let mut tick = tokio::time::interval(interval);
-    loop {
+    for round in 0u64.. {
         tick.tick().await;
+        if round % 2 == 0 {
+            let hello = node.lock().expect("node lock").announcement();
+            if let Some(hello) = hello {
+                let sent = udp.send_to(&hello, (DISCOVERY_GROUP, port)).await;
+                if let Err(e) = &sent {
+                    tracing::debug!("announcement to {DISCOVERY_GROUP}: {e}");
+                }
+                node.lock().expect("node lock").note_sent(sent.is_ok());
+            }
+        }
         let out = node.lock().expect("node lock").outgoing(&mut rng);
         let Some((to, packet)) = out else { continue };
         let sent = udp.send_to(&packet, to).await;
@@ -425,6 +517,7 @@ async fn send_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
 
 async fn receive_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
     let mut buf = vec![0u8; 65536];
+    let mut conflicts = std::collections::HashSet::new();
     loop {
         let (len, from) = match udp.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -434,12 +527,22 @@ async fn receive_loop(node: Arc<Mutex<Node>>, udp: Arc<tokio::net::UdpSocket>) {
                 continue;
             }
         };
-        if let Err(e) = node
+        let heard = node
             .lock()
             .expect("node lock")
-            .incoming(from.ip(), &buf[..len])
-        {
-            tracing::debug!("dropped a packet from {from}: {e}");
+            .incoming(from.ip(), &buf[..len]);
+        match heard {
+            Ok(node::Heard::Discovered { node, addr }) => {
+                tracing::info!("node {node} discovered at {addr}");
+            }
+            Ok(node::Heard::Records(_)) => {}
+            // Two nodes with one number or one address: said once for each.
+            Err(e @ (node::Dropped::Taken { .. } | node::Dropped::AddressHeld { .. })) => {
+                if conflicts.len() < 1024 && conflicts.insert(e.to_string()) {
+                    tracing::warn!("refused {e}");
+                }
+            }
+            Err(e) => tracing::debug!("dropped a packet from {from}: {e}"),
         }
     }
 }

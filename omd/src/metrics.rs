@@ -305,6 +305,12 @@ pub fn render(omd: &Omd) -> String {
         "Gossip packets taken in",
         c.accepted,
     );
+    counter(
+        &mut reg,
+        "discovered_nodes",
+        "Nodes added to the map by their announcements (--discover)",
+        c.discovered,
+    );
     let dropped = Family::<ReasonLabel, Counter<u64>>::default();
     reg.register(
         "gossip_dropped_packets",
@@ -316,6 +322,7 @@ pub fn render(omd: &Omd) -> String {
         ("malformed", c.malformed),
         ("replayed", c.replayed),
         ("unknown_node", c.unknown_node),
+        ("misplaced", c.misplaced),
     ] {
         dropped.get_or_create(&ReasonLabel { reason }).inc_by(n);
     }

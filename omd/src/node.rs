@@ -34,6 +34,52 @@ pub enum Dropped {
     UnknownNode(NodeId),
     #[error("this node is not participating (setpe -off)")]
     Off,
+    #[error("an announcement of node {node} at {claimed} sent from {from}")]
+    Misplaced {
+        node: NodeId,
+        claimed: IpAddr,
+        from: IpAddr,
+    },
+    #[error("an announcement of node {node} at {claimed}, which is up at {held}")]
+    Taken {
+        node: NodeId,
+        claimed: IpAddr,
+        held: IpAddr,
+    },
+    #[error("an announcement of node {node} at {addr}, the address of node {by}")]
+    AddressHeld {
+        node: NodeId,
+        addr: IpAddr,
+        by: NodeId,
+    },
+}
+
+/// What an accepted datagram brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// Records newer than what was known, this many.
+    Records(usize),
+    /// A node the map did not have, now in it (`omd --discover`).
+    Discovered { node: NodeId, addr: IpAddr },
+}
+
+/// The node number discovery gives a node at `addr` when none is given: openMosix's
+/// `omdiscd` rule, the low 16 bits of its IPv4 address (10.0.1.7 is node 263).
+pub fn node_from_addr(addr: IpAddr) -> Result<NodeId, String> {
+    match addr {
+        IpAddr::V4(v4) => {
+            let [_, _, a, b] = v4.octets();
+            match u16::from_be_bytes([a, b]) {
+                0 => Err(format!(
+                    "{addr} gives node number 0 (its low 16 bits); give the node number with --node N"
+                )),
+                n => Ok(n),
+            }
+        }
+        IpAddr::V6(_) => Err(format!(
+            "{addr} is an IPv6 address; give the node number with --node N"
+        )),
+    }
 }
 
 /// Finds which node of `map` this machine is, from its addresses.
@@ -77,6 +123,9 @@ pub struct Node {
     participating: bool,
     start: Instant,
     scratch: Vec<(usize, Millis, NodeRecord)>,
+    /// `omd --discover`: this node's address on the cluster network, and the last
+    /// announcement sequence number taken from each node.
+    discovery: Option<(IpAddr, HashMap<NodeId, u64>)>,
 }
 
 impl Node {
@@ -104,6 +153,7 @@ impl Node {
             participating: true,
             start: Instant::now(),
             scratch: Vec::new(),
+            discovery: None,
         };
         n.install_map(map);
         n
@@ -129,6 +179,109 @@ impl Node {
         self.table = table;
         self.map = map;
         self.last_seq.retain(|id, _| self.index.contains_key(id));
+    }
+
+    /// Turns discovery on: this node is at `addr` on the cluster network, announces
+    /// itself there ([`Node::announcement`]) and takes in others' announcements.
+    pub fn discover(&mut self, addr: IpAddr) {
+        self.discovery = Some((addr.to_canonical(), HashMap::new()));
+    }
+
+    /// This interval's announcement of this node, when discovering (and neither quiet
+    /// nor off).
+    pub fn announcement(&mut self) -> Option<[u8; wire::ANNOUNCE_LEN]> {
+        let addr = self.discovery.as_ref()?.0;
+        if !self.participating || self.flags & Setting::Quiet.flag() != 0 {
+            return None;
+        }
+        self.seq += 1;
+        let a = wire::Announcement {
+            sender: self.cfg.node,
+            seq: self.seq,
+            addr,
+            port: self.cfg.port,
+            record: self.own(),
+        };
+        Some(wire::encode_announcement(&self.cfg.key, &a))
+    }
+
+    /// Takes in an announcement from `from`: a node not in the map joins it at the
+    /// address it names, if that is where it speaks from and no other node has it.
+    fn announced(&mut self, from: IpAddr, buf: &[u8]) -> Result<Heard, Dropped> {
+        let from = from.to_canonical();
+        let a = wire::decode_announcement(&self.cfg.key, buf)?;
+        let Some((_, last)) = &self.discovery else {
+            return Err(Dropped::UnknownNode(a.sender));
+        };
+        if a.addr != from || a.sender == self.cfg.node {
+            return Err(Dropped::Misplaced {
+                node: a.sender,
+                claimed: a.addr,
+                from,
+            });
+        }
+        let seen = last.get(&a.sender).copied().unwrap_or(0);
+        if a.seq <= seen {
+            return Err(Dropped::Replayed {
+                node: a.sender,
+                seq: a.seq,
+                last: seen,
+            });
+        }
+        let held = self.map.node(a.sender).map(|n| n.addr);
+        let heard = match held {
+            Some(held) if held == a.addr => Heard::Records(0),
+            // A node up at another address keeps it; one that went silent may come
+            // back at a new one (a new lease).
+            Some(held) if self.is_up(a.sender) => {
+                return Err(Dropped::Taken {
+                    node: a.sender,
+                    claimed: a.addr,
+                    held,
+                })
+            }
+            _ => {
+                if let Some(other) = self.map.node_by_addr(a.addr) {
+                    return Err(Dropped::AddressHeld {
+                        node: a.sender,
+                        addr: a.addr,
+                        by: other,
+                    });
+                }
+                let mut nodes: Vec<om_map::Node> = self
+                    .map
+                    .nodes()
+                    .filter(|n| n.id != a.sender)
+                    .cloned()
+                    .collect();
+                nodes.push(om_map::Node {
+                    id: a.sender,
+                    addr: a.addr,
+                    aliases: Vec::new(),
+                });
+                let map = ClusterMap::from_nodes(nodes).map_err(|_| Dropped::AddressHeld {
+                    node: a.sender,
+                    addr: a.addr,
+                    by: a.sender,
+                })?;
+                self.install_map(map);
+                self.counters.discovered += 1;
+                Heard::Discovered {
+                    node: a.sender,
+                    addr: a.addr,
+                }
+            }
+        };
+        if let Some((_, last)) = &mut self.discovery {
+            last.insert(a.sender, a.seq);
+        }
+        let fresh = self
+            .table
+            .offer(self.index[&a.sender], self.now(), a.record);
+        Ok(match heard {
+            Heard::Records(_) => Heard::Records(usize::from(fresh)),
+            d => d,
+        })
     }
 
     /// Milliseconds since the daemon started.
@@ -259,26 +412,32 @@ impl Node {
         }
     }
 
-    /// Takes in one datagram from `from`. Returns how many records were newer than
-    /// what was known; every drop is counted.
-    pub fn incoming(&mut self, from: IpAddr, buf: &[u8]) -> Result<usize, Dropped> {
+    /// Takes in one datagram from `from`: a gossip packet, or a discovery announcement.
+    /// Says what it brought; every drop is counted.
+    pub fn incoming(&mut self, from: IpAddr, buf: &[u8]) -> Result<Heard, Dropped> {
         self.counters.received += 1;
-        let r = self.check(from, buf);
+        let r = if !self.participating {
+            Err(Dropped::Off)
+        } else if buf.len() == wire::ANNOUNCE_LEN {
+            self.announced(from, buf)
+        } else {
+            self.check(from, buf).map(Heard::Records)
+        };
         match &r {
             Ok(_) => self.counters.accepted += 1,
             Err(Dropped::Decode(e)) if e.is_tag() => self.counters.bad_tag += 1,
             Err(Dropped::Decode(_)) => self.counters.malformed += 1,
             Err(Dropped::Replayed { .. }) => self.counters.replayed += 1,
             Err(Dropped::UnknownNode(_)) => self.counters.unknown_node += 1,
+            Err(
+                Dropped::Misplaced { .. } | Dropped::Taken { .. } | Dropped::AddressHeld { .. },
+            ) => self.counters.misplaced += 1,
             Err(Dropped::Off) => {}
         }
         r
     }
 
     fn check(&mut self, from: IpAddr, buf: &[u8]) -> Result<usize, Dropped> {
-        if !self.participating {
-            return Err(Dropped::Off);
-        }
         let p = wire::decode(&self.cfg.key, buf, self.cfg.node)?;
         if p.sender == self.cfg.node || !self.speaks_from(p.sender, from) {
             return Err(Dropped::UnknownNode(p.sender));
@@ -532,7 +691,14 @@ mod tests {
     use rand::{rngs::SmallRng, SeedableRng};
 
     fn node(id: NodeId, key: u8) -> Node {
-        let map = om_map::parse("1 10.0.0.1 3\n", "test", &NoResolver).unwrap();
+        node_with(
+            id,
+            key,
+            om_map::parse("1 10.0.0.1 3\n", "test", &NoResolver).unwrap(),
+        )
+    }
+
+    fn node_with(id: NodeId, key: u8, map: ClusterMap) -> Node {
         let cfg = Config {
             node: id,
             port: 723,
@@ -556,6 +722,109 @@ mod tests {
         IpAddr::from([10, 0, 0, n])
     }
 
+    /// A node alone in its map, discovering at 10.0.0.ID.
+    fn discovering(id: NodeId, key: u8) -> Node {
+        let map = ClusterMap::from_nodes([om_map::Node {
+            id,
+            addr: ip(id as u8),
+            aliases: vec![],
+        }])
+        .unwrap();
+        let mut n = node_with(id, key, map);
+        n.discover(ip(id as u8));
+        n
+    }
+
+    #[test]
+    fn discovery_adds_announced_nodes_and_refuses_liars() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let (mut a, mut b) = (discovering(1, 1), discovering(2, 1));
+        assert_eq!(a.members(), &[1]);
+        assert!(a.outgoing(&mut rng).is_none(), "alone: no gossip");
+        let hello = b.announcement().unwrap();
+        assert_eq!(
+            a.incoming(ip(2), &hello),
+            Ok(Heard::Discovered {
+                node: 2,
+                addr: ip(2)
+            })
+        );
+        assert_eq!(a.members(), &[1, 2]);
+        assert!(a.is_up(2));
+        assert_eq!(a.view(2).unwrap().record.unwrap().load, 200);
+        // Now they gossip: b learns of a from a's first packet once a is in its map.
+        assert_eq!(
+            b.incoming(ip(1), &a.announcement().unwrap()),
+            Ok(Heard::Discovered {
+                node: 1,
+                addr: ip(1)
+            })
+        );
+        let (to, pkt) = a.outgoing(&mut rng).unwrap();
+        assert_eq!(to.ip(), ip(2));
+        assert!(b.incoming(ip(1), &pkt).is_ok());
+        // The same announcement again is a replay; a later one only refreshes.
+        assert!(matches!(
+            a.incoming(ip(2), &hello),
+            Err(Dropped::Replayed { .. })
+        ));
+        assert!(matches!(
+            a.incoming(ip(2), &b.announcement().unwrap()),
+            Ok(Heard::Records(_))
+        ));
+
+        // Sent from an address it does not name (captured and sent again elsewhere).
+        let mut c = discovering(3, 1);
+        let from_c = c.announcement().unwrap();
+        assert!(matches!(
+            a.incoming(ip(9), &from_c),
+            Err(Dropped::Misplaced { .. })
+        ));
+        // Node 2's number from another address while node 2 is up.
+        let mut liar = discovering(2, 1);
+        liar.discover(ip(7));
+        assert!(matches!(
+            a.incoming(ip(7), &liar.announcement().unwrap()),
+            Err(Dropped::Taken { node: 2, .. })
+        ));
+        // Node 2's address under another number.
+        let mut thief = discovering(5, 1);
+        thief.discover(ip(2));
+        assert!(matches!(
+            a.incoming(ip(2), &thief.announcement().unwrap()),
+            Err(Dropped::AddressHeld { node: 5, by: 2, .. })
+        ));
+        // Another key.
+        let mut stranger = discovering(6, 9);
+        assert!(matches!(
+            a.incoming(ip(6), &stranger.announcement().unwrap()),
+            Err(Dropped::Decode(_))
+        ));
+        assert_eq!(a.members(), &[1, 2]);
+        let k = a.counters();
+        assert_eq!(
+            (k.discovered, k.misplaced, k.bad_tag, k.replayed),
+            (1, 3, 1, 1)
+        );
+        // A node that does not discover takes no announcement.
+        let mut mapped = node(1, 1);
+        assert!(matches!(
+            mapped.incoming(ip(3), &from_c),
+            Err(Dropped::UnknownNode(3))
+        ));
+        assert!(mapped.announcement().is_none());
+    }
+
+    #[test]
+    fn discovery_numbers_come_from_the_low_bits_of_the_address() {
+        assert_eq!(node_from_addr("198.18.0.3".parse().unwrap()), Ok(3));
+        assert_eq!(node_from_addr("10.0.1.7".parse().unwrap()), Ok(263));
+        assert!(node_from_addr("10.0.0.0".parse().unwrap())
+            .unwrap_err()
+            .contains("--node"));
+        assert!(node_from_addr("fd00::1".parse().unwrap()).is_err());
+    }
+
     #[test]
     fn gossip_between_two_nodes_and_counters() {
         let mut rng = SmallRng::seed_from_u64(7);
@@ -564,7 +833,7 @@ mod tests {
         let (to, pkt) = a.outgoing(&mut rng).unwrap();
         assert_eq!(to.port(), 723);
         assert_ne!(to.ip(), ip(1));
-        assert_eq!(b.incoming(ip(1), &pkt), Ok(1));
+        assert_eq!(b.incoming(ip(1), &pkt), Ok(Heard::Records(1)));
         let v = b.view(1).unwrap();
         assert!(v.up);
         assert_eq!(v.record.unwrap().load, 100);

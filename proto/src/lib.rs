@@ -316,12 +316,19 @@ pub struct Counters {
     pub replayed: u64,
     /// Dropped: from or about a node that is not in the map.
     pub unknown_node: u64,
+    /// Discovery (`omd --discover`): nodes added to the map by their announcements.
+    #[serde(default)]
+    pub discovered: u64,
+    /// Discovery, dropped: an announcement sent from an address other than the one it
+    /// names, or for a node number another address holds.
+    #[serde(default)]
+    pub misplaced: u64,
 }
 
 impl Counters {
     /// All packets dropped, for any reason.
     pub fn dropped(&self) -> u64 {
-        self.bad_tag + self.malformed + self.replayed + self.unknown_node
+        self.bad_tag + self.malformed + self.replayed + self.unknown_node + self.misplaced
     }
 }
 

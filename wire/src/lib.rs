@@ -1,4 +1,5 @@
-//! `om-wire`: the gossip packet of omd: one fixed-size UDP datagram, authenticated with the cluster key.
+//! `om-wire`: the gossip packet of omd: one fixed-size UDP datagram, authenticated with the cluster key;
+//! and the discovery announcement ([`Announcement`], `omd --discover`).
 //!
 //! ```text
 //! offset  size  field
@@ -24,6 +25,12 @@
 //! contents; it never panics on any input (there is a fuzz target for it).
 
 use om_proto::{NodeId, NodeRecord};
+
+mod announce;
+pub use announce::{
+    decode_announcement, encode_announcement, Announcement, ANNOUNCE_LEN, ANNOUNCE_MAGIC,
+    ANNOUNCE_VERSION,
+};
 
 pub const MAGIC: [u8; 4] = *b"omgs";
 pub const VERSION: u8 = 2;
@@ -148,12 +155,7 @@ pub fn decode(key: &Key, buf: &[u8], me: NodeId) -> Result<Packet, DecodeError> 
     for i in 0..count {
         let at = HEADER_LEN + i * RECORD_LEN;
         let r = get_record(&buf[at..at + RECORD_LEN]);
-        let impossible = r.node == 0
-            || r.age_ms > MAX_AGE_MS
-            || r.record.util > 10_000
-            || r.record.mem > r.record.tmem
-            || r.record.free > r.record.tmem;
-        if impossible {
+        if !possible(&r) {
             return Err(DecodeError::Record { node: r.node });
         }
         records.push(r);
@@ -169,6 +171,15 @@ pub fn decode(key: &Key, buf: &[u8], me: NodeId) -> Result<Packet, DecodeError> 
         seq,
         records,
     })
+}
+
+/// Whether a record could be true.
+fn possible(r: &WireRecord) -> bool {
+    r.node != 0
+        && r.age_ms <= MAX_AGE_MS
+        && r.record.util <= 10_000
+        && r.record.mem <= r.record.tmem
+        && r.record.free <= r.record.tmem
 }
 
 fn put_record(b: &mut [u8], r: &WireRecord) {

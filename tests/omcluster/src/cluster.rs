@@ -74,14 +74,15 @@ fn build(spec: &ClusterSpec, bin: &Path, cgroups: &Cgroups) -> Result<ClusterSta
             fs::create_dir_all(d).map_err(|e| io(&format!("create {}", d.display()), e))?;
         }
         let files = [
-            ("openmosix.map", map.clone()),
-            ("hostname", format!("node{i}\n")),
+            ("openmosix.map", spec.map.then(|| map.clone())),
+            ("hostname", Some(format!("node{i}\n"))),
             (
                 "hosts",
-                format!("{host_hosts}\n# omcluster {name}\n{node_hosts}"),
+                Some(format!("{host_hosts}\n# omcluster {name}\n{node_hosts}")),
             ),
         ];
         for (file, text) in files {
+            let Some(text) = text else { continue };
             let p = upper.join(file);
             fs::write(&p, text).map_err(|e| io(&format!("write {}", p.display()), e))?;
         }

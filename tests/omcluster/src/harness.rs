@@ -206,7 +206,14 @@ pub fn private_cluster_with(
         bin: PathBuf::from(workspace_tool(omcluster, "omd")),
         args: omd_args.iter().map(|a| a.to_string()).collect(),
     });
-    let c = TestCluster::up_with(&spec, omcluster)
+    up_and_all_seen(&spec, omcluster)
+}
+
+/// The cluster `spec` (whose nodes run omd), returned once every node sees every other
+/// (at most 20 s, else a panic).
+pub fn up_and_all_seen(spec: &ClusterSpec, omcluster: &str) -> TestCluster {
+    let (name, n) = (&spec.name, spec.nodes.len());
+    let c = TestCluster::up_with(spec, omcluster)
         .unwrap_or_else(|e| panic!("omcluster up {name}: {e}"));
     let mosctl = workspace_tool(omcluster, "mosctl");
     let start = std::time::Instant::now();

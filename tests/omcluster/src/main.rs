@@ -63,6 +63,10 @@ enum Cmd {
         /// for more).
         #[arg(long, value_name = "DIR", requires = "private_fs")]
         share: Vec<std::path::PathBuf>,
+        /// Give the nodes no /etc/openmosix.map, for omds that find each other with
+        /// --omd-arg=--discover.
+        #[arg(long)]
+        no_map: bool,
     },
     /// Run a command inside a node (its namespaces and its cgroup). Exits with the
     /// command's status.
@@ -130,8 +134,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             omd_arg,
             private_fs,
             share,
+            no_map,
         } => {
             let mut spec = ClusterSpec::new(&name.name, nodes, cpu.as_deref(), mem.as_deref())?;
+            spec.map = !no_map;
             if private_fs {
                 let cwd = std::env::current_dir().context("cannot read the current directory")?;
                 let share = share

@@ -80,6 +80,9 @@ pub struct ClusterSpec {
     pub daemon: Option<DaemonSpec>,
     /// Which files the nodes share.
     pub fs: FsSpec,
+    /// Give every node /etc/openmosix.map (off for clusters that discover each other,
+    /// `omd --discover`).
+    pub map: bool,
 }
 
 impl ClusterSpec {
@@ -105,6 +108,7 @@ impl ClusterSpec {
             nodes,
             daemon: None,
             fs: FsSpec::default(),
+            map: true,
         })
     }
 }

@@ -671,3 +671,143 @@ fn a_packet_replayed_at_another_node_is_dropped() {
     let (_, r) = record(&status(&c, 3), 1);
     assert_ne!(r.load, 99_999, "node 3 took node 2's packet");
 }
+
+/// An announcement (`omd --discover`) of node `sender` at `addr`, signed with `key`.
+fn announcement(key: &Key, sender: u16, addr: &str) -> String {
+    let a = wire::Announcement {
+        sender,
+        seq: u64::MAX / 2,
+        addr: addr.parse().unwrap(),
+        port: 723,
+        record: NodeRecord {
+            speed: 10_000,
+            cpus: 1,
+            tmem: 1 << 30,
+            ..Default::default()
+        },
+    };
+    wire::encode_announcement(key, &a)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The nodes and addresses of `showmap --json` at `node`.
+fn shown_map(c: &TestCluster, node: u16) -> Vec<(u16, String)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(run(c, node, "showmap", &["--json"]))).unwrap();
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_u64().unwrap() as u16,
+                n["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `omd --discover` with no map file: the nodes find each other, a silent one goes down
+/// and joins again when it is back, announcements that lie are refused, and a job moves
+/// between discovered nodes.
+#[test]
+fn nodes_without_a_map_discover_each_other_and_refuse_lying_announcements() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let omd_args = ["--discover", "--down-after", "3"];
+    let mut spec = ClusterSpec::new("t-discover", 3, None, None).unwrap();
+    spec.map = false;
+    spec.fs = omcluster::spec::FsSpec::private(Some(&checkout), vec![]);
+    spec.daemon = Some(DaemonSpec {
+        bin: PathBuf::from(tool("omd")),
+        args: omd_args.iter().map(|a| a.to_string()).collect(),
+    });
+    // Returns once every node sees every other.
+    let c = omcluster::harness::up_and_all_seen(&spec, BIN);
+    let addrs: Vec<(u16, String)> = (1..=3)
+        .map(|n| (n, omcluster::net::node_addr(n).to_string()))
+        .collect();
+    for n in 1..=3 {
+        let o = c.sh(n, "test ! -e /etc/openmosix.map");
+        assert!(o.status.success(), "node {n} has a map file");
+        assert_eq!(shown_map(&c, n), addrs, "showmap at node {n}");
+        assert_eq!(status(&c, n).counters.discovered, 2, "at node {n}");
+    }
+
+    // A silent node goes down; back, it joins again within seconds.
+    let o = c.sh(3, "kill $(cat /run/omd/omd.pid)");
+    assert!(o.status.success(), "{o:?}");
+    wait_for(Duration::from_secs(15), "node 3 down at node 1", || {
+        (!record(&status(&c, 1), 3).0).then_some(())
+    });
+    assert_eq!(shown_map(&c, 1), addrs, "a down node stays in the map");
+    let omd = tool("omd");
+    let mut again = vec!["--log", "/run/omd/omd.log"];
+    again.extend(omd_args);
+    ok(c.command(3, &omd).args(&again).output().unwrap());
+    let back = Instant::now();
+    // (Node 3 starts alone in its map.)
+    let up_at = |s: &Status, n: u16| s.nodes.iter().any(|v| v.node == n && v.up);
+    wait_for(Duration::from_secs(10), "node 3 back everywhere", || {
+        let s1 = status(&c, 1);
+        let s3 = status(&c, 3);
+        (up_at(&s1, 3) && up_at(&s3, 1) && up_at(&s3, 2)).then_some(())
+    });
+    eprintln!("node 3 rejoined in {:?}", back.elapsed());
+
+    // Lies, sent from node 2 to the group: another key; the key, but an address it is
+    // not sent from; node 1's number at node 2's address; a new number at node 2's
+    // address. None changes a map, each is counted.
+    let key = key_of_node1(&c);
+    let lies = [
+        announcement(&Key([7; 32]), 9, "198.18.0.2"),
+        announcement(&key, 9, "198.18.0.9"),
+        announcement(&key, 1, "198.18.0.2"),
+        announcement(&key, 9, "198.18.0.2"),
+    ];
+    let before = status(&c, 3).counters;
+    let script = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind(('198.18.0.2', 0))\n\
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('198.18.0.2'))\n\
+        for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h), ('239.255.72.3', 723))\n";
+    ok(c.command(2, "python3")
+        .args(["-c", script])
+        .args(&lies)
+        .output()
+        .unwrap());
+    let after = wait_for(
+        Duration::from_secs(5),
+        "four lies counted at node 3",
+        || {
+            let a = status(&c, 3).counters;
+            (a.dropped() >= before.dropped() + 4).then_some(a)
+        },
+    );
+    assert_eq!(after.bad_tag - before.bad_tag, 1, "another key");
+    assert_eq!(after.misplaced - before.misplaced, 3, "the key, but lies");
+    for n in 1..=3 {
+        assert_eq!(shown_map(&c, n), addrs, "after the lies, at node {n}");
+    }
+    let text = ok(run(&c, 3, "mosctl", &["status"]));
+    assert!(text.contains("Discovery: 2 node(s) found"), "{text}");
+
+    // The discovered map is good for migration too.
+    let job = "echo 'scale=1200; 4*a(1)' | bc -l";
+    let native = ok(c.sh(1, job));
+    let moved = ok(c.sh(
+        1,
+        &job.replace("bc -l", &format!("{} -2 bc -l", tool("mosrun"))),
+    ));
+    assert_eq!(moved, native);
+    let log = ok(c
+        .command(2, "cat")
+        .arg("/run/omd/omd.log")
+        .output()
+        .unwrap());
+    assert!(log.contains("guest arrived"), "{log}");
+}

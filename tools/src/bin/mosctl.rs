@@ -236,6 +236,14 @@ fn print_status(s: &Status) {
         c.replayed,
         c.unknown_node
     );
+    if c.discovered + c.misplaced > 0 {
+        println!(
+            "Discovery: {} node(s) found by their announcements; {} announcement(s) refused \
+             (sent from an address they do not name, or for a number or address another \
+             node holds).",
+            c.discovered, c.misplaced
+        );
+    }
     if let Some(l) = &s.links {
         println!(
             "Migration links: {} accepted, {} refused (not from a node of the map {}, too many \

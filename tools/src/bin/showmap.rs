@@ -9,21 +9,37 @@ use std::process::ExitCode;
 /// Print the openMosix cluster map as a table: one line per node with its number, its
 /// address and its alias addresses.
 ///
+/// Without `-f`, the map this node's omd uses: the one it loaded, or the one it
+/// discovered (`omd --discover`); when omd is not running, /etc/openmosix.map.
+///
 /// Ranges (`FIRST-ID ADDRESS COUNT`) are expanded, host names are resolved, and the map is
 /// checked the way `setpe -c` checks it: if the map has errors they are all printed and
 /// showmap exits with status 1.
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  showmap\n  showmap -f cluster.map --json"
+    after_help = "Examples:\n  showmap                       the map in use (discovered ones too)\n  showmap -f cluster.map --json"
 )]
 struct Args {
-    /// The map to show (`-` reads standard input).
-    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = om_map::DEFAULT_MAP_PATH)]
-    file: String,
+    /// The map file to show (`-` reads standard input) instead of the map omd uses.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<String>,
     /// Print JSON: {"nodes": [{"node": N, "address": "A", "aliases": [..]}, ..]}.
     #[arg(long)]
     json: bool,
+}
+
+/// The map this node's omd uses, or /etc/openmosix.map when omd is not running.
+fn in_use() -> Result<MapText> {
+    match om_proto::call(om_proto::Request::GetMap) {
+        Ok(om_proto::Response::Map { text }) => Ok(MapText {
+            origin: "<the map omd uses>".into(),
+            text,
+        }),
+        Ok(other) => Err(om_proto::unexpected(&other).into()),
+        Err(om_proto::ClientError::NotRunning { .. }) => MapText::read(om_map::DEFAULT_MAP_PATH),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -33,7 +49,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    let map = match MapText::read(&args.file)?.check() {
+    let text = match &args.file {
+        Some(f) => MapText::read(f)?,
+        None => in_use()?,
+    };
+    let map = match text.check() {
         Ok(map) => map,
         Err(errors) => {
             eprintln!("{errors}");
