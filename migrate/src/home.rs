@@ -98,7 +98,49 @@ impl Migrations {
 
     /// Moves `pid` to `target` (by way of home if it runs at another node) and returns
     /// the outcome once it is known. One move of a process at a time: a second waits.
+    /// The other processes of its migration group follow it to where it went, one after
+    /// the other.
     pub fn carry_out(
+        self: &Arc<Self>,
+        pid: i32,
+        target: MigrateTo,
+        eager: bool,
+        auto: bool,
+    ) -> Outcome {
+        let first = self.carry_out_one(pid, target, eager, auto)?;
+        let group = self.state(pid).map_or(0, |h| h.group);
+        let others: Vec<i32> = self
+            .group_members(group)
+            .into_iter()
+            .filter(|&m| m != pid)
+            .collect();
+        if others.is_empty() {
+            return Ok(first);
+        }
+        let at = self.where_is(pid);
+        let follow = if at == 0 {
+            MigrateTo::Home
+        } else {
+            MigrateTo::Node(at)
+        };
+        let mut failed = Vec::new();
+        for m in &others {
+            if let Err(e) = self.carry_out_one(*m, follow, eager, auto) {
+                failed.push(format!("process {m}: {e}"));
+            }
+        }
+        let moved = others.len() - failed.len();
+        let mut said = format!(
+            "{first}; {moved} other process(es) of group {group} followed to {}",
+            self.name(at)
+        );
+        if !failed.is_empty() {
+            said += &format!("; not: {}", failed.join("; "));
+        }
+        Ok(said)
+    }
+
+    fn carry_out_one(
         self: &Arc<Self>,
         pid: i32,
         target: MigrateTo,
@@ -312,9 +354,11 @@ impl Migrations {
         done: Sender<Outcome>,
     ) {
         let age = registry::age(pid);
-        let (locked, job, nmigs) = self
-            .state(pid)
-            .map_or((false, JobKind::Any, 0), |h| (h.lock, h.job, h.nmigs));
+        // A process of a group is moved with the group, by its home: the target's
+        // balancer takes it as locked and leaves it where it is.
+        let (locked, job, nmigs) = self.state(pid).map_or((false, JobKind::Any, 0), |h| {
+            (h.lock || h.group != 0, h.job, h.nmigs)
+        });
         let frozen_at = Instant::now();
         let frozen = match capture_with(pid, leaving_home()) {
             Ok(f) => f,

@@ -338,7 +338,34 @@ impl Migrations {
             lock: h.lock,
             nmigs: h.nmigs,
             cantmove,
+            group: h.group,
         })
+    }
+
+    /// Puts `pid` in migration group `group` (0: out of any), for user `uid`; this
+    /// also puts it under migration control.
+    pub fn set_group(&self, pid: i32, group: u32, uid: u32) -> Outcome {
+        self.may_move(pid, uid)?;
+        entry(&mut self.home.lock().expect("home lock"), pid).group = group;
+        Ok(match group {
+            0 => format!("process {pid} is in no group"),
+            g => format!("process {pid} is in group {g}"),
+        })
+    }
+
+    /// The living processes of this node in migration group `group`, by pid.
+    pub fn group_members(&self, group: u32) -> Vec<i32> {
+        if group == 0 {
+            return Vec::new();
+        }
+        let h = self.home.lock().expect("home lock");
+        let mut m: Vec<i32> = h
+            .iter()
+            .filter(|(&pid, p)| p.group == group && start_time(pid) == Some(p.start))
+            .map(|(&pid, _)| pid)
+            .collect();
+        m.sort_unstable();
+        m
     }
 
     /// Locks or unlocks `pid` against automatic migration, for user `uid`; this also

@@ -30,6 +30,9 @@ pub struct HomeProc {
     pub trip_cpu: Duration,
     /// What kind of job it is said to be (`mosrun -c`/`-i`).
     pub job: JobKind,
+    /// Its migration group (`mosctl group`, `<root>/<pid>/group`; 0: none): the
+    /// processes of a group move together.
+    pub group: u32,
     /// Why the balancer did not move it at its last decision.
     pub held: String,
     /// When it last came home, if it has been away.

@@ -720,11 +720,66 @@ impl fmt::Display for Hold {
     }
 }
 
+/// The processes of each migration group (`group_of` gives a pid's group; 0: none) as
+/// one job, as openMosix moved a `miggroup`: the group's lowest pid stands for it, with
+/// the sum of the members' demand and memory, the most any forwards, the shortest time
+/// any has been here, and locked if any is. The balancer then moves that one, and the
+/// others follow it (`om_migrate::Migrations::carry_out`).
+pub fn as_units(procs: Vec<Proc>, group_of: impl Fn(i32) -> u32) -> Vec<Proc> {
+    let mut out: Vec<Proc> = Vec::with_capacity(procs.len());
+    let mut unit: std::collections::HashMap<u32, usize> = Default::default();
+    for p in procs {
+        let g = group_of(p.pid);
+        let Some(&i) = (g != 0).then(|| unit.get(&g)).flatten() else {
+            if g != 0 {
+                unit.insert(g, out.len());
+            }
+            out.push(p);
+            continue;
+        };
+        let u = &mut out[i];
+        u.pid = u.pid.min(p.pid);
+        u.demand += p.demand;
+        u.mem += p.mem;
+        u.forwarded = u.forwarded.max(p.forwarded);
+        u.here = u.here.min(p.here);
+        u.age = u.age.min(p.age);
+        u.locked |= p.locked;
+        u.moves = u.moves.max(p.moves);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const G: u64 = 1 << 30;
+
+    #[test]
+    fn a_group_is_one_job_with_the_sum_of_its_members() {
+        let mut a = cpu_job(30, 100);
+        a.forwarded = 0.2;
+        let mut b = cpu_job(20, 50);
+        b.locked = true;
+        let procs = vec![a, cpu_job(10, 10), b, cpu_job(40, 10)];
+        let groups = |pid: i32| match pid {
+            20 | 30 => 7,
+            _ => 0,
+        };
+        let units = as_units(procs, groups);
+        assert_eq!(
+            units.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            [20, 10, 40]
+        );
+        let g = &units[0];
+        assert_eq!(g.demand, 2.0);
+        assert_eq!(g.mem, 16 << 20);
+        assert_eq!(g.forwarded, 0.2);
+        assert_eq!(g.age, Duration::from_secs(50));
+        assert!(g.locked);
+        assert_eq!(units[1].demand, 1.0);
+    }
 
     fn node(id: NodeId, load: f64, capacity: f64) -> NodeLoad {
         NodeLoad {

@@ -221,6 +221,14 @@ fn snapshot(b: &Balancing, m: &Migrations, tracks: &mut Tracks) -> Snapshot {
     }
     let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
     tracks.keep(&pids);
+    // A migration group at home is one job.
+    let groups: std::collections::HashMap<i32, u32> = m
+        .at_home()
+        .into_iter()
+        .filter(|(_, h)| h.group != 0)
+        .map(|(pid, h)| (pid, h.group))
+        .collect();
+    let procs = balance::as_units(procs, |pid| groups.get(&pid).copied().unwrap_or(0));
     Snapshot {
         now,
         me,

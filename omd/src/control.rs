@@ -74,6 +74,10 @@ pub fn answer(omd: &Omd, request: Request, uid: u32) -> Response {
             Ok(m) => outcome(m.set_hint(pid, job, uid)),
             Err(e) => e,
         },
+        Request::Group { pid, group } => match migrations() {
+            Ok(m) => outcome(m.set_group(pid, group, uid)),
+            Err(e) => e,
+        },
         Request::Proc { pid } => match migrations() {
             Ok(m) => match m.proc_state(pid) {
                 Some(p) => Response::Proc(p),

@@ -10,6 +10,8 @@
 //! <pid>/lock                                          1 = locked against automatic
 //!                                                     migration; writable by its owner
 //! <pid>/{nmigs,cantmove}                              times moved; why it cannot move
+//! <pid>/group                                         its migration group (0: none);
+//!                                                     write a number to set it (its owner)
 //! remote/<pid>/{from,homepid,comm}                    guests of other nodes running here
 //! ```
 //!
@@ -43,7 +45,7 @@ const ADMIN_BASE: u64 = 0x100;
 const NODE_BASE: u64 = 1 << 32;
 const PID_BASE: u64 = 1 << 48;
 const REMOTE_BASE: u64 = 1 << 52;
-const PID_FILES: [&str; 5] = ["where", "goto", "lock", "nmigs", "cantmove"];
+const PID_FILES: [&str; 6] = ["where", "goto", "lock", "nmigs", "cantmove", "group"];
 const REMOTE_FILES: [&str; 3] = ["from", "homepid", "comm"];
 /// The widest a pid can be (`/proc/sys/kernel/pid_max` is at most 2^22).
 const PID_BITS: u32 = 22;
@@ -210,6 +212,7 @@ impl HpcFs {
                     "where" => p.node.to_string(),
                     "lock" => u8::from(p.lock).to_string(),
                     "nmigs" => p.nmigs.to_string(),
+                    "group" => p.group.to_string(),
                     "cantmove" if p.cantmove.is_empty() => return Some(String::new()),
                     "cantmove" => p.cantmove,
                     _ => return Some(String::new()), // goto is written, not read
@@ -325,7 +328,7 @@ impl HpcFs {
         done(answer(&self.omd, request, uid))
     }
 
-    /// `goto` and `lock` of process `pid`; everything else is read-only.
+    /// `goto`, `lock` and `group` of process `pid`; everything else is read-only.
     fn write_pid(&self, pid: i32, k: usize, text: &str, uid: u32) -> Result<(), Errno> {
         let value = text.trim();
         let request = match PID_FILES[k] {
@@ -342,6 +345,10 @@ impl HpcFs {
                     "0" => false,
                     _ => return Err(Errno::EINVAL),
                 },
+            },
+            "group" => Request::Group {
+                pid,
+                group: value.parse().map_err(|_| Errno::EINVAL)?,
             },
             _ => return Err(Errno::EACCES),
         };
@@ -433,7 +440,7 @@ impl HpcFs {
     fn writable_by(&self, ino: Ino, uid: u32) -> bool {
         match ino {
             Ino::AdminFile(_) => uid == 0,
-            Ino::PidFile(pid, k) if matches!(PID_FILES[k], "goto" | "lock") => {
+            Ino::PidFile(pid, k) if matches!(PID_FILES[k], "goto" | "lock" | "group") => {
                 uid == 0 || owner(pid) == Some(uid)
             }
             _ => false,
@@ -452,14 +459,14 @@ pub struct TreeEntry {
     pub uid: u32,
 }
 
-/// Permission bits: directories 0555; admin files and `lock` 0644; `goto` 0200 (written,
+/// Permission bits: directories 0555; admin files, `lock` and `group` 0644; `goto` 0200 (written,
 /// not read); the rest 0444.
 fn perm(ino: Ino) -> u16 {
     match ino {
         i if i.is_dir() => 0o555,
         Ino::AdminFile(_) => 0o644,
         Ino::PidFile(_, k) if PID_FILES[k] == "goto" => 0o200,
-        Ino::PidFile(_, k) if PID_FILES[k] == "lock" => 0o644,
+        Ino::PidFile(_, k) if matches!(PID_FILES[k], "lock" | "group") => 0o644,
         _ => 0o444,
     }
 }

@@ -660,6 +660,7 @@ impl Node {
             | Request::Proc { .. }
             | Request::Lock { .. }
             | Request::Hint { .. }
+            | Request::Group { .. }
             | Request::Controlled => err(ErrorKind::Invalid, "answered elsewhere".into()),
         }
     }

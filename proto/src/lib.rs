@@ -93,6 +93,11 @@ pub enum Request {
     /// The processes under migration control at this node (started by mosrun, locked,
     /// or moved at least once), and the guests of other nodes running here.
     Controlled,
+    /// Put process `pid` of this node in migration group `group` (0: take it out; its
+    /// owner or root), as openMosix's `/proc/PID/miggroup`: the processes of a group
+    /// move together, and the balancer moves them as one. This also puts it under
+    /// migration control.
+    Group { pid: i32, group: u32 },
 }
 
 /// What the balancer is told of a job.
@@ -474,6 +479,9 @@ pub struct ProcState {
     pub nmigs: u32,
     /// Why it cannot move now, or why its last move failed; empty if nothing stops it.
     pub cantmove: String,
+    /// Its migration group (0: none).
+    #[serde(default)]
+    pub group: u32,
 }
 
 /// A process of another node running here.

@@ -114,7 +114,7 @@ fn finish(mut child: Child, limit: Duration) -> (String, String) {
 /// The pids a script wrote to `dir/pids` (one per line), once there are `n`.
 fn pids(c: &TestCluster, dir: &str, n: usize) -> Vec<String> {
     let mut got = Vec::new();
-    wait_until("the pids are written", Duration::from_secs(20), || {
+    wait_until("the pids are written", Duration::from_secs(60), || {
         got = sh(c, 1, &format!("cat {dir}/pids 2>/dev/null"))
             .split_whitespace()
             .map(str::to_string)

@@ -1316,3 +1316,77 @@ fn each_guest_runs_as_an_id_no_other_process_of_the_node_holds() {
     assert_eq!(o, "status 0\nstatus 0\n", "{e}");
     nothing_left(&c, "remote usr1");
 }
+
+/// A migration group (`mosctl group`, `<pid>/group`): moving one of its processes, by
+/// `migrate` or by `goto`, moves the others to the same node; home again, all of them.
+/// Their output is the same as without migration, and nothing of them is left.
+#[test]
+fn the_processes_of_a_group_move_together() {
+    let c = cluster("t-miggroup");
+    let bin = at_home_only(&c, &program("balance/spin"));
+    let native = sh(&c, 1, &format!("{bin} 6"));
+    assert!(native.contains("checksum"), "{native}");
+    let dir = "/tmp/group";
+    // Two jobs, locked so that only what the test asks moves them.
+    let child = start(
+        &c,
+        dir,
+        &format!(
+            "{m} -h {bin} 6 > a.out & echo $! > a; {m} -h {bin} 6 > b.out & echo $! > b; \
+             cat a > pid; wait",
+            m = tool("mosrun")
+        ),
+    );
+    let _ = pid_of(&c, dir);
+    let a = sh(&c, 1, &format!("cat {dir}/a")).trim().to_string();
+    let b = sh(&c, 1, &format!("cat {dir}/b")).trim().to_string();
+    let hpc = |pid: &str, f: &str| {
+        sh(&c, 1, &format!("cat /run/hpc/{pid}/{f}"))
+            .trim()
+            .to_string()
+    };
+    let mosctl = tool("mosctl");
+    let o = c
+        .command(1, &mosctl)
+        .args(["group", "7", &a, &b])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(hpc(&a, "group"), "7");
+    assert_eq!(hpc(&b, "group"), "7");
+    let listed = sh(&c, 1, &format!("{mosctl} group 7"));
+    assert_eq!(listed, format!("{a} 0\n{b} 0\n"), "mosctl group 7");
+    // Only its owner may change it.
+    let o = c.sh_as_nobody(1, &format!("echo 0 > /run/hpc/{a}/group"));
+    assert!(!o.status.success(), "nobody changed the group");
+
+    // migrate one: both go.
+    let (ok, said) = migrate_how(&c, &a, "2", false);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("1 other process(es) of group 7 followed to node 2"),
+        "{said}"
+    );
+    assert_eq!(
+        (hpc(&a, "where"), hpc(&b, "where")),
+        ("2".into(), "2".into())
+    );
+    // goto the other: both go on.
+    let o = c.sh(1, &format!("echo 3 > /run/hpc/{b}/goto"));
+    assert!(o.status.success(), "{o:?}");
+    wait_until("both at node 3", || {
+        hpc(&a, "where") == "3" && hpc(&b, "where") == "3"
+    });
+    // Home, together.
+    let (ok, said) = migrate_how(&c, &b, "home", false);
+    assert!(ok, "{said}");
+    assert_eq!(
+        (hpc(&a, "where"), hpc(&b, "where")),
+        ("0".into(), "0".into())
+    );
+
+    let (_, err) = finish(child);
+    assert_eq!(sh(&c, 1, &format!("cat {dir}/a.out")), native, "{err}");
+    assert_eq!(sh(&c, 1, &format!("cat {dir}/b.out")), native, "{err}");
+    nothing_left(&c, &bin);
+}

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  mosctl status             every node as this node sees it\n  mosctl getload 3          the load of node 3\n  mosctl isup 2 && echo up  exit status 0 if node 2 is up\n  mosctl block              accept no guest processes\n  mosctl setspeed 8000      override this node's speed (0 = calibrated)"
+    after_help = "Examples:\n  mosctl status             every node as this node sees it\n  mosctl getload 3          the load of node 3\n  mosctl isup 2 && echo up  exit status 0 if node 2 is up\n  mosctl block              accept no guest processes\n  mosctl setspeed 8000      override this node's speed (0 = calibrated)\n  mosctl group 7 4711 4712  processes 4711 and 4712 move together\n  mosctl group 7            the processes of group 7 and where they run"
 )]
 struct Args {
     /// Print JSON instead of text.
@@ -70,6 +70,13 @@ enum Cmd {
     Expel,
     /// Bring every process of this node that runs elsewhere home.
     Bring,
+    /// Put processes of this node in migration group GROUP (0: out of any group), as
+    /// openMosix's /proc/PID/miggroup: the processes of a group move together. Moving
+    /// one (`migrate`, `goto`, the balancer) moves the others to the same node, one
+    /// after the other; the balancer weighs a group as one job (the sum of its CPU
+    /// demand and memory), and other nodes' balancers leave its processes where their
+    /// home put them. Without PIDs, lists the group's processes and where they run.
+    Group { group: u32, pids: Vec<i32> },
 }
 
 fn main() -> ExitCode {
@@ -183,6 +190,26 @@ fn run(args: Args) -> Result<ExitCode> {
                 print_json(&p)?;
             } else {
                 println!("{}", p.node);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Group { group, pids } if pids.is_empty() => {
+            let Response::Controlled(c) = ask(Request::Controlled)? else {
+                bail!("omd answered with something else than its processes");
+            };
+            let members: Vec<_> = c.processes.iter().filter(|p| p.group == group).collect();
+            if args.json {
+                print_json(&members)?;
+            } else {
+                for p in members {
+                    println!("{} {}", p.pid, p.node);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Group { group, pids } => {
+            for pid in pids {
+                changed(ask(Request::Group { pid, group })?)?;
             }
             Ok(ExitCode::SUCCESS)
         }
