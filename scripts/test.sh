@@ -48,8 +48,9 @@ kmod/test.sh
 
 step "tests"
 # The package test (tests/omcluster/tests/package.rs) builds the Debian package
-# (dpkg-dev), verifies its unit (systemd's systemd-analyze) and finds its man pages (man-db).
+# (dpkg-dev), verifies its unit (systemd's systemd-analyze) and finds its man pages
+# (man-db); the omview test drives the web view in headless Chromium (chromium).
 . scripts/apt.sh
-apt_need test dpkg-dev systemd man-db
+apt_need test dpkg-dev systemd man-db chromium
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked --quiet
 cargo nextest run --workspace --no-fail-fast

@@ -167,6 +167,14 @@ pub struct RunArgs {
     /// an address with a port (0.0.0.0:9723 for every interface). Off unless given.
     #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Serve omview, the web view of the cluster, at http://ADDR/: a port (bound to
+    /// 127.0.0.1) or an address with a port. Moving a process from the page needs the
+    /// token omd writes to --view-token at start (root only). Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = crate::http::parse_addr)]
+    pub view: Option<std::net::SocketAddr>,
+    /// Where `--view` writes its token (mode 0600), new at every start.
+    #[arg(long, default_value = "/run/omd/view.token", value_name = "FILE")]
+    pub view_token: PathBuf,
     /// Balance every process of these users too (user names or uids, comma-separated),
     /// not only those under migration control, as openMosix's kernel balanced every
     /// process. Processes of root are never taken in this way.

@@ -101,6 +101,8 @@ struct Prepared {
     tcp: std::net::TcpListener,
     /// `--metrics`' listener.
     metrics: Option<std::net::TcpListener>,
+    /// `--view`'s listener.
+    view: Option<std::net::TcpListener>,
     control: std::os::unix::net::UnixListener,
     cgroups: Cgroups,
     /// Speed of one unthrottled CPU, before the quota is applied.
@@ -238,6 +240,13 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
                 .with_context(|| format!("cannot serve metrics at {a} (--metrics)"))
         })
         .transpose()?;
+    let view = args
+        .view
+        .map(|a| {
+            std::net::TcpListener::bind(a)
+                .with_context(|| format!("cannot serve omview at {a} (--view)"))
+        })
+        .transpose()?;
     let balance_users = args
         .balance_users
         .iter()
@@ -264,6 +273,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         udp,
         tcp,
         metrics,
+        view,
         control,
         cgroups,
         raw_speed,
@@ -366,6 +376,30 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let view = match p.view {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let token = crate::view::new_token(&args.view_token).with_context(|| {
+                    format!(
+                        "cannot write the omview token {}",
+                        args.view_token.display()
+                    )
+                })?;
+                tracing::info!(
+                    "serving omview at http://{}/ (moves need the token in {})",
+                    l.local_addr()?,
+                    args.view_token.display()
+                );
+                Some((tokio::net::TcpListener::from_std(l)?, token))
+            }
+            None => None,
+        };
+        let view = async {
+            match view {
+                Some((l, token)) => crate::view::serve(l, omd.clone(), token).await,
+                None => std::future::pending().await,
+            }
+        };
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let cfg = node.lock().expect("node lock").cfg.clone();
@@ -389,6 +423,7 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
             _ = receive_loop(node.clone(), udp) => {}
             _ = crate::control::serve(control, omd.clone()) => {}
             _ = metrics => {}
+            _ = view => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
@@ -398,6 +433,9 @@ fn serve(p: Prepared, args: &RunArgs) -> Result<()> {
     drop(fuse);
     let _ = std::fs::remove_file(&args.control_socket);
     let _ = std::fs::remove_file(&args.pidfile);
+    if args.view.is_some() {
+        let _ = std::fs::remove_file(&args.view_token);
+    }
     result
 }
 

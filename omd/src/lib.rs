@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod gossip;
 pub mod hpcdev;
 pub mod hpcfs;
+pub mod http;
 pub mod key;
 pub mod load;
 pub mod measure;
@@ -24,6 +25,7 @@ pub mod node;
 pub mod procs;
 pub mod simbalance;
 pub mod simulate;
+pub mod view;
 
 /// The gossip packet (its own crate, so that the fuzz target builds quickly).
 pub use om_wire as wire;

@@ -6,10 +6,7 @@
 //! links; the balancer's moves; the guests running here and this node's processes away.
 //! The format is written by the `prometheus-client` crate.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,21 +14,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::control::Omd;
 
-/// The address of `--metrics ADDR`: a port alone is `127.0.0.1:PORT` (local only);
-/// anything else must be an address with its port.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    s.parse::<SocketAddr>().map_err(|_| {
-        format!("{s:?} is neither a port nor an address with a port (e.g. 9723 or 0.0.0.0:9723)")
-    })
-}
+pub use crate::http::parse_addr;
+use crate::http::{HttpRequest, Reply};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabel {
@@ -404,79 +392,21 @@ pub fn render(omd: &Omd) -> String {
     out
 }
 
-/// Connections answered at once; more wait for their turn.
-const MAX_SCRAPES: usize = 8;
-/// A request must arrive within this, and fit in [`MAX_REQUEST`].
-const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-const MAX_REQUEST: usize = 8192;
-
 /// Answers `GET /metrics` on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, omd: Omd) {
-    let turns = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
-    loop {
-        let Ok(turn) = turns.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((s, _)) = listener.accept().await else {
-            continue;
-        };
+    crate::http::serve(listener, move |r: HttpRequest| {
         let omd = omd.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_DEADLINE, answer(s, &omd)).await;
-            drop(turn);
-        });
-    }
-}
-
-/// Reads one request from `s` and answers it.
-async fn answer(mut s: TcpStream, omd: &Omd) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 || buf.len() + n > MAX_REQUEST {
-            return Ok(());
+        async move {
+            match (r.method.as_str(), r.path.as_str()) {
+                ("GET", "/metrics") => Reply::Whole(
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render(&omd).into_bytes(),
+                ),
+                ("GET", _) => Reply::text("404 Not Found", "only /metrics is served here\n"),
+                _ => Reply::text("405 Method Not Allowed", "only GET is served here\n"),
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let mut words = line.split_whitespace();
-    let (status, body, kind) = match (words.next(), words.next()) {
-        (Some("GET"), Some("/metrics")) => (
-            "200 OK",
-            render(omd),
-            "text/plain; version=0.0.4; charset=utf-8",
-        ),
-        (Some("GET"), _) => (
-            "404 Not Found",
-            "only /metrics is served here\n".to_string(),
-            "text/plain",
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "only GET is served here\n".to_string(),
-            "text/plain",
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body.as_bytes()).await?;
-    s.shutdown().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_default_to_localhost_and_name_what_is_wrong() {
-        assert_eq!(parse_addr("9723"), Ok("127.0.0.1:9723".parse().unwrap()));
-        assert_eq!(parse_addr("0.0.0.0:80"), Ok("0.0.0.0:80".parse().unwrap()));
-        assert_eq!(parse_addr("[::1]:9723"), Ok("[::1]:9723".parse().unwrap()));
-        let e = parse_addr("localhost").unwrap_err();
-        assert!(e.contains("\"localhost\""), "{e}");
-    }
+    })
+    .await
 }
