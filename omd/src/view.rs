@@ -164,6 +164,11 @@ fn json(status: &'static str, v: &impl Serialize) -> Reply {
     )
 }
 
+/// A move not made, and why.
+fn refused(status: &'static str, message: String) -> Reply {
+    json(status, &MoveAnswer { ok: false, message })
+}
+
 async fn handle(r: HttpRequest, omd: Omd, token: Arc<String>) -> Reply {
     if r.header("host").is_some_and(|h| !local_host(h)) {
         return Reply::text(
@@ -204,37 +209,23 @@ async fn handle(r: HttpRequest, omd: Omd, token: Arc<String>) -> Reply {
         ("POST", "/migrate") => {
             let given = r.header("x-omview-token").unwrap_or("");
             if !same(given.as_bytes(), token.as_bytes()) {
-                return json(
+                return refused(
                     "403 Forbidden",
-                    &MoveAnswer {
-                        ok: false,
-                        message: "moving a process needs the token (X-Omview-Token)".into(),
-                    },
+                    "moving a process needs the token (X-Omview-Token)".into(),
                 );
             }
             let m: MoveRequest = match serde_json::from_slice(&r.body) {
                 Ok(m) => m,
                 Err(e) => {
-                    return json(
+                    return refused(
                         "400 Bad Request",
-                        &MoveAnswer {
-                            ok: false,
-                            message: format!("expected {{\"pid\": PID, \"to\": NODE}}: {e}"),
-                        },
+                        format!("expected {{\"pid\": PID, \"to\": NODE}}: {e}"),
                     )
                 }
             };
             let to: MigrateTo = match m.to.parse() {
                 Ok(t) => t,
-                Err(e) => {
-                    return json(
-                        "400 Bad Request",
-                        &MoveAnswer {
-                            ok: false,
-                            message: format!("{e}"),
-                        },
-                    )
-                }
+                Err(e) => return refused("400 Bad Request", e.to_string()),
             };
             let request = Request::Migrate {
                 pid: m.pid,
