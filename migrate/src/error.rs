@@ -87,6 +87,23 @@ impl MigrateError {
             _ => om_proto::ErrorKind::Invalid,
         }
     }
+
+    /// A short, fixed name for the reason, for counting failures (metrics' `reason`).
+    pub fn reason(&self) -> &'static str {
+        use MigrateError::*;
+        match self {
+            NoProcess { .. } | DidNotComeHome { .. } => "gone",
+            NotOwner { .. } | Privileged { .. } | Locked(_) => "not_allowed",
+            NotInMap(_) | Down(_) | NoNodeUp | NoAddress(_) => "no_node",
+            Busy(_) | NotHomeYet { .. } | NotThere { .. } => "busy",
+            Capture { .. } | Memory { .. } => "cannot_move",
+            Unreachable { .. } | Link { .. } | LinkRefused { .. } | NoAnswer(_) | NoOutcome(_) => {
+                "link"
+            }
+            Refused { .. } => "refused",
+            CouldNotStart { .. } | NotStarted(_) | Thread(_) => "not_started",
+        }
+    }
 }
 
 /// What a migration request answers.

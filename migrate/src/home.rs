@@ -154,8 +154,11 @@ impl Migrations {
             }
             r
         });
-        if r.is_err() {
-            self.tell(MoveEvent::Failed { auto });
+        if let Err(e) = &r {
+            self.tell(MoveEvent::Failed {
+                auto,
+                reason: e.reason(),
+            });
         }
         r
     }

@@ -27,7 +27,7 @@ pub enum MoveEvent {
     /// A process of this node left for another node, frozen for `frozen`.
     Left { frozen: Duration, auto: bool },
     /// A move of a process of this node was asked for and did not happen.
-    Failed { auto: bool },
+    Failed { auto: bool, reason: &'static str },
     /// All the memory of a process of this node that left is at its node now, `after`
     /// its freeze began: `bytes` left this node's memory.
     AllAway { after: Duration, bytes: u64 },

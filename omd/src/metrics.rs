@@ -52,6 +52,12 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailLabel {
+    kind: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HowLabel {
     how: &'static str,
 }
@@ -63,6 +69,7 @@ pub struct Recorder {
     all_away: Histogram,
     bytes_away: Counter<u64>,
     moves: Family<KindLabel, Counter<u64>>,
+    failures: Family<FailLabel, Counter<u64>>,
     guests: Family<HowLabel, Counter<u64>>,
 }
 
@@ -75,6 +82,7 @@ impl Default for Recorder {
             all_away: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             bytes_away: Counter::default(),
             moves: Family::default(),
+            failures: Family::default(),
             guests: Family::default(),
         }
     }
@@ -95,11 +103,17 @@ impl Recorder {
                     })
                     .inc();
             }
-            Failed { auto } => {
+            Failed { auto, reason } => {
                 self.moves
                     .get_or_create(&KindLabel {
                         kind: how(auto),
                         result: "failed",
+                    })
+                    .inc();
+                self.failures
+                    .get_or_create(&FailLabel {
+                        kind: how(auto),
+                        reason,
                     })
                     .inc();
             }
@@ -149,6 +163,11 @@ impl Recorder {
             "migrations",
             "Moves of this node's processes: automatic or requested, done or failed; home",
             self.moves.clone(),
+        );
+        reg.register(
+            "migration_failures",
+            "Moves of this node's processes that failed, by kind and reason (gone, not_allowed, no_node, busy, cannot_move, link, refused, not_started)",
+            self.failures.clone(),
         );
         reg.register(
             "guest_moves",

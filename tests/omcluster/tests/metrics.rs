@@ -176,6 +176,27 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
     // Node 1 had no guest, and so no forwarded call.
     assert_eq!(scrape(&c, 1)["omd_forwarded_call_seconds_count{}"], 0.0);
 
+    // A move that fails is counted with its reason: node 9 is not in the map.
+    let o = c
+        .command(1, "sh")
+        .arg("-c")
+        .arg(format!(
+            "sleep 30 & {} --wait $! 9; s=$?; kill $!; exit $s",
+            tool("migrate")
+        ))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a move to node 9: {o:?}");
+    let at1 = scrape(&c, 1);
+    assert_eq!(
+        at1["omd_migration_failures_total{kind=\"requested\",reason=\"no_node\"}"],
+        1.0
+    );
+    assert_eq!(
+        at1["omd_migrations_total{kind=\"requested\",result=\"failed\"}"],
+        1.0
+    );
+
     // Only /metrics, and only on localhost unless told otherwise.
     assert!(get(&c, 1, "127.0.0.1", "/other").starts_with("HTTP/1.1 404"));
     let far = get(&c, 2, &omcluster::net::node_addr(1).to_string(), "/metrics");
