@@ -404,14 +404,17 @@ impl Migrations {
             b.send(&Setup::PagesFor(id)).map_err(io)?;
             let mut mem =
                 ProcessMemory::open(pid).map_err(|source| MigrateError::Memory { pid, source })?;
+            let served = self.served.clone();
             std::thread::Builder::new()
                 .name(format!("om-pages-{pid}"))
                 .spawn(move || {
                     while let Ok(Some(Setup::Read { addr, len })) = b.recv::<Setup>(None) {
                         let bytes = read_for_peer(&mut mem, addr, len);
+                        let n = bytes.len() as u64;
                         if b.send(&Setup::Bytes(bytes)).is_err() {
                             break;
                         }
+                        served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 })
                 .map_err(MigrateError::Thread)?;

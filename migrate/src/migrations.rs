@@ -99,6 +99,9 @@ pub struct Migrations {
     pub(crate) observer: Mutex<Option<Observer>>,
     /// How long the forwarded calls of the guests here took.
     pub(crate) latencies: Arc<om_remote::relay::Latencies>,
+    /// Memory served to the nodes this node's processes run at, on their request
+    /// (lazy pages), bytes.
+    pub(crate) served: Arc<AtomicU64>,
 }
 
 /// An accepted offer's page link: offered by node `home` at `since`, and once it came,
@@ -224,6 +227,7 @@ impl Migrations {
             ids_held: Mutex::new(Default::default()),
             observer: Mutex::new(None),
             latencies: Arc::default(),
+            served: Arc::default(),
             home: Mutex::new(HashMap::new()),
             guests: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
@@ -261,6 +265,12 @@ impl Migrations {
     /// How long the forwarded calls of the guests here took, since omd started.
     pub fn call_latencies(&self) -> om_remote::relay::LatencySnapshot {
         self.latencies.snapshot()
+    }
+
+    /// Memory served to the nodes this node's processes run at, on their request (lazy
+    /// pages), bytes since omd started.
+    pub fn pages_served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Tells `observer` of every [`MoveEvent`] from now on.

@@ -398,6 +398,14 @@ pub fn render(omd: &Omd) -> String {
             "Processes of this node running at other nodes",
             g,
         );
+        let c = Counter::<u64>::default();
+        c.inc_by(m.pages_served());
+        reg.register_with_unit(
+            "pages_served",
+            "Memory served to the nodes this node's processes run at, on their request (lazy pages)",
+            Unit::Bytes,
+            c,
+        );
         reg.register_with_unit(
             "forwarded_call",
             "How long the calls the guests here forwarded home took, from the guest's stop to its answer",

@@ -145,6 +145,9 @@ fn metrics_of_a_running_cluster_parse_and_agree_with_mosctl_status() {
             );
             assert_eq!(at1["omd_migration_freeze_seconds_count{}"], 1.0);
             assert!(at1["omd_memory_moved_away_bytes_total{}"] > 0.0);
+            // Lazily moved: its pages were served on request.
+            assert!(at1["omd_pages_served_bytes_total{}"] > 0.0);
+            assert_eq!(at2["omd_pages_served_bytes_total{}"], 0.0);
             assert_eq!(at2["omd_guest_moves_total{how=\"arrived\"}"], 1.0);
             break;
         }
