@@ -161,9 +161,10 @@ fn discovery_addr() -> Result<Ipv4Addr> {
     }
 }
 
-/// The map to start from, this node's number, where the map came from, and the address
-/// discovery runs on (`--discover`).
-fn initial_map(args: &RunArgs) -> Result<(ClusterMap, NodeId, String, Option<Ipv4Addr>)> {
+/// The map to start from, this node's number when discovery gives it (else it is found
+/// in the map once the key is read: [`own_number`]), where the map came from, and the
+/// address discovery runs on (`--discover`).
+fn initial_map(args: &RunArgs) -> Result<(ClusterMap, Option<NodeId>, String, Option<Ipv4Addr>)> {
     if let Some(given) = args.discover {
         let addr = match given {
             Some(a) => a,
@@ -187,21 +188,31 @@ fn initial_map(args: &RunArgs) -> Result<(ClusterMap, NodeId, String, Option<Ipv
         }])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let origin = format!("discovery on {addr} (group {DISCOVERY_GROUP})");
-        return Ok((map, node, origin, Some(addr)));
+        return Ok((map, Some(node), origin, Some(addr)));
     }
     let map = ClusterMap::load(&args.map).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let node: NodeId = match args.node {
+    Ok((map, None, args.map.display().to_string(), None))
+}
+
+/// This node's number in `map` (the map file's): `--node N`, or found from this
+/// machine's addresses.
+fn own_number(args: &RunArgs, map: &ClusterMap) -> Result<NodeId> {
+    Ok(match args.node {
         Some(n) if map.node(n).is_some() => n,
         Some(n) => bail!("--node {n}: node {n} is not in {}", args.map.display()),
-        None => node::own_node(&map, &interface_addrs())
+        None => node::own_node(map, &interface_addrs())
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.map.display()))?,
-    };
-    Ok((map, node, args.map.display().to_string(), None))
+    })
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared> {
+    // The map, then the key, then the node: each error in that order.
     let (map, node, map_origin, discover) = initial_map(args)?;
     let key = crate::key::load(&args.key)?;
+    let node = match node {
+        Some(n) => n,
+        None => own_number(args, &map)?,
+    };
     let interval = seconds("--interval", args.interval)?;
     let down_after = seconds("--down-after", args.down_after)?;
     if down_after <= interval {
