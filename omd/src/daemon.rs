@@ -244,20 +244,15 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     }
     let tcp = std::net::TcpListener::bind((any, args.port))
         .with_context(|| format!("cannot listen for migrations on TCP port {}", args.port))?;
-    let metrics = args
-        .metrics
-        .map(|a| {
+    let listen = |addr: Option<std::net::SocketAddr>, what: &str, flag: &str| {
+        addr.map(|a| {
             std::net::TcpListener::bind(a)
-                .with_context(|| format!("cannot serve metrics at {a} (--metrics)"))
+                .with_context(|| format!("cannot serve {what} at {a} ({flag})"))
         })
-        .transpose()?;
-    let view = args
-        .view
-        .map(|a| {
-            std::net::TcpListener::bind(a)
-                .with_context(|| format!("cannot serve omview at {a} (--view)"))
-        })
-        .transpose()?;
+        .transpose()
+    };
+    let metrics = listen(args.metrics, "metrics", "--metrics")?;
+    let view = listen(args.view, "omview", "--view")?;
     let balance_users = args
         .balance_users
         .iter()

@@ -141,11 +141,6 @@ struct MoveAnswer {
     message: String,
 }
 
-/// Comparison whose time does not depend on where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Whether `host` (a `Host` header) names this machine by address or as localhost.
 fn local_host(host: &str) -> bool {
     let name = match host.rsplit_once(':') {
@@ -208,7 +203,7 @@ async fn handle(r: HttpRequest, omd: Omd, token: Arc<String>) -> Reply {
         }
         ("POST", "/migrate") => {
             let given = r.header("x-omview-token").unwrap_or("");
-            if !same(given.as_bytes(), token.as_bytes()) {
+            if !om_wire::same(given.as_bytes(), token.as_bytes()) {
                 return refused(
                     "403 Forbidden",
                     "moving a process needs the token (X-Omview-Token)".into(),

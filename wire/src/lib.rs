@@ -108,8 +108,9 @@ fn tag(key: &Key, body: &[u8], to: NodeId) -> [u8; TAG_LEN] {
     t
 }
 
-/// Comparison whose time does not depend on where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
+/// Comparison whose time does not depend on where the first difference is (for tags
+/// and tokens).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
