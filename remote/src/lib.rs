@@ -11,6 +11,7 @@
 //! network, the cluster or omd.
 
 pub mod deputy;
+mod direct;
 pub mod ended;
 pub mod guest;
 pub mod homefile;

@@ -202,13 +202,39 @@ impl Inbox {
             .name(format!("om-home-{deputy}"))
             .spawn(move || {
                 let mut nudged = Instant::now() - NUDGE_EVERY;
+                let mut direct = crate::direct::Direct::new(deputy);
+                // Set before a command reaches the home end: from then on every call
+                // goes to it (asked home, it answers none), so no call is made here
+                // after the home end has asked the process home.
+                let mut commanded = false;
                 while !st.load(SeqCst) {
                     while let Ok(cmd) = commands.try_recv() {
+                        commanded = true;
                         a.store(true, SeqCst);
                         let _ = tx.send(Ok(In::Cmd(cmd)));
                     }
                     match link.recv(Some(TICK)) {
+                        Ok(Some(Msg::Call { id, call })) if !commanded => {
+                            // A call on a home file is made here, on a copy of its
+                            // descriptor (see `crate::direct`); the rest by the deputy.
+                            if call.check().is_ok() {
+                                if let Some(reply) = direct.call(&call) {
+                                    let signals = Vec::new();
+                                    if let Err(e) = link.send(&Msg::Reply { id, reply, signals }) {
+                                        a.store(true, SeqCst);
+                                        let _ = tx.send(Err(e));
+                                        return;
+                                    }
+                                    continue;
+                                }
+                            }
+                            direct.forget();
+                            if tx.send(Ok(In::Msg(Msg::Call { id, call }))).is_err() {
+                                return;
+                            }
+                        }
                         Ok(Some(m)) => {
+                            direct.forget();
                             if matches!(m, Msg::Coming { .. } | Msg::Gone) {
                                 a.store(true, SeqCst);
                             }
