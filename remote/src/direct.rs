@@ -88,7 +88,6 @@ impl Direct {
         }
         let file = self.file(fd)?;
         let fd = file.as_fd();
-        let errno = |e: Errno| -(e as i64);
         let reply = match op {
             Op::Read { len, at } => {
                 let mut buf = vec![0u8; len];
@@ -109,7 +108,7 @@ impl Direct {
                             outs,
                         }
                     }
-                    Err(e) => done(errno(e)),
+                    Err(e) => done(Err(e)),
                 }
             }
             Op::Write { data, at } => {
@@ -117,21 +116,15 @@ impl Direct {
                     None => nix::unistd::write(fd, data),
                     Some(off) => nix::sys::uio::pwrite(fd, data, off),
                 };
-                match r {
-                    Ok(n) => done(n as i64),
-                    Err(e) => done(errno(e)),
-                }
+                done(r.map(|n| n as i64))
             }
-            Op::Seek { off, whence: w } => match nix::unistd::lseek(fd, off, whence(w)?) {
-                Ok(p) => done(p),
-                Err(e) => done(errno(e)),
-            },
+            Op::Seek { off, whence: w } => done(nix::unistd::lseek(fd, off, whence(w)?)),
             Op::Stat { buf } => match sys::fstat_bytes(fd) {
                 Ok(st) => Reply {
                     ret: 0,
                     outs: vec![(call.args[buf], st)],
                 },
-                Err(e) => done(-i64::from(e.raw_os_error().unwrap_or(libc::EIO))),
+                Err(e) => done(Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))),
             },
         };
         Some(reply)
@@ -202,9 +195,10 @@ fn whence(w: i32) -> Option<nix::unistd::Whence> {
     })
 }
 
-fn done(ret: i64) -> Reply {
+/// The reply of a call that writes no memory: its result, or its negated errno.
+fn done(r: nix::Result<i64>) -> Reply {
     Reply {
-        ret,
+        ret: r.unwrap_or_else(|e| -(e as i64)),
         outs: Vec::new(),
     }
 }
