@@ -549,6 +549,82 @@ fn remote_files_are_home_files_and_signals_reach_the_guest() {
     nothing_left(&c, "remote usr1");
 }
 
+/// The shell's half of tests/testprogs/homefile.c's run, started with `$LAUNCH` (empty
+/// natively): it makes the files, opens descriptors 3 and 4 for the program, changes the
+/// files at home at each of the program's steps, and prints where the program was and
+/// where the shell's own offset on `data` stood then.
+const HOMEFILE_SHELL: &str = r#"
+python3 -c "import sys; sys.stdout.write(''.join(chr(97 + (i * 7 + i // 26) % 26) for i in range(16384)))" > data
+head -c 65536 /dev/zero | tr '\0' x > big
+: > log
+exec 3<data 4>>log
+wait_for() { for i in $(seq 6000); do [ -e $1 ] && return; sleep 0.01; done; echo "no $1"; exit 1; }
+$LAUNCH $PROG > out & P=$!
+wait_for step1
+echo "at step1: node $($MOSCTL where $P), shell's offset $(sed -n 's/^pos:[[:space:]]*//p' /proc/$$/fdinfo/3)"
+echo "appended at home" >> data; touch go1
+wait_for step2; echo home >> log; touch go2
+wait_for step3; printf new > big; touch go3
+wait $P; echo "status $?"
+echo "shell's offset at the end: $(sed -n 's/^pos:[[:space:]]*//p' /proc/$$/fdinfo/3)"
+echo "log:"; cat log
+echo "program:"; cat out
+"#;
+
+/// Reads and writes of home files, which away from home are made on a copy of the
+/// process's descriptor (remote's fast path), mean what they mean at home: the offset is
+/// the home process's (and so its parent's, with which it shares the open file), a line
+/// appended at home is read by the next read away, appends through an `O_APPEND`
+/// descriptor interleave with the home shell's without overwriting, and a file truncated
+/// at home reads as truncated. The output equals a native run's, except that the home
+/// process made none of the reads itself (its /proc/PID/io syscr did not move): they
+/// took the fast path.
+#[test]
+fn home_files_read_and_written_away_keep_their_meaning() {
+    let c = cluster("t-fastio");
+    let prog = program("homefile");
+    let run = |tag: &str, launch: &str| {
+        let (o, e) = finish(start(
+            &c,
+            &format!("/tmp/homefile-{tag}"),
+            &format!(
+                "LAUNCH='{launch}' PROG={prog} MOSCTL={} HOMEFILE_SPIN=2;                  export HOMEFILE_SPIN; {HOMEFILE_SHELL}",
+                tool("mosctl")
+            ),
+        ));
+        format!("{o}{e}")
+    };
+    let native = run("native", "");
+    let away = run("away", &format!("{} -2", tool("mosrun")));
+    let reads = |o: &str| -> u64 {
+        let n = o
+            .lines()
+            .find_map(|l| l.strip_prefix("reads made by the home process: "))
+            .unwrap_or_else(|| panic!("no count of reads in: {o}"));
+        n.trim().parse().unwrap()
+    };
+    let expect = |node: &str, reads: u64| {
+        format!(
+            "at step1: node {node}, shell's offset 16384\n\
+             status 0\n\
+             shell's offset at the end: 16401\n\
+             log:\nguest 1\nhome\nguest 2\n\
+             program:\n\
+             read 4096 bytes in 16-byte reads, offset 4096\n\
+             after the end, appended at home: appended at home\n\
+             appended twice\n\
+             after truncation at home: read 0, size 3, from the start \"new\"\n\
+             reads made by the home process: {reads}\n"
+        )
+    };
+    // Natively the process makes every read itself (256 small ones, then more), at home
+    // (which `mosctl where` calls node 0).
+    assert!(reads(&native) >= 256, "{native}");
+    assert_eq!(native, expect("0", reads(&native)), "natively");
+    assert_eq!(away, expect("2", 0), "away from home");
+    nothing_left(&c, "homefile");
+}
+
 /// An ordinary user's program whose executable it may run but not read (mode 0111), and
 /// that only the home node has, moves away and comes home again: home takes its pages
 /// from the guest rather than re-opening a file the deputy could not read. `migrate
