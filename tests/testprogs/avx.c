@@ -7,7 +7,9 @@ int main(void) {
     for (int r = 0; r < 16; r++)
         for (int b = 0; b < 32; b++) in[r][b] = (uint8_t)(r * 37 + b * 11 + 1);
     for (int round = 0; round < 3; round++) {
-        unsigned long n = 350000000UL;
+        /* About 1 s a round here: long enough for a loaded machine to make every hop of an
+         * eager migration while it runs. */
+        unsigned long n = 3500000000UL;
         __asm__ volatile(
             "vmovdqa 0(%1), %%ymm0\n vmovdqa 32(%1), %%ymm1\n vmovdqa 64(%1), %%ymm2\n vmovdqa 96(%1), %%ymm3\n"
             "vmovdqa 128(%1), %%ymm4\n vmovdqa 160(%1), %%ymm5\n vmovdqa 192(%1), %%ymm6\n vmovdqa 224(%1), %%ymm7\n"
