@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use omcluster::harness::{workspace_tool, TestCluster};
+use omcluster::harness::TestCluster;
 use omcluster::{ClusterSpec, DaemonSpec};
 
 /// The directory of this build's tools (omd, mosctl, mosrun, ...).
@@ -19,11 +19,18 @@ impl Tools {
             bail!("run as root (the cluster lives in namespaces)");
         }
         let omcluster = omcluster::omcluster_bin();
-        let omd = workspace_tool(&omcluster.display().to_string(), "omd");
-        let dir = PathBuf::from(&omd)
+        let dir = omcluster
             .parent()
-            .context("omd's directory")?
+            .context("omcluster's directory")?
             .to_path_buf();
+        for tool in ["omd", "mosctl", "mosrun", "migrate"] {
+            if !dir.join(tool).is_file() {
+                bail!(
+                    "{} is missing: build the workspace first (cargo build --release)",
+                    dir.join(tool).display()
+                );
+            }
+        }
         Ok((Tools(dir), omcluster))
     }
 

@@ -5,15 +5,20 @@
 //!    its running at node 2), how long `migrate --wait` took, how long the process then
 //!    took to read one byte of every page at node 2 (lazy: pages it has not got yet come
 //!    from home on first touch), and the total until it had all its memory at node 2.
-//! 2. The round trip of a forwarded system call: `getppid()` and `write()` of 4 KiB to a
-//!    file at home, at home (native) and from node 2.
+//!    Beside each, the limit: its memory at the link's TCP bandwidth.
+//! 2. The cost of a forwarded system call: `getppid()`, `write()` and `pread()` of 4 KiB
+//!    on a file at home, `stat()` of it, `open()` + `close()` of it, at home (native) and
+//!    from node 2, beside the limit of one round trip + 20 µs; then sequential 4 KiB and
+//!    64 KiB writes and reads of a home file (256 MiB), at home and from node 2.
 //! 3. A CPU-bound loop at home and at node 2: its wall and CPU time.
 //! 4. The cost of the link's encryption on the page stream: 1 GiB of page replies
 //!    (4 MiB frames, as the page server sends them) through an encrypted link over
 //!    loopback, next to the same bytes through plain TCP on the same loopback.
 //!
-//! Build the workspace in release mode first, then run as root:
-//! `cargo build --release && target/release/mig-bench [--sizes 64,1024]`.
+//! First the anchors, measured in the same run: the ping round trip and the TCP bandwidth
+//! from node 1 to node 2, and memcpy's bandwidth. Every figure is the median of `--runs`
+//! runs (3). Build the workspace in release mode first, then run as root:
+//! `cargo build --release && target/release/mig-bench [--sizes 64,1024,4096] [--runs 5]`.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
@@ -37,6 +42,12 @@ struct Args {
     /// Rounds (of a million iterations) of the CPU-bound loop.
     #[arg(long, default_value_t = 3000)]
     rounds: u64,
+    /// MiB of the home file that the sequential I/O table writes and reads.
+    #[arg(long, default_value_t = 256)]
+    io_mib: u64,
+    /// Runs of each measurement; every figure is their median.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
     /// Only measure the link's encryption (4.), without a cluster.
     #[arg(long)]
     link_only: bool,
@@ -128,10 +139,7 @@ impl Bench {
         }
         let line = w.lines.next().context("no result")??;
         w.child.wait()?;
-        Ok(line
-            .split_whitespace()
-            .filter_map(|v| v.parse::<f64>().ok())
-            .collect())
+        Ok(numbers(&line))
     }
 }
 
@@ -295,9 +303,112 @@ fn link_cost() -> Result<()> {
     Ok(())
 }
 
+/// The figures of `runs` runs of `f`, which returns several numbers each time: per
+/// number, its median.
+fn medians(runs: u32, mut f: impl FnMut() -> Result<Vec<f64>>) -> Result<Vec<f64>> {
+    let mut all: Vec<Vec<f64>> = vec![];
+    for _ in 0..runs {
+        let r = f()?;
+        if all.is_empty() {
+            all = vec![vec![]; r.len()];
+        }
+        for (i, v) in r.into_iter().enumerate().take(all.len()) {
+            all[i].push(v);
+        }
+    }
+    Ok(all.into_iter().map(median).collect())
+}
+
+/// The link's anchors, measured between node 1 and node 2 in this run.
+struct Link {
+    /// Median ICMP round trip, µs.
+    rtt_us: f64,
+    /// Median TCP throughput of 1 GiB from node 1 to node 2, MB/s.
+    mbs: f64,
+    /// memcpy() bandwidth of this machine, MB/s.
+    memcpy_mbs: f64,
+}
+
+impl Bench {
+    /// The numbers of the line that `migbench ARGS` prints, run in `node` without a
+    /// handshake.
+    fn once(&self, node: u16, args: &[&str]) -> Result<Vec<f64>> {
+        let o = self.c.command(node, &self.bin).args(args).output()?;
+        if !o.status.success() {
+            bail!("migbench {} failed at node {node}", args.join(" "));
+        }
+        Ok(numbers(&String::from_utf8_lossy(&o.stdout)))
+    }
+
+    /// 1 GiB through TCP from node 1 to node 2, MB/s at the receiver.
+    fn link_bandwidth(&self) -> Result<f64> {
+        let mut sink = self
+            .c
+            .command(2, &self.bin)
+            .args(["sink", "5301"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the sink at node 2")?;
+        let mut lines = BufReader::new(sink.stdout.take().context("stdout")?).lines();
+        if lines.next().transpose()?.as_deref() != Some("listening") {
+            bail!("the sink at node 2 did not start");
+        }
+        let src = self
+            .c
+            .command(1, &self.bin)
+            .args(["source", "198.18.0.2", "5301", "1024"])
+            .status()?;
+        let said = lines.next().transpose()?.unwrap_or_default();
+        sink.wait()?;
+        let v = numbers(&said);
+        if !src.success() || v.first() != Some(&1073741824.0) {
+            bail!("the link test moved other than 1 GiB: {said:?}");
+        }
+        Ok(v[1])
+    }
+
+    /// Median ICMP round trip from node 1 to node 2 over 50 pings, µs.
+    fn ping_us(&self) -> Result<f64> {
+        let o = self
+            .c
+            .command(1, "ping")
+            .args(["-n", "-c", "50", "-i", "0.01", "198.18.0.2"])
+            .output()
+            .context("running ping")?;
+        let times: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once("time=")?.1.split(' ').next()?.parse().ok())
+            .map(|ms: f64| ms * 1e3)
+            .collect();
+        if times.is_empty() {
+            bail!("ping from node 1 to node 2 got no answer");
+        }
+        Ok(median(times))
+    }
+
+    /// The results of `migbench ARGS` at home and, moved lazily first, at node 2.
+    fn home_and_away(&self, args: &[&str]) -> Result<Vec<f64>> {
+        let mut v = self.result(self.start(args)?)?;
+        let w = self.start(args)?;
+        self.migrate(&w, false)?;
+        v.extend(self.result(w)?);
+        Ok(v)
+    }
+}
+
+/// The numbers among the words of `line`.
+fn numbers(line: &str) -> Vec<f64> {
+    line.split_whitespace()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .collect()
+}
+
 fn run(args: Args) -> Result<()> {
     if args.link_only {
         return link_cost();
+    }
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
     }
     let (tools, omcluster) = common::Tools::find()?;
     let bin = common::compile("mig-bench", "migbench.c", "migbench")?;
@@ -305,99 +416,181 @@ fn run(args: Args) -> Result<()> {
         "mig-bench: bringing up a 2-node cluster (tools from {})",
         tools.0.display()
     );
-    // Room for a 1 GiB process at home and its copy at node 2, with margin.
-    let spec = ClusterSpec::new("migbench", 2, None, Some("6G,6G"))?;
+    // Room for the largest process at home and its copy at node 2, with margin.
+    let biggest = args.sizes.iter().max().copied().unwrap_or(0);
+    let mem = format!("{0}M,{0}M", (biggest * 3 / 2).max(2048) + 1024);
+    let spec = ClusterSpec::new("migbench", 2, None, Some(&mem))?;
     let c = common::cluster(spec, &tools, &omcluster)?;
     let b = Bench {
         c,
         bin: bin.display().to_string(),
         tools,
     };
+    let runs = args.runs;
+
+    // 0. The anchors: the link's round trip and bandwidth, and memcpy.
+    eprintln!("mig-bench: the link and memory bandwidth ...");
+    let anchors = medians(runs, || {
+        Ok(vec![
+            b.ping_us()?,
+            b.link_bandwidth()?,
+            b.once(1, &["memcpy", "1024"])?[0],
+        ])
+    })?;
+    let link = Link {
+        rtt_us: anchors[0],
+        mbs: anchors[1],
+        memcpy_mbs: anchors[2],
+    };
+    println!("Medians of {runs} runs; 2 CPUs shared by both nodes and the veth link.");
+    println!(
+        "\nThe anchors: ping round trip node 1 -> 2 {:.0} µs; TCP node 1 -> 2 {:.0} MB/s; \
+         memcpy {:.0} MB/s",
+        link.rtt_us, link.mbs, link.memcpy_mbs
+    );
 
     // 1. Moving memory.
     let mut rows = Vec::new();
     for &mib in &args.sizes {
         let m = mib.to_string();
-        let native = b.result(b.start(&["mem", &m])?)?;
         for eager in [false, true] {
             let mode = if eager { "eager" } else { "lazy" };
             eprintln!("mig-bench: {mib} MiB, {mode} ...");
-            let w = b.start(&["mem", &m])?;
-            let (msg, wait_ms) = b.migrate(&w, eager)?;
-            let r = b.result(w)?;
-            if r.get(1) != native.get(1) {
-                bail!(
-                    "{mib} MiB {mode}: the moved process read other memory ({r:?} vs {native:?})"
-                );
-            }
-            rows.push((mib, mode, frozen_ms(&msg), wait_ms, r[0], native[0]));
+            let fig = medians(runs, || {
+                let native = b.result(b.start(&["mem", &m])?)?;
+                let w = b.start(&["mem", &m])?;
+                let (msg, wait_ms) = b.migrate(&w, eager)?;
+                let r = b.result(w)?;
+                if r.get(1) != native.get(1) {
+                    bail!(
+                        "{mib} MiB {mode}: the moved process read other memory ({r:?} vs {native:?})"
+                    );
+                }
+                Ok(vec![
+                    frozen_ms(&msg).unwrap_or(f64::NAN),
+                    wait_ms,
+                    r[0],
+                    native[0],
+                    wait_ms + r[0],
+                ])
+            })?;
+            rows.push((mib, mode, fig));
         }
     }
-    println!("\nMoving a process from node 1 to node 2 (veth link, 2 CPUs shared by both nodes)");
+    println!("\nMoving a process from node 1 to node 2: ms (the limit: its memory at TCP speed)");
     println!(
-        "{:>8} {:>6} {:>10} {:>16} {:>18} {:>17} {:>10}",
+        "{:>8} {:>6} {:>7} {:>8} {:>10} {:>10} {:>8} {:>8} {:>12}",
         "memory",
         "mode",
-        "frozen ms",
-        "migrate --wait",
-        "touch all there",
-        "touch all home",
-        "total ms"
+        "frozen",
+        "migrate",
+        "touch all",
+        "touch all",
+        "total",
+        "limit",
+        "total/limit"
     );
-    for (mib, mode, frozen, wait_ms, touch, native) in &rows {
+    println!(
+        "{:>8} {:>6} {:>7} {:>8} {:>10} {:>10} {:>8} {:>8} {:>12}",
+        "", "", "", "--wait", "there", "at home", "", "", ""
+    );
+    for (mib, mode, f) in &rows {
+        let limit = (*mib as f64 * 1048576.0) / (link.mbs * 1e6) * 1e3;
         println!(
-            "{:>5}MiB {:>6} {:>10} {:>16.1} {:>18.1} {:>17.1} {:>10.1}",
+            "{:>5}MiB {:>6} {:>7.0} {:>8.1} {:>10.1} {:>10.1} {:>8.1} {:>8.1} {:>11.2}x",
             mib,
             mode,
-            frozen.map_or("?".into(), |f| format!("{f:.0}")),
-            wait_ms,
-            touch,
-            native,
-            wait_ms + touch
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            f[4],
+            limit,
+            f[4] / limit
         );
     }
+    println!("(goals: frozen ≤ 10 ms; lazy total within 1.2x of the limit)");
 
-    // 2. Round trips.
+    // 2. Forwarded calls.
+    eprintln!("mig-bench: forwarded calls ...");
     let calls = args.calls.to_string();
-    let home = b.result(b.start(&["rtt", &calls])?)?;
-    let w = b.start(&["rtt", &calls])?;
-    b.migrate(&w, false)?;
-    let away = b.result(w)?;
+    let f = medians(runs, || b.home_and_away(&["rtt", &calls]))?;
+    let (home, away) = f.split_at(5);
     println!(
-        "\nSystem calls ({} each), microseconds per call",
-        args.calls
+        "\nSystem calls on a home file ({} each): µs per call; the limit of a forwarded \
+         call is one round trip + 20 µs = {:.0} µs",
+        args.calls,
+        link.rtt_us + 20.0
     );
     println!(
-        "{:>22} {:>10} {:>10} {:>8}",
-        "", "at home", "at node 2", "ratio"
+        "{:>18} {:>9} {:>10} {:>9} {:>12}",
+        "", "at home", "at node 2", "ratio", "extra/limit"
     );
-    for (i, name) in ["getppid()", "write() of 4 KiB"].iter().enumerate() {
+    let names = [
+        "getppid()",
+        "write() of 4 KiB",
+        "pread() of 4 KiB",
+        "stat()",
+        "open() + close()",
+    ];
+    for (i, name) in names.iter().enumerate() {
         println!(
-            "{:>22} {:>10.2} {:>10.2} {:>7.0}x",
+            "{:>18} {:>9.2} {:>10.2} {:>8.0}x {:>11.2}x",
             name,
             home[i],
             away[i],
-            away[i] / home[i].max(1e-9)
+            away[i] / home[i].max(1e-9),
+            (away[i] - home[i]) / (link.rtt_us + 20.0)
+        );
+    }
+
+    // 2b. Small I/O.
+    eprintln!("mig-bench: small I/O ...");
+    let io = args.io_mib.to_string();
+    let f = medians(runs, || b.home_and_away(&["io", &io]))?;
+    let (home, away) = f.split_at(4);
+    println!(
+        "\nSequential I/O on a {} MiB home file: MB/s (goal: at node 2 within 1.5x of at home)",
+        args.io_mib
+    );
+    println!(
+        "{:>18} {:>9} {:>10} {:>13}",
+        "", "at home", "at node 2", "home/node 2"
+    );
+    let names = [
+        "4 KiB write()s",
+        "4 KiB read()s",
+        "64 KiB write()s",
+        "64 KiB read()s",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        println!(
+            "{:>18} {:>9.1} {:>10.1} {:>12.2}x",
+            name,
+            home[i],
+            away[i],
+            home[i] / away[i].max(1e-9)
         );
     }
 
     // 3. CPU-bound.
+    eprintln!("mig-bench: CPU-bound ...");
     let rounds = args.rounds.to_string();
-    let home = b.result(b.start(&["cpu", &rounds])?)?;
-    let w = b.start(&["cpu", &rounds])?;
-    b.migrate(&w, false)?;
-    let away = b.result(w)?;
-    if home.get(2) != away.get(2) {
-        bail!("the CPU loop computed different results at home and at node 2");
-    }
+    let f = medians(runs, || {
+        let v = b.home_and_away(&["cpu", &rounds])?;
+        if v[2] != v[5] {
+            bail!("the CPU loop computed different results at home and at node 2");
+        }
+        Ok(v)
+    })?;
     println!("\nA CPU-bound loop ({} million rounds)", args.rounds);
     println!("{:>10} {:>10} {:>10}", "", "wall ms", "CPU ms");
-    println!("{:>10} {:>10.1} {:>10.1}", "at home", home[0], home[1]);
-    println!("{:>10} {:>10.1} {:>10.1}", "at node 2", away[0], away[1]);
+    println!("{:>10} {:>10.1} {:>10.1}", "at home", f[0], f[1]);
+    println!("{:>10} {:>10.1} {:>10.1}", "at node 2", f[3], f[4]);
     println!(
-        "difference: wall {:+.2}%, CPU {:+.2}%",
-        (away[0] / home[0] - 1.0) * 100.0,
-        (away[1] / home[1] - 1.0) * 100.0
+        "difference: wall {:+.2}%, CPU {:+.2}% (goal: within 1%)",
+        (f[3] / f[0] - 1.0) * 100.0,
+        (f[4] / f[1] - 1.0) * 100.0
     );
     if let Some(work) = Path::new(&b.bin).parent() {
         let _ = std::fs::remove_dir_all(work);
