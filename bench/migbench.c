@@ -7,6 +7,7 @@
  *   io MIB        write a MIB file in 4 KiB write()s, read it in 4 KiB read()s, then the
  *                 same in 64 KiB calls (MB/s each)
  *   cpu N         time N rounds of an integer loop (wall and CPU time)
+ * After its result line, each of those waits for another SIGUSR1 before it exits.
  * The others measure the machine, once:
  *   memcpy MIB    memcpy() between two MIB buffers, best of 5 (MB/s)
  *   sink PORT     accept one TCP connection on PORT (after printing "listening"), read it
@@ -36,11 +37,15 @@ static double clock_ms(clockid_t c) {
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
+static int measured;
+
 static void ready(void) {
     printf("ready %d\n", getpid());
     fflush(stdout);
     while (!go) {
     }
+    go = 0;
+    measured = 1;
 }
 
 int main(int argc, char **argv) {
@@ -180,5 +185,8 @@ int main(int argc, char **argv) {
     } else {
         return 2;
     }
+    /* Stay until told again, so that mig-bench can ask where the result was measured. */
+    fflush(stdout);
+    while (measured && !go) usleep(1000);
     return 0;
 }

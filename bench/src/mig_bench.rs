@@ -65,6 +65,8 @@ struct Workload {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     pid: String,
+    /// Where it should be when it finishes, as `mosctl where` says ("0": at home).
+    node: String,
 }
 
 mod common;
@@ -108,11 +110,16 @@ impl Bench {
             .strip_prefix("ready ")
             .with_context(|| format!("migbench did not start: {first:?}"))?
             .to_string();
-        Ok(Workload { child, lines, pid })
+        Ok(Workload {
+            child,
+            lines,
+            pid,
+            node: "0".into(),
+        })
     }
 
     /// Moves the workload to node 2; returns omd's message and the time it took.
-    fn migrate(&self, w: &Workload, eager: bool) -> Result<(String, f64)> {
+    fn migrate(&self, w: &mut Workload, eager: bool) -> Result<(String, f64)> {
         let mut cmd = self.c.command(1, &self.tool("migrate"));
         cmd.arg("--wait");
         if eager {
@@ -128,6 +135,7 @@ impl Bench {
                 String::from_utf8_lossy(&o.stderr)
             );
         }
+        w.node = "2".into();
         Ok((text, ms))
     }
 
@@ -138,7 +146,21 @@ impl Bench {
             bail!("cannot signal {}", w.pid);
         }
         let line = w.lines.next().context("no result")??;
+        let at = self
+            .c
+            .sh(1, &format!("{} where {}", self.tool("mosctl"), w.pid));
+        let at = String::from_utf8_lossy(&at.stdout).trim().to_string();
+        self.c.sh(1, &format!("kill -USR1 {}", w.pid));
         w.child.wait()?;
+        if at != w.node {
+            let log = self.c.sh(1, &format!("grep -w {} /run/omd/omd.log", w.pid));
+            bail!(
+                "migbench {} was at node {at:?} when it finished, not at node {}: its figures would not be that node's; node 1's omd said:\n{}",
+                w.pid,
+                w.node,
+                String::from_utf8_lossy(&log.stdout)
+            );
+        }
         Ok(numbers(&line))
     }
 }
@@ -389,8 +411,8 @@ impl Bench {
     /// The results of `migbench ARGS` at home and, moved lazily first, at node 2.
     fn home_and_away(&self, args: &[&str]) -> Result<Vec<f64>> {
         let mut v = self.result(self.start(args)?)?;
-        let w = self.start(args)?;
-        self.migrate(&w, false)?;
+        let mut w = self.start(args)?;
+        self.migrate(&mut w, false)?;
         v.extend(self.result(w)?);
         Ok(v)
     }
@@ -426,6 +448,16 @@ fn run(args: Args) -> Result<()> {
         bin: bin.display().to_string(),
         tools,
     };
+    // The figures are of where the bench puts each process: no balancer may move one.
+    for node in [1, 2] {
+        let o = b.c.sh(node, &format!("{} stay", b.tool("mosctl")));
+        if !o.status.success() {
+            bail!(
+                "mosctl stay at node {node}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
     let runs = args.runs;
 
     // 0. The anchors: the link's round trip and bandwidth, and memcpy.
@@ -458,8 +490,8 @@ fn run(args: Args) -> Result<()> {
             eprintln!("mig-bench: {mib} MiB, {mode} ...");
             let fig = medians(runs, || {
                 let native = b.result(b.start(&["mem", &m])?)?;
-                let w = b.start(&["mem", &m])?;
-                let (msg, wait_ms) = b.migrate(&w, eager)?;
+                let mut w = b.start(&["mem", &m])?;
+                let (msg, wait_ms) = b.migrate(&mut w, eager)?;
                 let r = b.result(w)?;
                 if r.get(1) != native.get(1) {
                     bail!(
