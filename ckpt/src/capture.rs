@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
@@ -17,6 +18,7 @@ use crate::error::{CaptureError, InjectError, PageError, Refusal};
 use crate::image::*;
 use crate::inject::{syscall_insn_in, Injector};
 use crate::pages::{touched_pages, PageSource, ProcessMemory};
+use crate::restore::StepTimes;
 use crate::sys;
 use crate::tracer::TracerThread;
 
@@ -28,6 +30,39 @@ pub struct Frozen {
     tracer: Option<TracerThread>,
     /// Timer signals the capture took from the process's queue (see [`Requeue`]).
     taken: Requeue,
+    /// How long each step of the capture took.
+    steps: StepTimes,
+}
+
+/// Times the steps of a capture, one after the other.
+struct Laps {
+    at: Instant,
+    steps: StepTimes,
+}
+
+impl Laps {
+    fn new() -> Laps {
+        Laps {
+            at: Instant::now(),
+            steps: Vec::with_capacity(8),
+        }
+    }
+
+    /// Ends step `name` (begun where the last one ended).
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.at));
+        self.at = now;
+    }
+
+    /// Ends step `name`, of which `part` was step `part_name`.
+    fn lap_with(&mut self, name: &'static str, part_name: &'static str, part: Duration) {
+        let now = Instant::now();
+        self.steps
+            .push((name, (now - self.at).saturating_sub(part)));
+        self.steps.push((part_name, part));
+        self.at = now;
+    }
 }
 
 /// Timer signals a capture dequeued, to learn how many expirations they had missed
@@ -64,6 +99,12 @@ impl Frozen {
     /// registers tell (a supervisor that gave it stand-in mappings).
     pub fn image_mut(&mut self) -> &mut ProcessImage {
         &mut self.image
+    }
+
+    /// How long each step of the capture took, in order, from the moment the process was
+    /// asked to stop (for a breakdown of where the freeze goes).
+    pub fn steps(&self) -> &[(&'static str, Duration)] {
+        &self.steps
     }
 
     /// The pid of the frozen process.
@@ -224,13 +265,14 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
             what: "a tracer thread".into(),
             source,
         })?;
-    let (image, taken) = tracer
-        .run(move || capture_on_tracer(pid, opts))
-        .map_err(|source| CaptureError::Proc {
-            pid,
-            what: "tracer".into(),
-            source,
-        })??;
+    let (image, taken, steps) =
+        tracer
+            .run(move || capture_on_tracer(pid, opts))
+            .map_err(|source| CaptureError::Proc {
+                pid,
+                what: "tracer".into(),
+                source,
+            })??;
     let memory = ProcessMemory::open(pid).map_err(|source| CaptureError::Proc {
         pid,
         what: "memory".into(),
@@ -242,6 +284,7 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
         memory,
         tracer: Some(tracer),
         taken,
+        steps,
     })
 }
 
@@ -405,7 +448,10 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
     }
 }
 
-fn capture_on_tracer(pid: i32, opts: Options) -> Result<(ProcessImage, Requeue), CaptureError> {
+fn capture_on_tracer(
+    pid: i32,
+    opts: Options,
+) -> Result<(ProcessImage, Requeue, StepTimes), CaptureError> {
     let p = Pid::from_raw(pid);
     let Options {
         keep_files,
@@ -413,9 +459,11 @@ fn capture_on_tracer(pid: i32, opts: Options) -> Result<(ProcessImage, Requeue),
         filtered,
         keep_queued,
     } = opts;
+    let mut laps = Laps::new();
     freeze(p, while_stopping)?;
-    match capture_frozen(pid, keep_files, filtered, keep_queued) {
-        Ok(captured) => Ok(captured),
+    laps.lap("stop");
+    match capture_frozen(pid, keep_files, filtered, keep_queued, &mut laps) {
+        Ok((image, taken)) => Ok((image, taken, laps.steps)),
         Err(e) => {
             let _ = ptrace::detach(p, None);
             Err(e)
@@ -428,6 +476,7 @@ fn capture_frozen(
     keep_files: bool,
     filtered: bool,
     keep_queued: Option<fn(i32) -> u64>,
+    laps: &mut Laps,
 ) -> Result<(ProcessImage, Requeue), CaptureError> {
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
@@ -447,6 +496,7 @@ fn capture_frozen(
     let mut pages = Vec::new();
     let mut vdso_text = None;
     let mut shared_mem = SharedMem::default();
+    let mut indexing = Duration::ZERO;
     for m in maps.iter() {
         let (start, end) = m.address;
         let shared = m.perms.contains(MMPermissions::SHARED);
@@ -542,6 +592,7 @@ fn capture_frozen(
             prot |= libc::PROT_EXEC;
         }
         let advice = advice_of(flags);
+        let t = Instant::now();
         match &backing {
             Backing::Anon => pages.extend(
                 touched_pages(&pagemap, start, end, false).map_err(proc_err(pid, "pagemap"))?,
@@ -557,6 +608,7 @@ fn capture_frozen(
             ),
             _ => {}
         }
+        indexing += t.elapsed();
         if name == "[vdso]" {
             vdso_text = Some((start, end));
         }
@@ -574,6 +626,8 @@ fn capture_frozen(
         });
     }
 
+    laps.lap_with("memory map", "page index", indexing);
+
     // Descriptors and timers.
     let files = if keep_files {
         Vec::new()
@@ -589,14 +643,13 @@ fn capture_frozen(
         .to_string_lossy()
         .into_owned();
 
+    laps.lap("descriptors, timers");
+
     // Registers and signal state readable by ptrace.
     let regs =
         ptrace::getregs(p).map_err(|e| inject_err(InjectError::Ptrace("PTRACE_GETREGS", e)))?;
     let xstate = sys::get_xstate(p).map_err(proc_err(pid, "XSAVE state"))?;
-    let xcr0 = xstate
-        .get(472..480)
-        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
-        .unwrap_or(0);
+    let xcr0 = sys::arch::xstate_xcr0(&xstate);
     let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
     let mut pending = Vec::new();
     let stay = keep_queued.map_or(0, |f| f(pid));
@@ -624,6 +677,8 @@ fn capture_frozen(
             max,
         });
     }
+
+    laps.lap("registers, signals, limits");
 
     // State only the process itself can tell: ask it, by injection.
     let (vs, ve) = vdso_text.ok_or_else(|| {
@@ -660,6 +715,8 @@ fn capture_frozen(
         }
     }
 
+    laps.lap("injected queries");
+
     let stat = proc_
         .stat()
         .map_err(|e| proc_err(pid, "stat")(std::io::Error::other(e)))?;
@@ -688,6 +745,8 @@ fn capture_frozen(
         .map_err(proc_err(pid, "cwd"))?
         .to_string_lossy()
         .into_owned();
+
+    laps.lap("layout, auxv, cwd");
 
     let image = ProcessImage {
         version: IMAGE_VERSION,
@@ -1218,6 +1277,12 @@ pub(crate) fn advice_of(flags: VmFlags) -> Vec<i32> {
     .filter(|(f, _)| flags.contains(*f))
     .map(|(_, a)| a)
     .collect()
+}
+
+/// The XSAVE features (XCR0) every process of this machine runs with, as a capture
+/// records them in [`ProcessImage::xcr0`].
+pub fn machine_xcr0() -> u64 {
+    sys::arch::xcr0()
 }
 
 #[cfg(test)]

@@ -463,10 +463,7 @@ fn rebuild(
 
     // CPU state format.
     let local_xstate = sys::get_xstate(stub).map_err(sys_err("reading XSAVE state"))?;
-    let local_xcr0 = local_xstate
-        .get(472..480)
-        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
-        .unwrap_or(0);
+    let local_xcr0 = sys::arch::xstate_xcr0(&local_xstate);
     if local_xstate.len() != image.xstate.len() || image.xcr0 & !local_xcr0 != 0 {
         return Err(RestoreError::Incompatible(format!(
             "CPU state differs: image XSAVE area {} bytes with features {:#x}, this CPU {} bytes with {:#x}",
@@ -1518,18 +1515,27 @@ fn fill(
     runs: &[PageRun],
 ) -> Result<(), RestoreError> {
     const CHUNK: u64 = 4 << 20;
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut wanted = Vec::new();
     for r in runs {
         let mut addr = r.addr;
         while addr < r.end() {
-            let n = (r.end() - addr).min(CHUNK) as usize;
-            source.read(addr, &mut buf[..n])?;
-            mem.write_at(addr, &buf[..n])
-                .map_err(sys_err(format!("writing memory at {addr:#x}")))?;
-            addr += n as u64;
+            let n = (r.end() - addr).min(CHUNK);
+            wanted.push((addr, n as usize));
+            addr += n;
         }
     }
-    Ok(())
+    let mut write_err = None;
+    let r = source.read_each(&wanted, &mut |addr, bytes| {
+        mem.write_at(addr, bytes).map_err(|e| {
+            let why = std::io::Error::new(e.kind(), e.to_string());
+            write_err = Some(sys_err(format!("writing memory at {addr:#x}"))(e));
+            PageError::Io { addr, source: why }
+        })
+    });
+    match (r, write_err) {
+        (_, Some(e)) => Err(e),
+        (r, None) => Ok(r?),
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,9 @@ fn checkpointed(bin: &Path, dir: &Path) -> PathBuf {
     let mut child = start(bin, dir, File::create(dir.join("ignored.out")).unwrap());
     let mut frozen = capture(child.id() as i32).unwrap();
     let image = frozen.image().clone();
+    // What an offer says of a process before it stops is what its capture finds.
+    assert_eq!(image.xcr0, om_ckpt::capture::machine_xcr0());
+    assert!(frozen.steps().iter().any(|(name, _)| *name == "page index"));
     let ckpt = dir.join("ckpt");
     checkpoint::write(&ckpt, &image, frozen.memory(), |_, _| {}).unwrap();
     frozen.kill().unwrap();

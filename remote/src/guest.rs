@@ -119,6 +119,11 @@ impl Guest {
         })
     }
 
+    /// How long each step of its restore took (the process stopped throughout).
+    pub fn steps(&self) -> &[(&'static str, std::time::Duration)] {
+        self.restored.steps()
+    }
+
     /// The guest's pid at this node.
     pub fn pid(&self) -> i32 {
         self.restored.pid()

@@ -631,3 +631,79 @@ pub fn siginfo_sender(info: &[u8]) -> (i32, i32, i32) {
     };
     (at(0), at(8), at(16))
 }
+
+/// `struct pm_scan_arg` of `PAGEMAP_SCAN` (Linux 6.7).
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
+
+/// `struct page_region`: pages `[start, end)` whose categories are `categories`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct PageRegion {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// Their `PAGE_IS_*` bits (only those asked for).
+    pub categories: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
+
+/// `PAGE_IS_FILE`: a file page (or shared memory), not private anonymous memory.
+pub const PAGE_IS_FILE: u64 = 1 << 2;
+/// `PAGE_IS_PRESENT`: in memory.
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+/// `PAGE_IS_SWAPPED`: in swap.
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+
+nix::ioctl_readwrite!(pagemap_scan_ioctl, b'f', 16, PmScanArg);
+
+/// `PAGEMAP_SCAN` on the `/proc/PID/pagemap` of a process: the regions of
+/// `[start, end)` that have at least one of the categories `any_of`, each with its
+/// categories among `report` (regions of equal categories come merged). Fills `out`
+/// (which must not be empty) and returns how many regions it holds and the address the
+/// walk stopped at: below `end` when `out` was full, and the caller asks again from there.
+/// Kernels before 6.7 answer `ENOTTY` (or `EINVAL`).
+pub fn pagemap_scan(
+    pagemap: std::os::fd::BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    any_of: u64,
+    report: u64,
+    out: &mut [PageRegion],
+) -> io::Result<(usize, u64)> {
+    use std::os::fd::AsRawFd;
+    let mut arg = PmScanArg {
+        size: std::mem::size_of::<PmScanArg>() as u64,
+        start,
+        end,
+        vec: out.as_mut_ptr() as u64,
+        vec_len: out.len() as u64,
+        category_anyof_mask: any_of,
+        return_mask: report,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a valid `struct pm_scan_arg`; the kernel writes at most `vec_len`
+    // `struct page_region`s to `vec`, which points at `out`, borrowed mutably for the call,
+    // and updates `walk_end` in `arg`.
+    let n =
+        unsafe { pagemap_scan_ioctl(pagemap.as_raw_fd(), &mut arg) }.map_err(io::Error::from)?;
+    Ok(((n as usize).min(out.len()), arg.walk_end))
+}
