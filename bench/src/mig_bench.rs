@@ -5,7 +5,10 @@
 //!    its running at node 2), how long `migrate --wait` took, how long the process then
 //!    took to read one byte of every page at node 2 (lazy: pages it has not got yet come
 //!    from home on first touch), and the total until it had all its memory at node 2.
-//!    Beside each, the limit: its memory at the link's TCP bandwidth.
+//!    Beside each, the limit: its memory at the link's TCP bandwidth. Then where the
+//!    freeze went, step by step, as both nodes' omd logged it: the capture's steps at home
+//!    (stop, memory map, page index, ...), the image's sending, and the target's restore
+//!    steps, which make up "started at target".
 //! 2. The cost of a forwarded system call: `getppid()`, `write()` and `pread()` of 4 KiB
 //!    on a file at home, `stat()` of it, `open()` + `close()` of it, at home (native) and
 //!    from node 2, beside the limit of one round trip + 20 µs; then sequential 4 KiB and
@@ -137,6 +140,55 @@ impl Bench {
         }
         w.node = "2".into();
         Ok((text, ms))
+    }
+
+    /// Where the freeze of the last move of home pid `pid` went, as both nodes' omd
+    /// logged it: the home's steps (the capture's inside `capture: `), then the target's
+    /// (`target: `), in milliseconds.
+    fn breakdown(&self, pid: &str) -> Result<Vec<(String, f64)>> {
+        let last = |node: u16, what: &str, field: &str| -> Result<String> {
+            let o = self.c.sh(
+                node,
+                &format!(
+                    "grep -F -- '{what}' /run/omd/omd.log | grep -F -w -- '{field}' | tail -n 1"
+                ),
+            );
+            let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if line.is_empty() {
+                bail!("node {node}'s omd logged no {what:?} with {field}");
+            }
+            Ok(line)
+        };
+        let home = last(1, "process migrated, frozen", &format!("pid={pid}"))?;
+        let (_, steps) = home
+            .split_once(", frozen ")
+            .context("no freeze in the home's line")?;
+        let (_, steps) = steps.split_once(": ").context("no steps")?;
+        let (mine, capture) = steps.split_once(" (capture: ").context("no capture")?;
+        let capture = capture.split_once(')').map_or(capture, |c| c.0);
+        let mut out = Vec::new();
+        for (name, v) in om_migrate::steps::parse(mine) {
+            if name == "capture" {
+                for (n, v) in om_migrate::steps::parse(capture) {
+                    out.push((format!("capture: {n}"), v));
+                }
+            } else {
+                out.push((name, v));
+            }
+        }
+        let there = last(2, "guest started", &format!("home_pid={pid}"))?;
+        if let Some((_, rest)) = there.split_once("guest started ") {
+            let rest = rest.split_once(" from=").map_or(rest, |r| r.0);
+            if let Some((total, steps)) = rest.split_once(" after its image came: ") {
+                for (n, v) in om_migrate::steps::parse(steps) {
+                    out.push((format!("target: {n}"), v));
+                }
+                if let Some(v) = total.strip_suffix(" ms").and_then(|v| v.parse().ok()) {
+                    out.push(("target: image to start, all".into(), v));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Lets the workload go on and returns its result line's numbers.
@@ -288,6 +340,35 @@ fn requests(n: usize, len: usize, sealed: bool) -> Result<f64> {
     let took = t.elapsed().as_secs_f64();
     let _ = server.join();
     Ok(took)
+}
+
+/// One run's freeze steps and their milliseconds.
+type Steps = Vec<(String, f64)>;
+
+/// The freeze breakdown: per step, per column, the median over the runs (the steps are
+/// named by the first run; a run that lacks one counts as 0 for it).
+fn print_freezes(cols: &[(String, Vec<Steps>)]) {
+    let Some(names) = cols.iter().find_map(|(_, runs)| runs.first()) else {
+        return;
+    };
+    let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    println!("\nWhere the freeze goes, ms (steps of omd at home; the target's are inside \"started at target\")");
+    print!("{:>34}", "");
+    for (c, _) in cols {
+        print!(" {c:>12}");
+    }
+    println!();
+    for name in &names {
+        print!("{name:>34}");
+        for (_, runs) in cols {
+            let v: Vec<f64> = runs
+                .iter()
+                .map(|r| r.iter().find(|(n, _)| n == name).map_or(0.0, |x| x.1))
+                .collect();
+            print!(" {:>12.3}", if v.is_empty() { f64::NAN } else { median(v) });
+        }
+        println!();
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -483,15 +564,18 @@ fn run(args: Args) -> Result<()> {
 
     // 1. Moving memory.
     let mut rows = Vec::new();
+    let mut freezes: Vec<(String, Vec<Steps>)> = Vec::new();
     for &mib in &args.sizes {
         let m = mib.to_string();
         for eager in [false, true] {
             let mode = if eager { "eager" } else { "lazy" };
             eprintln!("mig-bench: {mib} MiB, {mode} ...");
+            let mut steps = Vec::new();
             let fig = medians(runs, || {
                 let native = b.result(b.start(&["mem", &m])?)?;
                 let mut w = b.start(&["mem", &m])?;
                 let (msg, wait_ms) = b.migrate(&mut w, eager)?;
+                steps.push(b.breakdown(&w.pid)?);
                 let r = b.result(w)?;
                 if r.get(1) != native.get(1) {
                     bail!(
@@ -507,6 +591,7 @@ fn run(args: Args) -> Result<()> {
                 ])
             })?;
             rows.push((mib, mode, fig));
+            freezes.push((format!("{mib}M {mode}"), steps));
         }
     }
     println!("\nMoving a process from node 1 to node 2: ms (the limit: its memory at TCP speed)");
@@ -542,6 +627,7 @@ fn run(args: Args) -> Result<()> {
         );
     }
     println!("(goals: frozen ≤ 10 ms; lazy total within 1.2x of the limit)");
+    print_freezes(&freezes);
 
     // 2. Forwarded calls.
     eprintln!("mig-bench: forwarded calls ...");

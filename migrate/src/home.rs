@@ -362,31 +362,19 @@ impl Migrations {
         let (locked, job, nmigs) = self.state(pid).map_or((false, JobKind::Any, 0), |h| {
             (h.lock || h.group != 0, h.job, h.nmigs)
         });
-        let frozen_at = Instant::now();
-        let frozen = match capture_with(pid, leaving_home()) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = done.send(self.cant(
-                    pid,
-                    MigrateError::Capture {
-                        pid,
-                        reason: e.to_string(),
-                    },
-                ));
-                return;
-            }
-        };
-        let image = frozen.image().clone();
-        let setup = (|| -> Result<(Conn, u64), MigrateError> {
+        // Everything that does not need it stopped happens first, while it runs: the
+        // offer, the target's answer and the page link.
+        let io = |source| MigrateError::Link { node: to, source };
+        let before = (|| -> Result<(Conn, Conn), MigrateError> {
+            let (comm, uid, bytes) = running(pid)?;
             let a = self.connect(to)?;
-            let io = |source| MigrateError::Link { node: to, source };
             a.send(&Setup::Offer {
                 pid,
-                comm: image.comm.clone(),
-                uid: image.creds.uid[0],
-                bytes: image.page_bytes(),
+                comm,
+                uid,
+                bytes,
                 cpu_flags: cpu_flags().to_vec(),
-                xcr0: image.xcr0,
+                xcr0: om_ckpt::capture::machine_xcr0(),
                 eager,
                 age_ms: age.map_or(0, |a| a.as_millis() as u64),
                 locked,
@@ -402,6 +390,40 @@ impl Migrations {
             };
             let b = self.connect(to)?;
             b.send(&Setup::PagesFor(id)).map_err(io)?;
+            Ok((a, b))
+        })();
+        let (a, b) = match before {
+            Ok(links) => links,
+            Err(why) => {
+                let _ = done.send(self.cant(pid, why));
+                return;
+            }
+        };
+        let frozen_at = Instant::now();
+        let mut laps: Vec<(&'static str, Duration)> = Vec::new();
+        let mut lap_at = frozen_at;
+        let mut lap = |name: &'static str| {
+            let now = Instant::now();
+            laps.push((name, now - lap_at));
+            lap_at = now;
+        };
+        let frozen = match capture_with(pid, leaving_home()) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = done.send(self.cant(
+                    pid,
+                    MigrateError::Capture {
+                        pid,
+                        reason: e.to_string(),
+                    },
+                ));
+                return;
+            }
+        };
+        lap("capture");
+        let captured = frozen.steps().to_vec();
+        let image = frozen.image().clone();
+        let setup = (|| -> Result<(Conn, u64), MigrateError> {
             let mut mem =
                 ProcessMemory::open(pid).map_err(|source| MigrateError::Memory { pid, source })?;
             let served = self.served.clone();
@@ -419,8 +441,12 @@ impl Migrations {
                 })
                 .map_err(MigrateError::Thread)?;
             a.send(&Setup::Image(Box::new(image.clone()))).map_err(io)?;
+            lap("image sent");
             match a.recv::<Setup>(Some(Duration::from_secs(60))).map_err(io)? {
-                Some(Setup::Started(rpid)) => Ok((a, rpid as u64)),
+                Some(Setup::Started(rpid)) => {
+                    lap("started at target");
+                    Ok((a, rpid as u64))
+                }
                 Some(Setup::Refuse(why)) => Err(MigrateError::CouldNotStart { node: to, why }),
                 _ => Err(MigrateError::NotStarted(to)),
             }
@@ -442,7 +468,14 @@ impl Migrations {
             e.cantmove.clear();
             e.tx = Some(ctx);
         }
-        tracing::info!(pid, to, "process migrated");
+        tracing::info!(
+            pid,
+            to,
+            "process migrated, frozen {}: {} (capture: {})",
+            crate::steps::ms(frozen_at.elapsed()),
+            crate::steps::text(&laps),
+            crate::steps::text(&captured)
+        );
         self.tell(MoveEvent::Left {
             frozen: frozen_at.elapsed(),
             auto,
@@ -521,6 +554,21 @@ impl Migrations {
             }
         }
     }
+}
+
+/// What a running process's offer tells of it, read without stopping it: its name, its
+/// owner, and the memory it brings (its resident and swapped anonymous memory; the image
+/// made once it is stopped counts its pages exactly).
+fn running(pid: i32) -> Result<(String, u32, u64), MigrateError> {
+    let cant = |e: procfs::ProcError| MigrateError::Capture {
+        pid,
+        reason: format!("cannot read /proc/{pid}/status: {e}"),
+    };
+    let st = procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
+        .map_err(cant)?;
+    let kib = st.rssanon.unwrap_or(0) + st.vmswap.unwrap_or(0);
+    Ok((st.name, st.ruid, kib * 1024))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod link;
 mod migrations;
 mod registry;
 mod setup;
+pub mod steps;
 mod target;
 
 pub use error::{MigrateError, Outcome};

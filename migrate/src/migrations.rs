@@ -165,6 +165,9 @@ impl Link for TcpLink {
     }
 }
 
+/// Most bytes of page requests a node keeps asked for ahead of the replies it has taken.
+const READS_IN_FLIGHT: usize = 16 << 20;
+
 /// The home's pages, read over the second connection.
 pub(crate) struct RemotePages(pub(crate) Conn);
 
@@ -189,6 +192,52 @@ impl PageSource for RemotePages {
             _ => Err(io(std::io::Error::other("the home node did not send them"))),
         }
     }
+
+    /// Keeps up to [`READS_IN_FLIGHT`] bytes asked for ahead of the reply being taken:
+    /// home reads and sends the next while this node writes the last.
+    fn read_each(
+        &mut self,
+        wanted: &[(u64, usize)],
+        got: &mut om_ckpt::pages::PagesGot<'_>,
+    ) -> Result<(), PageError> {
+        let (mut asked, mut flying) = (0, 0usize);
+        for (i, &(addr, len)) in wanted.iter().enumerate() {
+            while let Some(&(a, n)) = wanted.get(asked) {
+                if flying > 0 && flying + n > READS_IN_FLIGHT {
+                    break;
+                }
+                self.0
+                    .send(&Setup::Read {
+                        addr: a,
+                        len: n as u64,
+                    })
+                    .map_err(|source| PageError::Io { addr: a, source })?;
+                flying += n;
+                asked += 1;
+            }
+            let reply = self
+                .0
+                .recv::<Setup>(Some(Duration::from_secs(30)))
+                .map_err(|source| PageError::Io { addr, source })?;
+            flying -= len;
+            let done = match reply {
+                Some(Setup::Bytes(b)) if b.len() == len => got(addr, &b),
+                _ => Err(PageError::Io {
+                    addr,
+                    source: std::io::Error::other("the home node did not send them"),
+                }),
+            };
+            if let Err(e) = done {
+                // Take the replies still on their way: the link stays in step.
+                for _ in i + 1..asked {
+                    let _ = self.0.recv::<Setup>(Some(Duration::from_secs(30)));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn reads_any_address(&self) -> bool {
         true
     }

@@ -277,6 +277,7 @@ impl Migrations {
             Ok(Some(Setup::Image(i))) => i,
             _ => return None,
         };
+        let got_image = Instant::now();
         let end = Instant::now() + PAGE_LINK_WAIT;
         let pages = loop {
             if let Some(p) = self
@@ -315,10 +316,12 @@ impl Migrations {
             self.release_guest_id(uid);
             return None;
         }
-        tracing::debug!(
+        tracing::info!(
             from = offer.home,
             home_pid = offer.home_pid,
-            "guest started"
+            "guest started {} after its image came: {}",
+            crate::steps::ms(got_image.elapsed()),
+            crate::steps::text(guest.steps())
         );
         Some((guest, uid))
     }
