@@ -25,6 +25,7 @@ pub trait PageSource: Send {
     /// Reads each `(addr, len)` of `wanted` in turn, handing its bytes to `got` in the
     /// same order. A source across a link asks for several at once (the replies stream
     /// back while the caller writes the earlier ones); this one reads them one by one.
+    /// After an error the source is not used again (the restore asking fails).
     fn read_each(
         &mut self,
         wanted: &[(u64, usize)],
