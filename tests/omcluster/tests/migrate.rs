@@ -333,11 +333,14 @@ fn try_compare(
         }
     }
     if !log.iter().any(|l| l.contains("now runs at node")) {
-        let why = log
+        let why = match log
             .iter()
             .find(|l| l.contains("cannot move") || l.contains("refused"))
-            .cloned()
-            .unwrap_or_else(|| format!("it never ran elsewhere: {log:?}; stderr: {err}"));
+        {
+            // Every hop's answer, so that a refusal can be told from a program that ended.
+            Some(l) => format!("{l} (every hop: {log:?})"),
+            None => format!("it never ran elsewhere: {log:?}; stderr: {err}"),
+        };
         return Verdict::Refused(why);
     }
     Verdict::Pass
@@ -483,8 +486,8 @@ fn remote(c: &TestCluster, tag: &str, args: &str, after: &str) -> String {
     let bin = program("remote");
     let script = format!(
         "REMOTE_SPIN=2 {} -2 {bin} {args} & P=$!; echo $P > pid; \
-         for i in $(seq 100); do [ \"$({} where $P 2>/dev/null)\" = 2 ] && break; sleep 0.02; done; \
-         echo \"where $({} where $P)\"; {after}; wait $P; echo \"status $?\"",
+         seen=; for i in $(seq 100); do w=$({} where $P 2>&1); seen=\"$seen $w\"; [ \"$w\" = 2 ] && break; sleep 0.02; done; \
+         echo \"where $({} where $P)\"; {after}; wait $P; echo \"status $?\"; echo \"where, polled:$seen\" >&2",
         tool("mosrun"),
         tool("mosctl"),
         tool("mosctl"),
