@@ -18,7 +18,7 @@ use crate::error::{CaptureError, InjectError, PageError, Refusal};
 use crate::image::*;
 use crate::inject::{syscall_insn_in, Injector};
 use crate::pages::{touched_pages, PageSource, ProcessMemory};
-use crate::restore::StepTimes;
+use crate::restore::{Laps, StepTimes};
 use crate::sys;
 use crate::tracer::TracerThread;
 
@@ -32,37 +32,6 @@ pub struct Frozen {
     taken: Requeue,
     /// How long each step of the capture took.
     steps: StepTimes,
-}
-
-/// Times the steps of a capture, one after the other.
-struct Laps {
-    at: Instant,
-    steps: StepTimes,
-}
-
-impl Laps {
-    fn new() -> Laps {
-        Laps {
-            at: Instant::now(),
-            steps: Vec::with_capacity(8),
-        }
-    }
-
-    /// Ends step `name` (begun where the last one ended).
-    fn lap(&mut self, name: &'static str) {
-        let now = Instant::now();
-        self.steps.push((name, now - self.at));
-        self.at = now;
-    }
-
-    /// Ends step `name`, of which `part` was step `part_name`.
-    fn lap_with(&mut self, name: &'static str, part_name: &'static str, part: Duration) {
-        let now = Instant::now();
-        self.steps
-            .push((name, (now - self.at).saturating_sub(part)));
-        self.steps.push((part_name, part));
-        self.at = now;
-    }
 }
 
 /// Timer signals a capture dequeued, to learn how many expirations they had missed

@@ -261,9 +261,10 @@ fn pages_where(
 /// every page that was ever touched (present or swapped); for a private file mapping
 /// only the pages the process has written to (its private copies).
 ///
-/// Asked of the kernel with `PAGEMAP_SCAN`, which answers in runs of pages (a walk of the
-/// page tables, several times faster than reading and decoding a pagemap entry per page,
-/// which kernels before 6.7 get instead).
+/// Asked of the kernel with `PAGEMAP_SCAN`, which answers in runs of pages rather than a
+/// pagemap entry of 8 bytes per page to read and decode (kernels before 6.7 get that
+/// instead). Both walk the page tables, which is most of the time either way (about 11 ms
+/// per GiB of 4 KiB pages here); the scan holds no buffer that grows with the mapping.
 pub(crate) fn touched_pages(
     pagemap: &File,
     start: u64,
@@ -272,15 +273,18 @@ pub(crate) fn touched_pages(
 ) -> std::io::Result<Vec<PageRun>> {
     match scanned_pages(pagemap, start, end, file_backed) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
-            pages_where(pagemap, start, end, |e| {
-                if file_backed {
-                    (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
-                } else {
-                    e & (PM_PRESENT | PM_SWAPPED) != 0
-                }
-            })
+            pages_where(pagemap, start, end, |e| touched_entry(e, file_backed))
         }
         r => r,
+    }
+}
+
+/// Whether a pagemap entry `e` is of a page [`touched_pages`] keeps.
+fn touched_entry(e: u64, file_backed: bool) -> bool {
+    if file_backed {
+        (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
+    } else {
+        e & (PM_PRESENT | PM_SWAPPED) != 0
     }
 }
 
@@ -343,14 +347,7 @@ mod tests {
 
     /// The runs a per-entry pagemap read gives, the fallback of [`touched_pages`].
     fn by_entry(pagemap: &File, start: u64, end: u64, file_backed: bool) -> Vec<PageRun> {
-        pages_where(pagemap, start, end, |e| {
-            if file_backed {
-                (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
-            } else {
-                e & (PM_PRESENT | PM_SWAPPED) != 0
-            }
-        })
-        .unwrap()
+        pages_where(pagemap, start, end, |e| touched_entry(e, file_backed)).unwrap()
     }
 
     #[test]

@@ -558,6 +558,45 @@ type Rebuilt = (Option<LazyPager>, Option<OwnedFd>, StepTimes);
 /// throughout).
 pub type StepTimes = Vec<(&'static str, Duration)>;
 
+/// Times steps that follow one another (a capture's, a migration's).
+pub struct Laps {
+    at: Instant,
+    /// The steps ended so far, with their times.
+    pub steps: StepTimes,
+}
+
+impl Laps {
+    /// The first step begins now.
+    pub fn new() -> Laps {
+        Laps {
+            at: Instant::now(),
+            steps: Vec::with_capacity(8),
+        }
+    }
+
+    /// Ends step `name` (begun where the last one ended).
+    pub fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.at));
+        self.at = now;
+    }
+
+    /// Ends step `name`, of which `part` was step `part_name`.
+    pub fn lap_with(&mut self, name: &'static str, part_name: &'static str, part: Duration) {
+        let now = Instant::now();
+        self.steps
+            .push((name, (now - self.at).saturating_sub(part)));
+        self.steps.push((part_name, part));
+        self.at = now;
+    }
+}
+
+impl Default for Laps {
+    fn default() -> Laps {
+        Laps::new()
+    }
+}
+
 /// One step of a rebuild.
 type Step = fn(&mut Build<'_>) -> Result<(), RestoreError>;
 

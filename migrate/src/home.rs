@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use om_ckpt::pages::read_for_peer;
+use om_ckpt::restore::Laps;
 use om_ckpt::{capture_with, ProcessMemory};
 use om_map::NodeId;
 use om_proto::{JobKind, MigrateTo};
@@ -400,13 +401,7 @@ impl Migrations {
             }
         };
         let frozen_at = Instant::now();
-        let mut laps: Vec<(&'static str, Duration)> = Vec::new();
-        let mut lap_at = frozen_at;
-        let mut lap = |name: &'static str| {
-            let now = Instant::now();
-            laps.push((name, now - lap_at));
-            lap_at = now;
-        };
+        let mut laps = Laps::new();
         let frozen = match capture_with(pid, leaving_home()) {
             Ok(f) => f,
             Err(e) => {
@@ -420,7 +415,7 @@ impl Migrations {
                 return;
             }
         };
-        lap("capture");
+        laps.lap("capture");
         let captured = frozen.steps().to_vec();
         let image = frozen.image().clone();
         let setup = (|| -> Result<(Conn, u64), MigrateError> {
@@ -441,10 +436,10 @@ impl Migrations {
                 })
                 .map_err(MigrateError::Thread)?;
             a.send(&Setup::Image(Box::new(image.clone()))).map_err(io)?;
-            lap("image sent");
+            laps.lap("image sent");
             match a.recv::<Setup>(Some(Duration::from_secs(60))).map_err(io)? {
                 Some(Setup::Started(rpid)) => {
-                    lap("started at target");
+                    laps.lap("started at target");
                     Ok((a, rpid as u64))
                 }
                 Some(Setup::Refuse(why)) => Err(MigrateError::CouldNotStart { node: to, why }),
@@ -473,7 +468,7 @@ impl Migrations {
             to,
             "process migrated, frozen {}: {} (capture: {})",
             crate::steps::ms(frozen_at.elapsed()),
-            crate::steps::text(&laps),
+            crate::steps::text(&laps.steps),
             crate::steps::text(&captured)
         );
         self.tell(MoveEvent::Left {

@@ -278,7 +278,7 @@ impl Migrations {
             _ => return None,
         };
         let got_image = Instant::now();
-        let end = Instant::now() + PAGE_LINK_WAIT;
+        let end = got_image + PAGE_LINK_WAIT;
         let pages = loop {
             if let Some(p) = self
                 .pages
