@@ -176,6 +176,16 @@ impl Bench {
                 out.push((name, v));
             }
         }
+        // A lazy move walks the page tables once the image is out (not in the freeze).
+        if let Ok(l) = last(1, "page index after the freeze: ", &format!("pid={pid}")) {
+            let v = l
+                .split_once("after the freeze: ")
+                .and_then(|(_, r)| r.split_once(" ms"))
+                .and_then(|(v, _)| v.parse().ok());
+            if let Some(v) = v {
+                out.push(("after the freeze: page index".into(), v));
+            }
+        }
         let there = last(2, "guest started", &format!("home_pid={pid}"))?;
         if let Some((_, rest)) = there.split_once("guest started ") {
             let rest = rest.split_once(" from=").map_or(rest, |r| r.0);

@@ -126,6 +126,10 @@ pub enum PageError {
     /// The address is not part of the image.
     #[error("address {0:#x} is not in the image's page index")]
     NotInImage(u64),
+    /// The source cannot say which anonymous pages hold data (see
+    /// [`crate::PageSource::anon_index`]), or said something impossible.
+    #[error("the page source cannot list the process's anonymous pages: {0}")]
+    NoIndex(String),
     /// A userfaultfd operation failed.
     #[error("userfaultfd {op} at {addr:#x} failed")]
     Uffd {

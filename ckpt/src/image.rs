@@ -386,6 +386,13 @@ pub struct ProcessImage {
     pub vmas: Vec<Vma>,
     /// Pages whose contents travel with the image, in address order.
     pub pages: Vec<PageRun>,
+    /// The pages of its private anonymous mappings are not in [`ProcessImage::pages`]:
+    /// any of them may hold data, and the page source lists them later
+    /// ([`crate::PageSource::anon_index`]). A lazy migration captures so, to keep the
+    /// page-table walk out of the freeze; such an image restores only lazily, from a
+    /// source that reads the original.
+    #[serde(default)]
+    pub anon_unlisted: bool,
     /// Blocked signals.
     pub sigmask: u64,
     /// Queued signals.

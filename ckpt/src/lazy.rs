@@ -7,6 +7,12 @@
 //! userfaultfd served from the same source. When nothing is left to fill, the source is
 //! dropped and the userfaultfd closed: the process no longer depends on anything.
 //!
+//! An image may leave its anonymous pages unlisted (a lazy migration keeps the page-table
+//! walk out of the freeze): every page of those mappings is then pending at first, a
+//! fault fetches its own page only, and before the background pass the pager asks the
+//! source which pages hold data; the others leave the pending set and read as zeros when
+//! touched, as they would have at home.
+//!
 //! If the source fails (the link to the original's node is lost, the image is cut
 //! short), every page still to come is poisoned (`UFFDIO_POISON`): a process that touches
 //! one dies of SIGBUS, as on a memory error, instead of reading zeros and computing on
@@ -58,6 +64,9 @@ pub struct PagerStats {
     pub zero_pages: u64,
     /// Pages the process dropped or unmapped before they were filled.
     pub dropped_pages: u64,
+    /// Pages of unlisted anonymous mappings that the source said hold nothing: they
+    /// were never filled (their first touch reads zeros, as at home).
+    pub empty_pages: u64,
     /// Pages the process moved (`mremap`) before they were filled; they are filled at
     /// their new place with the bytes of their old one.
     pub moved_pages: u64,
@@ -103,11 +112,14 @@ pub struct LazyPager {
 }
 
 impl LazyPager {
-    /// Starts serving `uffd`, whose registered `ranges` need `pending` from `source`.
+    /// Starts serving `uffd`, whose registered `ranges` need `pending` from `source`;
+    /// `unlisted` are the anonymous mappings whose pages the image did not list (all of
+    /// them in `pending`, to be narrowed by [`PageSource::anon_index`]).
     pub fn start(
         uffd: Uffd,
         ranges: &[(u64, u64)],
         pending: RangeMap,
+        unlisted: Vec<(u64, u64)>,
         source: Box<dyn PageSource>,
     ) -> std::io::Result<Self> {
         let mut boundaries: Vec<u64> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
@@ -123,7 +135,7 @@ impl LazyPager {
                 if let Ok(all) = sched_getaffinity(Pid::from_raw(std::process::id() as i32)) {
                     let _ = sched_setaffinity(Pid::from_raw(0), &all);
                 }
-                Pager::new(uffd, pending, boundaries, source).run(&go2)
+                Pager::new(uffd, pending, boundaries, unlisted, source).run(&go2)
             })?;
         Ok(Self {
             handle: Some(handle),
@@ -175,6 +187,9 @@ struct Pager {
     /// Starts and ends of the registered mappings, sorted.
     boundaries: Vec<u64>,
     source: Box<dyn PageSource>,
+    /// The unlisted anonymous mappings (source addresses) until the source has said
+    /// which of their pages hold data; empty once it has.
+    unlisted: Vec<(u64, u64)>,
     buf: Vec<u8>,
     stats: PagerStats,
     /// Why the source failed, once it has: the pages still pending are then poisoned.
@@ -195,10 +210,12 @@ impl Pager {
         uffd: Uffd,
         pending: RangeMap,
         boundaries: Vec<u64>,
+        unlisted: Vec<(u64, u64)>,
         source: Box<dyn PageSource>,
     ) -> Self {
         Self {
             boundaries,
+            unlisted,
             clients: vec![Client {
                 uffd,
                 pending,
@@ -327,10 +344,15 @@ impl Pager {
             }
             return;
         }
-        let window = page & !(FAULT_CHUNK - 1);
-        let pieces = self.clients[i]
-            .pending
-            .intersect(window, window + FAULT_CHUNK);
+        // Until the index comes, a neighbour may be a page that never held anything:
+        // filling it would make it resident where at home it was not.
+        let chunk = if self.unlisted.is_empty() {
+            FAULT_CHUNK
+        } else {
+            PAGE_SIZE
+        };
+        let window = page & !(chunk - 1);
+        let pieces = self.clients[i].pending.intersect(window, window + chunk);
         // The faulting page's own piece first, so the process wakes as early as possible.
         let (mine, others): (Vec<_>, Vec<_>) = pieces
             .into_iter()
@@ -346,8 +368,39 @@ impl Pager {
         }
     }
 
+    /// Asks the source which pages of the unlisted mappings hold data, and drops the
+    /// others from every client's pending set (forked children were made from the same
+    /// memory). If it cannot tell, the source has failed: what is pending is lost.
+    fn learn_index(&mut self) {
+        let unlisted = std::mem::take(&mut self.unlisted);
+        let listed = match self.source.anon_index(&unlisted) {
+            Ok(runs) => runs,
+            Err(e) => {
+                self.failed.get_or_insert(e);
+                return;
+            }
+        };
+        let mut empty = RangeMap::new();
+        for &(start, end) in &unlisted {
+            empty.insert(start, end);
+        }
+        for r in &listed {
+            empty.remove(r.addr, r.end());
+        }
+        for (n, c) in self.clients.iter_mut().enumerate() {
+            let dropped = c.pending.remove_sources(&empty);
+            if n == 0 {
+                self.stats.empty_pages += dropped / PAGE_SIZE;
+            }
+        }
+    }
+
     /// Copies the next chunk of some client's pending pages.
     fn background_step(&mut self) {
+        if !self.unlisted.is_empty() && self.failed.is_none() {
+            self.learn_index();
+            return;
+        }
         let Some(i) = self
             .clients
             .iter()

@@ -40,6 +40,17 @@ pub trait PageSource: Send {
         Ok(())
     }
 
+    /// The pages that hold data in the original's private anonymous mappings `ranges`
+    /// (the ones an image with [`ProcessImage::anon_unlisted`](crate::ProcessImage) does
+    /// not list), in address order. Only a source that reads the original can tell; one
+    /// across a link asks the original's node, which knows the ranges from the image.
+    fn anon_index(&mut self, ranges: &[(u64, u64)]) -> Result<Vec<PageRun>, PageError> {
+        let _ = ranges;
+        Err(PageError::NoIndex(
+            "it holds only the pages an image lists".into(),
+        ))
+    }
+
     /// Whether it reads any address of the original's memory (a live or frozen process,
     /// here or at another node), not only the pages the image lists (a checkpoint file).
     /// Only such a source can supply the pages of a mapped file this node lacks.
@@ -169,6 +180,15 @@ impl PageSource for ProcessMemory {
     }
     fn reads_any_address(&self) -> bool {
         true
+    }
+    fn anon_index(&mut self, ranges: &[(u64, u64)]) -> Result<Vec<PageRun>, PageError> {
+        let no = |e: std::io::Error| PageError::NoIndex(format!("pagemap: {e}"));
+        let pagemap = File::open(format!("/proc/{}/pagemap", self.pid)).map_err(no)?;
+        let mut runs = Vec::new();
+        for &(start, end) in ranges {
+            runs.extend(touched_pages(&pagemap, start, end, false).map_err(no)?);
+        }
+        Ok(runs)
     }
 }
 

@@ -182,6 +182,19 @@ impl RangeMap {
         out
     }
 
+    /// Removes every part whose bytes lie in the source inside one of `sources`' ranges
+    /// (source addresses: where a piece was moved, not where it is now); returns how
+    /// much was removed.
+    pub fn remove_sources(&mut self, sources: &RangeMap) -> u64 {
+        let mut gone = Vec::new();
+        for p in self.iter() {
+            for d in sources.intersect(p.src, p.src + p.len()) {
+                gone.push((p.start + (d.start - p.src), p.start + (d.end - p.src)));
+            }
+        }
+        gone.into_iter().map(|(s, e)| self.remove(s, e)).sum()
+    }
+
     /// Moves whatever is in `[from, from + len)` to `[to, to + len)` (an `mremap`),
     /// keeping each moved piece's source address. Any part of the destination that was
     /// in the map before is dropped first: its old contents were unmapped by the move.
@@ -215,6 +228,20 @@ mod tests {
 
     fn list(s: &RangeMap) -> Vec<(u64, u64, u64)> {
         s.iter().map(|p| (p.start, p.end, p.src)).collect()
+    }
+
+    #[test]
+    fn remove_sources_goes_by_where_the_bytes_are_not_where_they_went() {
+        let mut s = map(&[(0, 100), (200, 300)]);
+        // [50, 60) moves to [1000, 1010): its bytes are still at 50 in the source.
+        s.relocate(50, 1000, 10);
+        let gone = s.remove_sources(&map(&[(40, 55), (250, 400)]));
+        assert_eq!(gone, 10 + 5 + 50);
+        assert_eq!(
+            list(&s),
+            vec![(0, 40, 0), (60, 100, 60), (200, 250, 200), (1005, 1010, 55)]
+        );
+        assert_eq!(s.remove_sources(&RangeMap::new()), 0);
     }
 
     #[test]

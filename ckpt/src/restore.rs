@@ -851,6 +851,15 @@ impl Build<'_> {
             inj.call("madvise", libc::SYS_madvise, &[start, end - start, advice])
                 .map_err(step(format!("drop the pages at {start:#x}-{end:#x}")))?;
         }
+        // An image that does not list its anonymous pages is restored lazily, from the
+        // original: the pager asks which pages hold data once the process runs.
+        if image.anon_unlisted && (paging == Paging::Eager || !source.reads_any_address()) {
+            return Err(RestoreError::Incompatible(
+                "the image does not list its anonymous pages: it can only be restored \
+                 lazily, from the original process"
+                    .into(),
+            ));
+        }
         cow::fill_kept(&mem, source.as_mut(), &kept_runs, kept)?;
         fill(&mem, source.as_mut(), &file_runs)?;
         match paging {
@@ -870,6 +879,17 @@ impl Build<'_> {
                 for r in &anon_runs {
                     pending.insert(r.addr, r.end());
                 }
+                // Unlisted, every page of an anonymous mapping may hold data until the
+                // pager hears which do.
+                let unlisted: Vec<(u64, u64)> = image
+                    .vmas
+                    .iter()
+                    .filter(|v| image.anon_unlisted && v.backing == Backing::Anon && !is_foreign(v))
+                    .map(|v| (v.start, v.end))
+                    .collect();
+                for &(start, end) in &unlisted {
+                    pending.insert(start, end);
+                }
                 let anon: Vec<&Vma> = image.vmas.iter().filter(|v| anon_here(v)).collect();
                 for v in &anon {
                     uffd.register(v.start as *mut libc::c_void, v.len() as usize)
@@ -883,7 +903,7 @@ impl Build<'_> {
                 }
                 let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
                 *pager = Some(
-                    LazyPager::start(uffd, &ranges, pending, source)
+                    LazyPager::start(uffd, &ranges, pending, unlisted, source)
                         .map_err(sys_err("starting the pager"))?,
                 );
             }

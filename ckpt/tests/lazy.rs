@@ -192,3 +192,112 @@ fn pages_a_failed_source_cannot_supply_raise_sigbus_instead_of_reading_zeros() {
         other => panic!("the pager should report the source's error: {other:?}"),
     }
 }
+
+/// The original process itself (frozen), read a little slowly; it says which anonymous
+/// pages hold data as a home node would, and counts how often it was asked.
+struct Original {
+    mem: om_ckpt::ProcessMemory,
+    per_page: Duration,
+    asked: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl PageSource for Original {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        std::thread::sleep(self.per_page * (buf.len() as u32).div_ceil(4096));
+        self.mem.read(addr, buf)
+    }
+    fn anon_index(
+        &mut self,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<om_ckpt::image::PageRun>, PageError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.mem.anon_index(ranges)
+    }
+    fn reads_any_address(&self) -> bool {
+        true
+    }
+}
+
+/// A lazy migration's capture leaves the anonymous pages out of the index (the walk of
+/// the page tables stays out of the freeze). Restored lazily, the program runs on as
+/// natively while it reshapes its mappings; the pager asks the original once which
+/// pages hold data, and fills only those (and the pages the program itself touches
+/// first): the pages that were empty at home stay empty, not written with zeros.
+#[test]
+fn anonymous_pages_listed_after_the_freeze_come_and_empty_ones_stay_empty() {
+    let bin = build("reshape");
+    let dir = tempfile::Builder::new()
+        .prefix("lazy-unlisted-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let d = dir.path();
+    let mut native = start(&bin, d, File::create(d.join("native.out")).unwrap());
+    go(d);
+    assert!(native.wait().unwrap().success());
+    let want = std::fs::read_to_string(d.join("native.out")).unwrap();
+    std::fs::remove_file(d.join("go")).unwrap();
+
+    let mut child = start(&bin, d, File::create(d.join("ignored.out")).unwrap());
+    let pid = child.id() as i32;
+    let opts = om_ckpt::Options {
+        anon_index_later: true,
+        ..Default::default()
+    };
+    let frozen = om_ckpt::capture_with(pid, opts).unwrap();
+    let image = frozen.image().clone();
+    assert!(image.anon_unlisted);
+    let anon: Vec<_> = image
+        .vmas
+        .iter()
+        .filter(|v| v.backing == om_ckpt::image::Backing::Anon)
+        .collect();
+    assert!(
+        !image
+            .pages
+            .iter()
+            .any(|r| anon.iter().any(|v| v.start <= r.addr && r.addr < v.end)),
+        "the image lists anonymous pages"
+    );
+    let listed: u64 = om_ckpt::capture::anon_index(pid, &image.vmas)
+        .unwrap()
+        .iter()
+        .map(|r| r.pages)
+        .sum();
+    let room: u64 = anon.iter().map(|v| v.len() / 4096).sum();
+    assert!(listed > 0 && listed < room, "listed {listed} of {room}");
+
+    // An eager restore of such an image is refused, naming why.
+    let eager = om_ckpt::ProcessMemory::open(pid).unwrap();
+    let e = restore(&image, Box::new(eager), Paging::Eager)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("does not list"), "{e}");
+
+    let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let source = Original {
+        mem: om_ckpt::ProcessMemory::open(pid).unwrap(),
+        per_page: Duration::from_micros(5),
+        asked: asked.clone(),
+    };
+    let mut restored = restored_lazily(&image, Box::new(source), &d.join("lazy.out"));
+    let rpid = Pid::from_raw(restored.pid());
+    go(d);
+    let status = wait_restored(rpid);
+    let stats = restored.finish_paging().unwrap().unwrap();
+    frozen.kill().unwrap();
+    let _ = child.wait();
+    let got = std::fs::read_to_string(d.join("lazy.out")).unwrap();
+    assert_eq!(
+        (got.as_str(), status),
+        (want.as_str(), WaitStatus::Exited(rpid, 0)),
+        "pager: {stats:?}"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "{stats:?}");
+    assert!(stats.empty_pages > 0, "{stats:?}");
+    // Before the index came, each fault brought its own page only.
+    let filled = stats.fault_pages + stats.background_pages;
+    assert!(
+        filled <= listed + stats.faults,
+        "filled {filled} pages, {listed} held data: {stats:?}"
+    );
+}

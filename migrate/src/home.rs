@@ -3,10 +3,11 @@
 //! then runs here until it ends or comes home.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use om_ckpt::image::PageRun;
 use om_ckpt::pages::read_for_peer;
 use om_ckpt::restore::Laps;
 use om_ckpt::{capture_with, ProcessMemory};
@@ -366,7 +367,7 @@ impl Migrations {
         // Everything that does not need it stopped happens first, while it runs: the
         // offer, the target's answer and the page link.
         let io = |source| MigrateError::Link { node: to, source };
-        let before = (|| -> Result<(Conn, Conn), MigrateError> {
+        let before = (|| -> Result<(Conn, Conn, u64), MigrateError> {
             let (comm, uid, bytes) = running(pid)?;
             let a = self.connect(to)?;
             a.send(&Setup::Offer {
@@ -391,9 +392,9 @@ impl Migrations {
             };
             let b = self.connect(to)?;
             b.send(&Setup::PagesFor(id)).map_err(io)?;
-            Ok((a, b))
+            Ok((a, b, bytes))
         })();
-        let (a, b) = match before {
+        let (a, b, bytes) = match before {
             Ok(links) => links,
             Err(why) => {
                 let _ = done.send(self.cant(pid, why));
@@ -402,7 +403,12 @@ impl Migrations {
         };
         let frozen_at = Instant::now();
         let mut laps = Laps::new();
-        let frozen = match capture_with(pid, leaving_home()) {
+        // A lazy move lists the anonymous pages after the freeze (see `index` below).
+        let opts = om_ckpt::Options {
+            anon_index_later: !eager,
+            ..leaving_home()
+        };
+        let frozen = match capture_with(pid, opts) {
             Ok(f) => f,
             Err(e) => {
                 let _ = done.send(self.cant(
@@ -422,21 +428,56 @@ impl Migrations {
             let mut mem =
                 ProcessMemory::open(pid).map_err(|source| MigrateError::Memory { pid, source })?;
             let served = self.served.clone();
+            let (index_tx, index_rx) = channel();
             std::thread::Builder::new()
                 .name(format!("om-pages-{pid}"))
                 .spawn(move || {
-                    while let Ok(Some(Setup::Read { addr, len })) = b.recv::<Setup>(None) {
-                        let bytes = read_for_peer(&mut mem, addr, len);
-                        let n = bytes.len() as u64;
-                        if b.send(&Setup::Bytes(bytes)).is_err() {
+                    let mut index: Option<Receiver<Option<Vec<PageRun>>>> = Some(index_rx);
+                    loop {
+                        let reply = match b.recv::<Setup>(None) {
+                            Ok(Some(Setup::Read { addr, len })) => {
+                                let bytes = read_for_peer(&mut mem, addr, len);
+                                let n = bytes.len() as u64;
+                                served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                Setup::Bytes(bytes)
+                            }
+                            // Asked once, after the process has started there.
+                            Ok(Some(Setup::Index)) => {
+                                Setup::Indexed(index.take().and_then(|rx| rx.recv().ok()).flatten())
+                            }
+                            _ => break,
+                        };
+                        if b.send(&reply).is_err() {
                             break;
                         }
-                        served.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 })
                 .map_err(MigrateError::Thread)?;
             a.send(&Setup::Image(Box::new(image.clone()))).map_err(io)?;
             laps.lap("image sent");
+            // The process stays frozen here from now on, its memory as it left: the walk
+            // of its page tables that a lazy move left out of the freeze happens now,
+            // while the target restores it.
+            if image.anon_unlisted {
+                let vmas = image.vmas.clone();
+                std::thread::Builder::new()
+                    .name(format!("om-index-{pid}"))
+                    .spawn(move || {
+                        let t = Instant::now();
+                        let runs = om_ckpt::capture::anon_index(pid, &vmas);
+                        match &runs {
+                            Ok(r) => tracing::info!(
+                                pid,
+                                "page index after the freeze: {} ({} runs)",
+                                crate::steps::ms(t.elapsed()),
+                                r.len()
+                            ),
+                            Err(e) => tracing::warn!(pid, "page index after the freeze: {e}"),
+                        }
+                        let _ = index_tx.send(runs.ok());
+                    })
+                    .map_err(MigrateError::Thread)?;
+            }
             match a.recv::<Setup>(Some(Duration::from_secs(60))).map_err(io)? {
                 Some(Setup::Started(rpid)) => {
                     laps.lap("started at target");
@@ -478,7 +519,13 @@ impl Migrations {
         let _ = done.send(Ok(format!(
             "process {pid} now runs at node {to} ({} ms frozen; {:.1} MiB of memory, {})",
             frozen_at.elapsed().as_millis(),
-            image.page_bytes() as f64 / f64::from(1 << 20),
+            // Unlisted, the image holds only the file pages: the offer's figure is nearer.
+            if image.anon_unlisted {
+                bytes.max(image.page_bytes())
+            } else {
+                image.page_bytes()
+            } as f64
+                / f64::from(1 << 20),
             if eager {
                 "copied first"
             } else {

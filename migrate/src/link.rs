@@ -29,9 +29,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The version of the link, the last byte of its magic.
-pub const LINK_VERSION: u8 = 2;
+pub const LINK_VERSION: u8 = 3;
 /// Sent first, in clear, by the side that connects.
-pub const MAGIC: &[u8; 8] = b"omd-mig2";
+pub const MAGIC: &[u8; 8] = b"omd-mig3";
 /// The Noise protocol of the handshake and the records.
 const NOISE: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 /// Largest frame payload (the largest page reply plus headroom).
@@ -73,7 +73,7 @@ fn keep_alive(s: &TcpStream) -> std::io::Result<()> {
 
 /// The initiator's first record, which tells the responder the initiator is live (the
 /// first handshake message alone could be a replay).
-const CONFIRM: &[u8] = b"omd-mig2 ready";
+const CONFIRM: &[u8] = b"omd-mig3 ready";
 
 /// Why a link could not be set up, or broke.
 #[derive(Debug, thiserror::Error)]

@@ -235,6 +235,26 @@ impl PageSource for RemotePages {
         Ok(())
     }
 
+    /// Home answers from the image it sent (the ranges are its own), once it has walked
+    /// the frozen original's page tables, which it begins as soon as the image is out.
+    fn anon_index(
+        &mut self,
+        _ranges: &[(u64, u64)],
+    ) -> Result<Vec<om_ckpt::image::PageRun>, PageError> {
+        let no = |e: std::io::Error| PageError::NoIndex(format!("asking the home node: {e}"));
+        self.0.send(&Setup::Index).map_err(no)?;
+        match self
+            .0
+            .recv::<Setup>(Some(Duration::from_secs(60)))
+            .map_err(no)?
+        {
+            Some(Setup::Indexed(Some(runs))) => Ok(runs),
+            _ => Err(PageError::NoIndex(
+                "the home node could not tell which pages hold data".into(),
+            )),
+        }
+    }
+
     fn reads_any_address(&self) -> bool {
         true
     }

@@ -60,4 +60,9 @@ pub enum Setup {
     /// Node hosting a guest → its home: the balancer here would send home process `pid`
     /// on to node `to`. Answered with `Accept(0)` or `Refuse`.
     MoveOn { pid: i32, to: NodeId },
+    /// Page server: which pages of the process's private anonymous mappings hold data?
+    /// (For an image that does not list them: `ProcessImage::anon_unlisted`.)
+    Index,
+    /// Page server: those pages, in address order (`None` when they cannot be told).
+    Indexed(Option<Vec<om_ckpt::image::PageRun>>),
 }

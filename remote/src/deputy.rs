@@ -45,6 +45,7 @@ pub fn leaving_home() -> Options {
         while_stopping: None,
         filtered: false,
         keep_queued: Some(sigfd::watched_signals),
+        anon_index_later: false,
     }
 }
 

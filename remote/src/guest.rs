@@ -367,6 +367,7 @@ impl Guest {
                 while_stopping: Some(hook),
                 filtered: true,
                 keep_queued: Some(crate::sigfd::watched_signals),
+                anon_index_later: false,
             },
         )?;
         give_files_back(frozen.image_mut(), &self.stand_ins);

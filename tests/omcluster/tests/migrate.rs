@@ -337,8 +337,16 @@ fn try_compare(
             .iter()
             .find(|l| l.contains("cannot move") || l.contains("refused"))
         {
-            // Every hop's answer, so that a refusal can be told from a program that ended.
-            Some(l) => format!("{l} (every hop: {log:?})"),
+            // Every hop's answer and what home's omd logged of it, so that a refusal can
+            // be told from a program that ended.
+            Some(l) => format!(
+                "{l} (every hop: {log:?}; home's omd: {})",
+                sh(
+                    c,
+                    1,
+                    &format!("grep -w 'pid={pid}' /run/omd/omd.log | cut -c12-200")
+                )
+            ),
             None => format!("it never ran elsewhere: {log:?}; stderr: {err}"),
         };
         return Verdict::Refused(why);
