@@ -107,21 +107,28 @@ fn restored_lazily(image: &ProcessImage, source: Box<dyn PageSource>, out: &Path
     restored.unwrap()
 }
 
-#[test]
-fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
+/// Runs `reshape` natively in a new directory named from `prefix`; returns the
+/// directory, the program and what it printed.
+fn reshaped_natively(prefix: &str) -> (tempfile::TempDir, PathBuf, String) {
     let bin = build("reshape");
     let dir = tempfile::Builder::new()
-        .prefix("lazy-")
+        .prefix(prefix)
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let d = dir.path();
-
     let mut native = start(&bin, d, File::create(d.join("native.out")).unwrap());
     go(d);
     assert!(native.wait().unwrap().success());
     let want = std::fs::read_to_string(d.join("native.out")).unwrap();
     std::fs::remove_file(d.join("go")).unwrap();
     assert!(want.starts_with("reshaped"), "natively: {want}");
+    (dir, bin, want)
+}
+
+#[test]
+fn moved_shrunk_dropped_and_unmapped_mappings_follow_while_paging_is_lazy() {
+    let (dir, bin, want) = reshaped_natively("lazy-");
+    let d = dir.path();
 
     let ckpt = checkpointed(&bin, d);
     let (image, pages) = checkpoint::read(&ckpt).unwrap();
@@ -225,17 +232,8 @@ impl PageSource for Original {
 /// first): the pages that were empty at home stay empty, not written with zeros.
 #[test]
 fn anonymous_pages_listed_after_the_freeze_come_and_empty_ones_stay_empty() {
-    let bin = build("reshape");
-    let dir = tempfile::Builder::new()
-        .prefix("lazy-unlisted-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let (dir, bin, want) = reshaped_natively("lazy-unlisted-");
     let d = dir.path();
-    let mut native = start(&bin, d, File::create(d.join("native.out")).unwrap());
-    go(d);
-    assert!(native.wait().unwrap().success());
-    let want = std::fs::read_to_string(d.join("native.out")).unwrap();
-    std::fs::remove_file(d.join("go")).unwrap();
 
     let mut child = start(&bin, d, File::create(d.join("ignored.out")).unwrap());
     let pid = child.id() as i32;
