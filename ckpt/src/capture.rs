@@ -322,14 +322,12 @@ fn read_status(pid: i32) -> Result<Status, CaptureError> {
 /// part of the page index a capture with [`Options::anon_index_later`] left out), in
 /// address order. The process must still be stopped as it was captured.
 pub fn anon_index(pid: i32, vmas: &[Vma]) -> Result<Vec<PageRun>, CaptureError> {
-    let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(proc_err(pid, "pagemap"))?;
-    let mut runs = Vec::new();
-    for v in vmas.iter().filter(|v| v.backing == Backing::Anon) {
-        runs.extend(
-            touched_pages(&pagemap, v.start, v.end, false).map_err(proc_err(pid, "pagemap"))?,
-        );
-    }
-    Ok(runs)
+    let anon: Vec<(u64, u64)> = vmas
+        .iter()
+        .filter(|v| v.backing == Backing::Anon)
+        .map(|v| (v.start, v.end))
+        .collect();
+    crate::pages::anon_pages(pid, &anon).map_err(proc_err(pid, "pagemap"))
 }
 
 /// What can be known without stopping process `pid` that would make capturing it fail:
@@ -438,26 +436,13 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
 
 fn capture_on_tracer(
     pid: i32,
-    opts: Options,
+    mut opts: Options,
 ) -> Result<(ProcessImage, Requeue, StepTimes), CaptureError> {
     let p = Pid::from_raw(pid);
-    let Options {
-        keep_files,
-        while_stopping,
-        filtered,
-        keep_queued,
-        anon_index_later,
-    } = opts;
     let mut laps = Laps::new();
-    freeze(p, while_stopping)?;
+    freeze(p, opts.while_stopping.take())?;
     laps.lap("stop");
-    let how = How {
-        keep_files,
-        filtered,
-        keep_queued,
-        anon_index_later,
-    };
-    match capture_frozen(pid, how, &mut laps) {
+    match capture_frozen(pid, &opts, &mut laps) {
         Ok((image, taken)) => Ok((image, taken, laps.steps)),
         Err(e) => {
             let _ = ptrace::detach(p, None);
@@ -466,25 +451,18 @@ fn capture_on_tracer(
     }
 }
 
-/// The parts of [`Options`] the frozen process's capture needs.
-struct How {
-    keep_files: bool,
-    filtered: bool,
-    keep_queued: Option<fn(i32) -> u64>,
-    anon_index_later: bool,
-}
-
 fn capture_frozen(
     pid: i32,
-    how: How,
+    opts: &Options,
     laps: &mut Laps,
 ) -> Result<(ProcessImage, Requeue), CaptureError> {
-    let How {
+    let &Options {
         keep_files,
         filtered,
         keep_queued,
         anon_index_later,
-    } = how;
+        ..
+    } = opts;
     let p = Pid::from_raw(pid);
     let inject_err = |source| CaptureError::Inject { pid, source };
     let st = read_status(pid)?;

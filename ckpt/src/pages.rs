@@ -182,14 +182,20 @@ impl PageSource for ProcessMemory {
         true
     }
     fn anon_index(&mut self, ranges: &[(u64, u64)]) -> Result<Vec<PageRun>, PageError> {
-        let no = |e: std::io::Error| PageError::NoIndex(format!("pagemap: {e}"));
-        let pagemap = File::open(format!("/proc/{}/pagemap", self.pid)).map_err(no)?;
-        let mut runs = Vec::new();
-        for &(start, end) in ranges {
-            runs.extend(touched_pages(&pagemap, start, end, false).map_err(no)?);
-        }
-        Ok(runs)
+        anon_pages(self.pid.as_raw(), ranges)
+            .map_err(|e| PageError::NoIndex(format!("pagemap: {e}")))
     }
+}
+
+/// The pages that hold data (present or swapped) in process `pid`'s anonymous mappings
+/// `ranges`, in address order.
+pub(crate) fn anon_pages(pid: i32, ranges: &[(u64, u64)]) -> std::io::Result<Vec<PageRun>> {
+    let pagemap = File::open(format!("/proc/{pid}/pagemap"))?;
+    let mut runs = Vec::new();
+    for &(start, end) in ranges {
+        runs.extend(touched_pages(&pagemap, start, end, false)?);
+    }
+    Ok(runs)
 }
 
 /// The page file of an image: the runs of the page index stored back to back.
