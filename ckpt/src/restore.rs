@@ -132,11 +132,31 @@ pub fn foreign_files(
     Ok(foreign)
 }
 
-/// Checks what can be checked before anything is created: the image's version, its
-/// mapped files (see [`foreign_files`], whose answer it returns), the executable and the
-/// descriptors to reopen.
+/// Refuses an image that does not list its anonymous pages unless it is restored lazily
+/// from the original (`any_address`): the pager asks the original which of them hold
+/// data once the process runs.
+fn unlisted_restorable(
+    image: &ProcessImage,
+    paging: Paging,
+    any_address: bool,
+) -> Result<(), RestoreError> {
+    if image.anon_unlisted && (paging == Paging::Eager || !any_address) {
+        return Err(RestoreError::Incompatible(
+            "the image does not list its anonymous pages: it can only be restored \
+             lazily, from the original process"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what can be checked before anything is created: the image's version, that an
+/// image which does not list its anonymous pages is restored lazily from the original,
+/// its mapped files (see [`foreign_files`], whose answer it returns), the executable and
+/// the descriptors to reopen.
 pub fn check_restorable(
     image: &ProcessImage,
+    paging: Paging,
     any_address: bool,
 ) -> Result<HashSet<String>, RestoreError> {
     if !READS_VERSIONS.contains(&image.version) {
@@ -147,6 +167,7 @@ pub fn check_restorable(
             READS_VERSIONS.end()
         )));
     }
+    unlisted_restorable(image, paging, any_address)?;
     let foreign = foreign_files(image, any_address)?;
     // A migrated process needs no executable here: its code is memory like any other,
     // and /proc/self/exe is asked of home.
@@ -222,7 +243,7 @@ pub fn restore_confined_here(
     (uid, gid): (u32, u32),
     confine: Confine,
 ) -> Result<(Restored, OwnedFd, HashSet<String>), RestoreError> {
-    let foreign = check_restorable(image, source.reads_any_address())?;
+    let foreign = check_restorable(image, paging, source.reads_any_address())?;
     let mode = Mode::Confined { uid, gid, confine };
     let (pid, (pager, listener, steps)) = restore_on_tracer(image, source, paging, mode, &foreign)?;
     let listener = listener
@@ -236,7 +257,7 @@ fn restore_as(
     paging: Paging,
     mode: Mode,
 ) -> Result<(Restored, Option<OwnedFd>), RestoreError> {
-    let foreign = check_restorable(image, source.reads_any_address())?;
+    let foreign = check_restorable(image, paging, source.reads_any_address())?;
     let tracer = TracerThread::spawn("om-restore").map_err(|source| RestoreError::Sys {
         what: "starting the tracer thread".into(),
         source,
@@ -427,6 +448,7 @@ pub fn restore_in_place(
     source: Box<dyn PageSource>,
     foreign: &HashSet<String>,
 ) -> Result<(), RestoreError> {
+    unlisted_restorable(image, Paging::Eager, source.reads_any_address())?;
     let mode = Mode::InPlace;
     rebuild(
         pid,
@@ -851,15 +873,6 @@ impl Build<'_> {
             inj.call("madvise", libc::SYS_madvise, &[start, end - start, advice])
                 .map_err(step(format!("drop the pages at {start:#x}-{end:#x}")))?;
         }
-        // An image that does not list its anonymous pages is restored lazily, from the
-        // original: the pager asks which pages hold data once the process runs.
-        if image.anon_unlisted && (paging == Paging::Eager || !source.reads_any_address()) {
-            return Err(RestoreError::Incompatible(
-                "the image does not list its anonymous pages: it can only be restored \
-                 lazily, from the original process"
-                    .into(),
-            ));
-        }
         cow::fill_kept(&mem, source.as_mut(), &kept_runs, kept)?;
         fill(&mem, source.as_mut(), &file_runs)?;
         match paging {
@@ -881,12 +894,16 @@ impl Build<'_> {
                 }
                 // Unlisted, every page of an anonymous mapping may hold data until the
                 // pager hears which do.
-                let unlisted: Vec<(u64, u64)> = image
-                    .vmas
-                    .iter()
-                    .filter(|v| image.anon_unlisted && v.backing == Backing::Anon && !is_foreign(v))
-                    .map(|v| (v.start, v.end))
-                    .collect();
+                let unlisted: Vec<(u64, u64)> = if image.anon_unlisted {
+                    image
+                        .vmas
+                        .iter()
+                        .filter(|v| v.backing == Backing::Anon && !is_foreign(v))
+                        .map(|v| (v.start, v.end))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 for &(start, end) in &unlisted {
                     pending.insert(start, end);
                 }
