@@ -2,6 +2,8 @@
  * until SIGUSR1 (so that it can be moved first), does its measured work and prints one
  * result line.
  *   mem MIB       fill MIB of memory, then time reading one byte of every page
+ *   vmas N        make N mappings of one page each (alternately writable and read-only,
+ *                 so that none merge), then time reading every one
  *   rtt N         time N each of getppid(), 4 KiB write() and pread() of a file, stat()
  *                 of it, and open()+close() of it (microseconds per call)
  *   io MIB        write a MIB file in 4 KiB write()s, read it in 4 KiB read()s, then the
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -50,7 +53,7 @@ static void ready(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: migbench mem MIB | rtt N | io MIB | cpu N | memcpy MIB | sink PORT | source ADDR PORT MIB\n");
+        fprintf(stderr, "usage: migbench mem MIB | vmas N | rtt N | io MIB | cpu N | memcpy MIB | sink PORT | source ADDR PORT MIB\n");
         return 2;
     }
     signal(SIGUSR1, on_usr1);
@@ -61,6 +64,19 @@ int main(int argc, char **argv) {
         unsigned char *p = malloc(len);
         if (!p) return 1;
         for (size_t i = 0; i < len; i += 4096) p[i] = (unsigned char)(i >> 12);
+        ready();
+        double t = clock_ms(CLOCK_MONOTONIC);
+        unsigned long sum = 0;
+        for (size_t i = 0; i < len; i += 4096) sum += p[i];
+        printf("touch_ms %.1f sum %lu\n", clock_ms(CLOCK_MONOTONIC) - t, sum);
+    } else if (!strcmp(argv[1], "vmas")) {
+        size_t len = (size_t)n * 4096;
+        unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return 1;
+        for (size_t i = 0; i < len; i += 4096) p[i] = (unsigned char)(i >> 12);
+        for (size_t i = 4096; i < len; i += 8192)
+            if (mprotect(p + i, 4096, PROT_READ)) return 1;
         ready();
         double t = clock_ms(CLOCK_MONOTONIC);
         unsigned long sum = 0;

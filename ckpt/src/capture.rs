@@ -468,13 +468,11 @@ fn capture_frozen(
     let st = read_status(pid)?;
     // Checked again now that it is stopped, before anything is injected.
     injectable(pid, &st, filtered)?;
-    let proc_ =
-        Process::new(pid).map_err(|e| proc_err(pid, "process")(std::io::Error::other(e)))?;
 
     // Memory map and refusals that depend on it.
-    let maps = proc_
-        .smaps()
-        .map_err(|e| proc_err(pid, "smaps")(std::io::Error::other(e)))?;
+    let proc_ =
+        Process::new(pid).map_err(|e| proc_err(pid, "process")(std::io::Error::other(e)))?;
+    let maps = crate::smaps::read(pid).map_err(proc_err(pid, "smaps"))?;
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(proc_err(pid, "pagemap"))?;
     let mut hashes: HashMap<String, FileId> = HashMap::new();
     let mut vmas = Vec::new();

@@ -14,7 +14,7 @@
 //! whatever kept it meanwhile (a deputy) must not have touched its memory outside its
 //! own area, and may have dropped only the pages it did not share.
 
-use procfs::process::{MMPermissions, MMapPath, MemoryMap, Process};
+use procfs::process::{MMPermissions, MMapPath, MemoryMap};
 
 use crate::capture::advice_of;
 use crate::error::RestoreError;
@@ -35,7 +35,7 @@ pub(crate) struct Kept {
 /// documentation), in address order. Best effort: what cannot be read is rebuilt, as
 /// every mapping was before.
 pub(crate) fn shared_at_home(pid: i32, image: &ProcessImage) -> Vec<Kept> {
-    let Ok(maps) = Process::new(pid).and_then(|p| p.smaps()) else {
+    let Ok(maps) = crate::smaps::read(pid) else {
         return Vec::new();
     };
     let Ok(pagemap) = std::fs::File::open(format!("/proc/{pid}/pagemap")) else {

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -24,6 +25,17 @@ pub struct Injector {
     /// A writable scratch area in the tracee for pointer arguments.
     pub scratch: u64,
     pub scratch_len: u64,
+    /// Where [`Injector::load_batch_code`] put the batch loop, if it did.
+    batch_code: Option<u64>,
+}
+
+/// One call of a batch (see [`Injector::batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Queued {
+    pub nr: i64,
+    pub args: [u64; 6],
+    /// Its error is ignored (best-effort calls such as advice).
+    pub may_fail: bool,
 }
 
 impl Injector {
@@ -41,6 +53,7 @@ impl Injector {
             mem,
             scratch: 0,
             scratch_len: 0,
+            batch_code: None,
         })
     }
 
@@ -67,22 +80,90 @@ impl Injector {
         }
         start_call(self.pid, regs, self.insn, nr, args)?;
         during().map_err(|e| InjectError::Mem(0, e))?;
+        self.wait_trap(nr)?;
+        let after =
+            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+        Ok(after.rax as i64)
+    }
+
+    /// Waits for the tracee's trap after call `nr` (or a batch, whose first is `nr`).
+    fn wait_trap(&self, nr: i64) -> Result<(), InjectError> {
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => return Ok(()),
                 Ok(WaitStatus::Stopped(_, sig)) => {
                     return Err(InjectError::Signal { nr, signal: sig })
                 }
                 Ok(WaitStatus::Exited(_, code)) => return Err(InjectError::Exited(code)),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Err(InjectError::Killed(sig)),
                 Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(Errno::EINTR) => continue,
                 Err(e) => return Err(InjectError::Ptrace("waitpid", e)),
             }
         }
-        let after =
-            ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
-        Ok(after.rax as i64)
+    }
+
+    /// Writes the batch loop ([`crate::sys::arch::BATCH_CODE`]) at `at`, which must be
+    /// executable in the tracee, so that [`Injector::batch`] can run.
+    pub fn load_batch_code(&mut self, at: u64) -> Result<(), InjectError> {
+        self.write(at, &crate::sys::arch::BATCH_CODE)?;
+        self.batch_code = Some(at);
+        Ok(())
+    }
+
+    /// Makes `calls` in order inside the tracee, as many at a time as the scratch area
+    /// holds, each run of them costing the ptrace stops of one injected call. Stops at
+    /// the first that fails and may not: Some(its index, its error). Without the batch
+    /// loop loaded, makes them one by one.
+    pub fn batch(&mut self, calls: &[Queued]) -> Result<Option<(usize, Errno)>, InjectError> {
+        use crate::sys::arch::{BATCH_ENTRY, BATCH_MAY_FAIL};
+        let failed = |r: i64| (-4095..0).contains(&r);
+        let Some(code) = self
+            .batch_code
+            .filter(|_| self.scratch_len >= BATCH_ENTRY as u64)
+        else {
+            for (i, q) in calls.iter().enumerate() {
+                let r = self.raw(q.nr, &q.args)?;
+                if failed(r) && !q.may_fail {
+                    return Ok(Some((i, Errno::from_raw(-r as i32))));
+                }
+            }
+            return Ok(None);
+        };
+        let per_run = self.scratch_len as usize / BATCH_ENTRY;
+        for (run, chunk) in calls.chunks(per_run).enumerate() {
+            let mut table = Vec::with_capacity(chunk.len() * BATCH_ENTRY);
+            for q in chunk {
+                table.extend_from_slice(&(q.nr as u64).to_ne_bytes());
+                for a in q.args {
+                    table.extend_from_slice(&a.to_ne_bytes());
+                }
+                let flags = if q.may_fail { BATCH_MAY_FAIL } else { 0 };
+                table.extend_from_slice(&flags.to_ne_bytes());
+            }
+            self.write(self.scratch, &table)?;
+            let mut regs = self.saved;
+            regs.rip = code;
+            regs.rbx = self.scratch;
+            regs.r12 = chunk.len() as u64;
+            regs.rsp = (self.scratch + self.scratch_len) & !15;
+            // No restart of whatever call the registers were stopped in.
+            regs.orig_rax = u64::MAX;
+            ptrace::setregs(self.pid, regs)
+                .map_err(|e| InjectError::Ptrace("PTRACE_SETREGS", e))?;
+            ptrace::cont(self.pid, None).map_err(|e| InjectError::Ptrace("PTRACE_CONT", e))?;
+            self.wait_trap(chunk[0].nr)?;
+            let after =
+                ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
+            if after.r12 != 0 {
+                let i = chunk.len() - (after.r12 as usize).min(chunk.len());
+                return Ok(Some((
+                    run * per_run + i,
+                    Errno::from_raw(-(after.rax as i64) as i32),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Like [`Injector::raw`], but a negative result is an error naming the call.
@@ -91,7 +172,7 @@ impl Injector {
         if (-4095..0).contains(&r) {
             Err(InjectError::Failed {
                 call: name,
-                errno: nix::errno::Errno::from_raw(-r as i32),
+                errno: Errno::from_raw(-r as i32),
             })
         } else {
             Ok(r as u64)

@@ -24,6 +24,7 @@ pub mod lazy;
 pub mod pages;
 pub mod ranges;
 pub mod restore;
+mod smaps;
 use om_sys as sys;
 pub mod tracer;
 

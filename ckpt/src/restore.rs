@@ -18,7 +18,7 @@ use crate::capture::{file_id, u64_at};
 use crate::cow;
 use crate::error::{InjectError, PageError, RestoreError};
 use crate::image::*;
-use crate::inject::Injector;
+use crate::inject::{Injector, Queued};
 use crate::lazy::{LazyPager, PagerStats};
 use crate::pages::{PageSource, ProcessMemory};
 use crate::ranges::RangeMap;
@@ -499,6 +499,9 @@ fn rebuild(
     let mut inj = Injector::new(stub, scratch).map_err(step("attach"))?;
     inj.scratch = scratch + PAGE_SIZE;
     inj.scratch_len = scratch_len - PAGE_SIZE;
+    // The batch loop goes in the stub's code page, after its `syscall; int3`.
+    inj.load_batch_code(scratch + 64)
+        .map_err(step("load the batch loop"))?;
     let home = matches!(mode, Mode::InPlace);
     // Coming home, mappings shared copy-on-write with a child stay (see `cow`).
     let kept = if home {
@@ -533,6 +536,18 @@ fn rebuild(
         times.push((name, t.elapsed()));
     }
     Ok((b.pager, b.listener, times))
+}
+
+/// `ranges` (in address order) with every run of ranges that adjoin one another made one.
+fn adjoining(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }
 
 /// Whether `v` maps one of the `foreign` files (see [`foreign_files`]).
@@ -751,63 +766,70 @@ impl Build<'_> {
                 Err(e) => return Err(step(format!("open {}", id.path))(e)),
             }
         }
-        for v in &image.vmas {
+        // The calls go in batches (a process may have tens of thousands of mappings);
+        // `whose` names, per call, the mapping it is for.
+        let mut calls = Vec::with_capacity(image.vmas.len());
+        let mut whose = Vec::with_capacity(image.vmas.len());
+        let mut queue = |i: usize, nr: i64, args: [u64; 6], may_fail: bool| {
+            calls.push(Queued { nr, args, may_fail });
+            whose.push(i);
+        };
+        for (i, v) in image.vmas.iter().enumerate() {
             let len = v.len();
-            match &v.backing {
+            let (flags, fd, offset) = match &v.backing {
                 Backing::Vdso { .. } => continue,
-                _ if cow::is_kept(kept, v) => {}
+                _ if cow::is_kept(kept, v) => (None, u64::MAX, 0),
                 Backing::File(id) if !foreign.contains(&id.path) => {
-                    let fd = file_fds[&id.path];
                     let share = if v.shared {
                         libc::MAP_SHARED
                     } else {
                         libc::MAP_PRIVATE
                     };
-                    inj.call(
-                        "mmap",
-                        libc::SYS_mmap,
-                        &[
-                            v.start,
-                            len,
-                            v.prot as u64,
-                            (share | libc::MAP_FIXED) as u64,
-                            fd,
-                            v.offset,
-                        ],
-                    )
-                    .map_err(step(format!("map {} at {:#x}", id.path, v.start)))?;
+                    (Some(share | libc::MAP_FIXED), file_fds[&id.path], v.offset)
                 }
-                Backing::Shared => {
-                    let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                    inj.call(
-                        "mmap",
-                        libc::SYS_mmap,
-                        &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
-                    )
-                    .map_err(step(format!("map shared memory at {:#x}", v.start)))?;
-                }
+                Backing::Shared => (
+                    Some(libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED),
+                    u64::MAX,
+                    0,
+                ),
                 _ => {
                     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
                     if v.grows_down {
                         flags |= libc::MAP_GROWSDOWN;
                     }
-                    inj.call(
-                        "mmap",
-                        libc::SYS_mmap,
-                        &[v.start, len, v.prot as u64, flags as u64, u64::MAX, 0],
-                    )
-                    .map_err(step(format!("map anonymous memory at {:#x}", v.start)))?;
+                    (Some(flags), u64::MAX, 0)
                 }
+            };
+            if let Some(flags) = flags {
+                let args = [v.start, len, v.prot as u64, flags as u64, fd, offset];
+                queue(i, libc::SYS_mmap, args, false);
             }
             for a in &v.advice {
                 // Advice is best effort: a kernel without it still runs the process correctly.
-                let _ = inj.raw(libc::SYS_madvise, &[v.start, len, *a as u64]);
+                queue(
+                    i,
+                    libc::SYS_madvise,
+                    [v.start, len, *a as u64, 0, 0, 0],
+                    true,
+                );
             }
             if v.locked {
                 // MLOCK_ONFAULT: locked as its pages arrive (lazily, or filled below). A
                 // node whose limits refuse it runs the process unlocked.
-                let _ = inj.raw(libc::SYS_mlock2, &[v.start, len, 1]);
+                queue(i, libc::SYS_mlock2, [v.start, len, 1, 0, 0, 0], true);
             }
+        }
+        if let Some((at, errno)) = inj.batch(&calls).map_err(step("map memory"))? {
+            let v = &image.vmas[whose[at]];
+            let what = match &v.backing {
+                Backing::File(id) => format!("map {} at {:#x}", id.path, v.start),
+                Backing::Shared => format!("map shared memory at {:#x}", v.start),
+                _ => format!("map anonymous memory at {:#x}", v.start),
+            };
+            return Err(step(what)(InjectError::Failed {
+                call: "mmap",
+                errno,
+            }));
         }
         for fd in file_fds.values() {
             inj.call("close", libc::SYS_close, &[*fd])
@@ -908,17 +930,16 @@ impl Build<'_> {
                     pending.insert(start, end);
                 }
                 let anon: Vec<&Vma> = image.vmas.iter().filter(|v| anon_here(v)).collect();
-                for v in &anon {
-                    uffd.register(v.start as *mut libc::c_void, v.len() as usize)
+                let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
+                // One registration covers neighbouring mappings together (a process may
+                // have tens of thousands).
+                for (start, end) in adjoining(&ranges) {
+                    uffd.register(start as *mut libc::c_void, (end - start) as usize)
                         .map_err(|e| RestoreError::Sys {
-                            what: format!(
-                                "registering {:#x}-{:#x} with userfaultfd",
-                                v.start, v.end
-                            ),
+                            what: format!("registering {start:#x}-{end:#x} with userfaultfd"),
                             source: std::io::Error::other(e),
                         })?;
                 }
-                let ranges: Vec<(u64, u64)> = anon.iter().map(|v| (v.start, v.end)).collect();
                 *pager = Some(
                     LazyPager::start(uffd, &ranges, pending, unlisted, source)
                         .map_err(sys_err("starting the pager"))?,
@@ -1616,7 +1637,7 @@ fn fill(
 
 #[cfg(test)]
 mod tests {
-    use super::{arm, find_gap, own_path, Arm};
+    use super::{adjoining, arm, find_gap, own_path, Arm};
     use crate::image::PosixTimer;
 
     const MS: u64 = 1_000_000;
@@ -1697,6 +1718,18 @@ mod tests {
         assert_eq!(own_path("/proc/42420/environ", 4242), "/proc/42420/environ");
         assert_eq!(own_path("/proc/1/environ", 4242), "/proc/1/environ");
         assert_eq!(own_path("/home/4242/x", 4242), "/home/4242/x");
+    }
+
+    #[test]
+    fn adjoining_ranges_are_joined_and_apart_ones_kept() {
+        let r = [
+            (0x1000, 0x2000),
+            (0x2000, 0x5000),
+            (0x6000, 0x7000),
+            (0x7000, 0x8000),
+        ];
+        assert_eq!(adjoining(&r), vec![(0x1000, 0x5000), (0x6000, 0x8000)]);
+        assert_eq!(adjoining(&[]), vec![]);
     }
 
     #[test]
