@@ -180,6 +180,18 @@ impl Bench {
                 out.push((name, v));
             }
         }
+        // The memory map is read while the process runs, after a brief stop.
+        if let Ok(l) = last(1, "before the freeze: ", &format!("pid={pid}")) {
+            // (the log's fields follow the last step)
+            let steps = l
+                .split_once("before the freeze: ")
+                .and_then(|(_, r)| r.rsplit_once(" ms"));
+            if let Some((steps, _)) = steps {
+                for (n, v) in om_migrate::steps::parse(&format!("{steps} ms")) {
+                    out.push((format!("before the freeze: {n}"), v));
+                }
+            }
+        }
         // A lazy move walks the page tables once the image is out (not in the freeze).
         if let Ok(l) = last(1, "page index after the freeze: ", &format!("pid={pid}")) {
             let v = l

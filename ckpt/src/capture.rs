@@ -16,7 +16,7 @@ use procfs::process::{MMPermissions, MMapPath, Process, VmFlags};
 
 use crate::error::{CaptureError, InjectError, PageError, Refusal};
 use crate::image::*;
-use crate::inject::{syscall_insn_in, Injector};
+use crate::inject::{checked, syscall_insn_in, Injector, Queued};
 use crate::pages::{touched_pages, PageSource, ProcessMemory};
 use crate::restore::{Laps, StepTimes};
 use crate::sys;
@@ -32,6 +32,21 @@ pub struct Frozen {
     taken: Requeue,
     /// How long each step of the capture took.
     steps: StepTimes,
+    before: Before,
+}
+
+/// What a capture did before the freeze proper (see [`Frozen::before`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Before {
+    /// When the freeze began: the process was asked to stop for the capture.
+    pub frozen_since: Instant,
+    /// How long the process was stopped before, to trace its system calls while its
+    /// memory map was read (zero if it was not).
+    pub stopped: Duration,
+    /// How long reading the map took meanwhile.
+    pub reading: Duration,
+    /// Whether that map stood, or had to be read again frozen.
+    pub map_kept: bool,
 }
 
 /// Timer signals a capture dequeued, to learn how many expirations they had missed
@@ -74,6 +89,12 @@ impl Frozen {
     /// asked to stop (for a breakdown of where the freeze goes).
     pub fn steps(&self) -> &[(&'static str, Duration)] {
         &self.steps
+    }
+
+    /// What happened before the freeze: when it began, and the memory map read while the
+    /// process still ran.
+    pub fn before(&self) -> Before {
+        self.before
     }
 
     /// The pid of the frozen process.
@@ -239,7 +260,7 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
             what: "a tracer thread".into(),
             source,
         })?;
-    let (image, taken, steps) =
+    let (image, taken, steps, before) =
         tracer
             .run(move || capture_on_tracer(pid, opts))
             .map_err(|source| CaptureError::Proc {
@@ -259,6 +280,7 @@ pub fn capture_with(pid: i32, opts: Options) -> Result<Frozen, CaptureError> {
         tracer: Some(tracer),
         taken,
         steps,
+        before,
     })
 }
 
@@ -385,7 +407,8 @@ fn exiting(pid: i32) -> bool {
 }
 
 /// Attaches and stops the process; runs on the tracer thread.
-fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
+/// Attaches to the process without stopping it (`PTRACE_SEIZE`).
+fn seize(pid: Pid) -> Result<(), CaptureError> {
     let raw = pid.as_raw();
     ptrace::seize(pid, ptrace::Options::empty()).map_err(|e| match e {
         nix::errno::Errno::ESRCH => refused(raw, Refusal::NoSuchProcess(raw)),
@@ -396,54 +419,200 @@ fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<(), CaptureError> {
             Err(e) => e,
         },
         e => refused(raw, Refusal::NotPermitted(e)),
-    })?;
-    ptrace::interrupt(pid).map_err(|e| CaptureError::Inject {
+    })
+}
+
+/// Stops the seized process (`PTRACE_INTERRUPT`) and waits until it has. What it does
+/// meanwhile is let happen as it would have: a signal is delivered, a system call it
+/// enters under `PTRACE_SYSCALL` runs, once noted in `ran`. Returns the signal of the
+/// stop: `SIGTRAP` for the interrupt, a stop signal if job control stopped it.
+fn interrupt(pid: Pid, hook: &mut Option<Hook>, ran: &mut Window) -> Result<i32, CaptureError> {
+    let raw = pid.as_raw();
+    let inject_err = |what, e| CaptureError::Inject {
         pid: raw,
-        source: InjectError::Ptrace("PTRACE_INTERRUPT", e),
-    })?;
-    let flags = if hook.is_some() {
-        WaitPidFlag::__WALL | WaitPidFlag::WNOHANG
-    } else {
-        WaitPidFlag::__WALL
+        source: InjectError::Ptrace(what, e),
     };
+    let io_err = |what, e: std::io::Error| {
+        inject_err(
+            what,
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    };
+    ptrace::interrupt(pid).map_err(|e| inject_err("PTRACE_INTERRUPT", e))?;
     loop {
-        match waitpid(pid, Some(flags)) {
-            Ok(WaitStatus::StillAlive) => {
+        let status = match sys::wait_raw(pid, hook.is_none()) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
                 if let Some(h) = hook.as_mut() {
                     h();
                 }
                 std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
             }
-            Ok(WaitStatus::PtraceEvent(_, _, ev)) if ev == libc::PTRACE_EVENT_STOP => return Ok(()),
-            // A signal arrived before the interrupt took effect: let it be delivered as it
-            // would have been; the interrupt stays pending and stops the process next.
-            Ok(WaitStatus::Stopped(_, sig)) => {
-                let _ = ptrace::cont(pid, Some(sig));
-            }
-            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => {
-                return Err(refused(raw, Refusal::NoSuchProcess(raw)))
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                return Err(CaptureError::Inject {
-                    pid: raw,
-                    source: InjectError::Ptrace("waitpid", e),
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("waitpid", e)),
+        };
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return Err(refused(raw, Refusal::NoSuchProcess(raw)));
         }
+        if !libc::WIFSTOPPED(status) {
+            continue;
+        }
+        let (sig, event) = (libc::WSTOPSIG(status), status >> 16);
+        if event == libc::PTRACE_EVENT_STOP {
+            return Ok(sig);
+        }
+        let deliver = if sig == libc::SIGTRAP | 0x80 {
+            // The first system call since the map was read: it runs, and the interrupt
+            // (pending) stops the process as it returns.
+            let nr = ptrace::getregs(pid)
+                .map_err(|e| inject_err("PTRACE_GETREGS", e))?
+                .orig_rax as i64;
+            ran.syscall(nr);
+            0
+        } else if event != 0 {
+            0
+        } else {
+            // A signal arrived before the interrupt took effect: let it be delivered as
+            // it would have been; the interrupt stays pending and stops the process next.
+            ran.signal();
+            sig
+        };
+        sys::ptrace_cont(pid, deliver).map_err(|e| io_err("PTRACE_CONT", e))?;
     }
+}
+
+/// What a process did between the reading of its memory map and its freeze.
+#[derive(Default)]
+struct Window {
+    /// It may have changed a mapping's flags without changing the layout.
+    flags_may_differ: bool,
+}
+
+impl Window {
+    fn syscall(&mut self, nr: i64) {
+        self.flags_may_differ |= may_change_mappings(nr);
+    }
+
+    /// A signal handler may run and make calls untraced.
+    fn signal(&mut self) {
+        self.flags_may_differ = true;
+    }
+}
+
+/// Whether system call `nr` may change a mapping or its flags (`VmFlags`) — whatever
+/// else it does. Generous: a call missing here could make a capture miss a flag. (An
+/// io_uring's kernel thread could `madvise` without a call, but a process with an
+/// io_uring mapped is refused anyway.)
+fn may_change_mappings(nr: i64) -> bool {
+    [
+        libc::SYS_mmap,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_mprotect,
+        libc::SYS_pkey_mprotect,
+        libc::SYS_brk,
+        libc::SYS_madvise,
+        libc::SYS_process_madvise,
+        libc::SYS_mlock,
+        libc::SYS_mlock2,
+        libc::SYS_munlock,
+        libc::SYS_mlockall,
+        libc::SYS_munlockall,
+        libc::SYS_mseal,
+        libc::SYS_remap_file_pages,
+        libc::SYS_shmat,
+        libc::SYS_shmdt,
+        libc::SYS_prctl,
+        libc::SYS_ioctl,
+        libc::SYS_userfaultfd,
+        libc::SYS_io_uring_enter,
+        libc::SYS_execve,
+        libc::SYS_execveat,
+    ]
+    .contains(&nr)
+}
+
+/// The memory map of the process, read before its freeze.
+struct ReadEarly {
+    map: Option<crate::smaps::Early>,
+    window: Window,
+    /// How long it was stopped to start the window, and how long the reading took.
+    stopped: Duration,
+    reading: Duration,
+    /// When the freeze proper was asked for.
+    frozen_since: Instant,
+    /// The system call it was first stopped in, if the kernel restarts it through
+    /// `restart_syscall` (a sleep with a timeout).
+    restarted: Option<u64>,
+}
+
+/// What an interrupted system call returns that the kernel restarts through
+/// `restart_syscall`.
+const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Seizes the process and freezes it. Reading a memory map (`/proc/PID/smaps`) walks
+/// every page table, megabytes of text for tens of thousands of mappings: so it is read
+/// first, while the process runs on, after a stop just long enough to trace its system
+/// calls. The first call it makes waits until the map is read; if it (or a signal
+/// handler) could change a mapping, or if the layout in `/proc/PID/maps` differs once
+/// the process is frozen, the map is read again frozen.
+fn freeze(pid: Pid, mut hook: Option<Hook>) -> Result<Option<ReadEarly>, CaptureError> {
+    seize(pid)?;
+    let mut ran = Window::default();
+    let t = Instant::now();
+    let sig = interrupt(pid, &mut hook, &mut ran)?;
+    // A process that job control stopped stays stopped (PTRACE_SYSCALL would resume it).
+    if sig != libc::SIGTRAP || ran.flags_may_differ {
+        return Ok(None);
+    }
+    let raw = pid.as_raw();
+    let inject_err = |what, e| CaptureError::Inject {
+        pid: raw,
+        source: InjectError::Ptrace(what, e),
+    };
+    let first = ptrace::getregs(pid).map_err(|e| inject_err("PTRACE_GETREGS", e))?;
+    let restarted = (first.rax as i64 == ERESTART_RESTARTBLOCK && (first.orig_rax as i64) >= 0)
+        .then_some(first.orig_rax);
+    ptrace::setoptions(pid, ptrace::Options::PTRACE_O_TRACESYSGOOD)
+        .map_err(|e| inject_err("PTRACE_SETOPTIONS", e))?;
+    ptrace::syscall(pid, None).map_err(|e| inject_err("PTRACE_SYSCALL", e))?;
+    let stopped = t.elapsed();
+    let t = Instant::now();
+    let map = crate::smaps::read_early(raw);
+    let reading = t.elapsed();
+    let frozen_since = Instant::now();
+    interrupt(pid, &mut hook, &mut ran)?;
+    ptrace::setoptions(pid, ptrace::Options::empty())
+        .map_err(|e| inject_err("PTRACE_SETOPTIONS", e))?;
+    Ok(Some(ReadEarly {
+        // Unreadable early, it is read frozen (and the error told then).
+        map: map.ok(),
+        window: ran,
+        stopped,
+        reading,
+        frozen_since,
+        restarted,
+    }))
 }
 
 fn capture_on_tracer(
     pid: i32,
     mut opts: Options,
-) -> Result<(ProcessImage, Requeue, StepTimes), CaptureError> {
+) -> Result<(ProcessImage, Requeue, StepTimes, Before), CaptureError> {
     let p = Pid::from_raw(pid);
-    let mut laps = Laps::new();
-    freeze(p, opts.while_stopping.take())?;
+    let asked = Instant::now();
+    let early = freeze(p, opts.while_stopping.take())?;
+    let mut before = Before {
+        frozen_since: early.as_ref().map_or(asked, |e| e.frozen_since),
+        stopped: early.as_ref().map_or(Duration::ZERO, |e| e.stopped),
+        reading: early.as_ref().map_or(Duration::ZERO, |e| e.reading),
+        map_kept: false,
+    };
+    let mut laps = Laps::since(before.frozen_since);
     laps.lap("stop");
-    match capture_frozen(pid, &opts, &mut laps) {
-        Ok((image, taken)) => Ok((image, taken, laps.steps)),
+    match capture_frozen(pid, &opts, early, &mut before.map_kept, &mut laps) {
+        Ok((image, taken)) => Ok((image, taken, laps.steps, before)),
         Err(e) => {
             let _ = ptrace::detach(p, None);
             Err(e)
@@ -454,6 +623,8 @@ fn capture_on_tracer(
 fn capture_frozen(
     pid: i32,
     opts: &Options,
+    early: Option<ReadEarly>,
+    map_kept: &mut bool,
     laps: &mut Laps,
 ) -> Result<(ProcessImage, Requeue), CaptureError> {
     let &Options {
@@ -472,7 +643,15 @@ fn capture_frozen(
     // Memory map and refusals that depend on it.
     let proc_ =
         Process::new(pid).map_err(|e| proc_err(pid, "process")(std::io::Error::other(e)))?;
-    let maps = crate::smaps::read(pid).map_err(proc_err(pid, "smaps"))?;
+    let restarted = early.as_ref().and_then(|e| e.restarted);
+    let early = early.filter(|e| !e.window.flags_may_differ);
+    let maps = match early.and_then(|e| e.map) {
+        Some(e) if e.unchanged(pid).map_err(proc_err(pid, "maps"))? => {
+            *map_kept = true;
+            e.maps
+        }
+        _ => crate::smaps::read(pid).map_err(proc_err(pid, "smaps"))?,
+    };
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(proc_err(pid, "pagemap"))?;
     let mut hashes: HashMap<String, FileId> = HashMap::new();
     let mut vmas = Vec::new();
@@ -630,8 +809,18 @@ fn capture_frozen(
     laps.lap("descriptors, timers");
 
     // Registers and signal state readable by ptrace.
-    let regs =
+    let mut regs =
         ptrace::getregs(p).map_err(|e| inject_err(InjectError::Ptrace("PTRACE_GETREGS", e)))?;
+    // Stopped twice in a sleep the kernel restarts through `restart_syscall` (whose
+    // state a restore cannot have), it is recorded in the call it was first stopped in,
+    // as if stopped once: that call (its arguments are still in place) is made again.
+    if let Some(nr) = restarted {
+        if regs.orig_rax as i64 == libc::SYS_restart_syscall
+            && regs.rax as i64 == ERESTART_RESTARTBLOCK
+        {
+            regs.orig_rax = nr;
+        }
+    }
     let xstate = sys::get_xstate(p).map_err(proc_err(pid, "XSAVE state"))?;
     let xcr0 = sys::arch::xstate_xcr0(&xstate);
     let sigmask = sys::get_sigmask(p).map_err(proc_err(pid, "signal mask"))?;
@@ -896,7 +1085,7 @@ fn ask_process(
     sys::set_sigmask(p, u64::MAX).map_err(|e| InjectError::Mem(0, e))?;
     let result = ask_with(&mut inj, p, timers, queued);
     if inj.scratch != 0 {
-        let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, PAGE_SIZE]);
+        let _ = inj.raw(libc::SYS_munmap, &[inj.scratch, SCRATCH_PAGES * PAGE_SIZE]);
     }
     let finished = inj.finish();
     let masked = sys::set_sigmask(p, sigmask).map_err(|e| InjectError::Mem(0, e));
@@ -906,87 +1095,122 @@ fn ask_process(
     Ok(r)
 }
 
+/// The pages of [`ask_with`]'s scratch area, from `Injector::scratch` on.
+const SCRATCH_PAGES: u64 = 4;
+
 fn ask_with(
     inj: &mut Injector,
     p: Pid,
     mut timers: Vec<PosixTimer>,
     queued: &[(i32, i32)],
 ) -> Result<Injected, InjectError> {
-    let scratch = inj.call(
+    // The scratch pages: two for a table of calls, one for what they write back, and
+    // one for the batch loop that makes them all in one run (read-only and executable;
+    // the tracer writes it through /proc/PID/mem). See [`ask_process`] for their end.
+    let base = inj.call(
         "mmap",
         libc::SYS_mmap,
         &[
             0,
-            PAGE_SIZE,
+            SCRATCH_PAGES * PAGE_SIZE,
             (libc::PROT_READ | libc::PROT_WRITE) as u64,
             (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
             u64::MAX,
             0,
         ],
     )?;
-    inj.scratch = scratch;
-    inj.scratch_len = PAGE_SIZE;
-    let mut sigactions = Vec::new();
-    for sig in 1..=64u64 {
-        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            continue;
+    inj.scratch = base;
+    inj.scratch_len = 2 * PAGE_SIZE;
+    let scratch = base + 2 * PAGE_SIZE;
+    let code = base + 3 * PAGE_SIZE;
+    // Where a policy forbids executable anonymous memory, the calls are made one by one.
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    if inj.raw(libc::SYS_mprotect, &[code, PAGE_SIZE, rx])? == 0 {
+        inj.load_batch_code(code)?;
+    }
+
+    // What every process has: its signal actions, altstack, interval timers, a few
+    // per-mm settings, clear_child_tid and brk, each written to its own place.
+    const ACTION: u64 = 32;
+    let signals: Vec<u64> = (1..=64u64)
+        .filter(|&s| s != libc::SIGKILL as u64 && s != libc::SIGSTOP as u64)
+        .collect();
+    let alt_at = scratch + 2048;
+    let itimer_at = |which: u64| alt_at + 32 + which * 32;
+    let tid_at = itimer_at(3);
+    const PR_GET_TID_ADDRESS: u64 = 40;
+    let q = |nr: i64, a: &[u64]| {
+        let mut args = [0; 6];
+        args[..a.len()].copy_from_slice(a);
+        Queued {
+            nr,
+            args,
+            may_fail: true,
         }
-        inj.call(
-            "rt_sigaction",
-            libc::SYS_rt_sigaction,
-            &[sig, 0, scratch, 8],
-        )?;
-        let b = inj.read(scratch, 32)?;
+    };
+    let mut calls: Vec<Queued> = signals
+        .iter()
+        .enumerate()
+        .map(|(i, &sig)| {
+            let at = scratch + i as u64 * ACTION;
+            q(libc::SYS_rt_sigaction, &[sig, 0, at, 8])
+        })
+        .collect();
+    calls.push(q(libc::SYS_sigaltstack, &[0, alt_at]));
+    calls.extend((0..3).map(|which| q(libc::SYS_getitimer, &[which, itimer_at(which)])));
+    calls.push(q(
+        libc::SYS_prctl,
+        &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
+    ));
+    calls.push(q(
+        libc::SYS_membarrier,
+        &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
+    ));
+    calls.push(q(libc::SYS_prctl, &[PR_GET_TID_ADDRESS, tid_at]));
+    calls.push(q(libc::SYS_brk, &[0]));
+    let results = inj.batch_each(&calls)?;
+    let mut result = results.into_iter();
+    let mut next = |name| checked(name, result.next().unwrap_or(-(libc::EIO as i64)));
+    let b = inj.read(scratch, (tid_at + 8 - scratch) as usize)?;
+    let at = |addr: u64, off: usize| u64_at(&b, (addr - scratch) as usize + off);
+    let mut sigactions = Vec::new();
+    for (i, &sig) in signals.iter().enumerate() {
+        next("rt_sigaction")?;
+        let a = scratch + i as u64 * ACTION;
         sigactions.push(SigAction {
             signo: sig as i32,
-            handler: u64_at(&b, 0),
-            flags: u64_at(&b, 8),
-            restorer: u64_at(&b, 16),
-            mask: u64_at(&b, 24),
+            handler: at(a, 0),
+            flags: at(a, 8),
+            restorer: at(a, 16),
+            mask: at(a, 24),
         });
     }
-    inj.call("sigaltstack", libc::SYS_sigaltstack, &[0, scratch])?;
-    let b = inj.read(scratch, 24)?;
+    next("sigaltstack")?;
     let altstack = AltStack {
-        sp: u64_at(&b, 0),
-        flags: u64_at(&b, 8) as i32,
-        size: u64_at(&b, 16),
+        sp: at(alt_at, 0),
+        flags: at(alt_at, 8) as i32,
+        size: at(alt_at, 16),
     };
     let mut itimers = Vec::new();
     for which in 0..3u64 {
-        inj.call("getitimer", libc::SYS_getitimer, &[which, scratch])?;
-        let b = inj.read(scratch, 32)?;
+        next("getitimer")?;
+        let t = itimer_at(which);
         itimers.push(ITimer {
             which: which as i32,
-            interval_us: u64_at(&b, 0) * 1_000_000 + u64_at(&b, 8),
-            value_us: u64_at(&b, 16) * 1_000_000 + u64_at(&b, 24),
+            interval_us: at(t, 0) * 1_000_000 + at(t, 8),
+            value_us: at(t, 16) * 1_000_000 + at(t, 24),
         });
     }
-    let thp = inj.call(
-        "prctl(PR_GET_THP_DISABLE)",
-        libc::SYS_prctl,
-        &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0],
-    )?;
+    let thp = next("prctl(PR_GET_THP_DISABLE)")?;
     // Linux 6.3; an older kernel says EINVAL, and nothing can be registered again then.
-    let membarrier = inj
-        .call(
-            "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)",
-            libc::SYS_membarrier,
-            &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
-        )
-        .unwrap_or(0) as u32;
+    let membarrier = next("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)").unwrap_or(0) as u32;
     let mm_state = MmState {
         thp_disable: thp == 1,
         membarrier,
     };
-    const PR_GET_TID_ADDRESS: u64 = 40;
-    inj.call(
-        "prctl(PR_GET_TID_ADDRESS)",
-        libc::SYS_prctl,
-        &[PR_GET_TID_ADDRESS, scratch],
-    )?;
-    let clear_child_tid = u64_at(&inj.read(scratch, 8)?, 0);
-    let brk = inj.call("brk", libc::SYS_brk, &[0])?;
+    next("prctl(PR_GET_TID_ADDRESS)")?;
+    let clear_child_tid = at(tid_at, 0);
+    let brk = next("brk")?;
     // Last, so that nothing else can fail once a signal is taken (the caller puts it back
     // if the capture goes no further; so does this, if it fails itself).
     //

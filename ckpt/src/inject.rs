@@ -13,6 +13,23 @@ use nix::unistd::Pid;
 
 use crate::error::InjectError;
 
+/// Whether raw result `r` of a system call is an error (-4095..-1).
+fn failed(r: i64) -> bool {
+    (-4095..0).contains(&r)
+}
+
+/// Raw result `r` of call `name`, a negative one as an error naming the call.
+pub fn checked(name: &'static str, r: i64) -> Result<u64, InjectError> {
+    if failed(r) {
+        Err(InjectError::Failed {
+            call: name,
+            errno: Errno::from_raw(-r as i32),
+        })
+    } else {
+        Ok(r as u64)
+    }
+}
+
 /// Drives system calls inside a stopped tracee. Must be used on the tracer thread.
 pub struct Injector {
     pid: Pid,
@@ -116,14 +133,39 @@ impl Injector {
     /// the first that fails and may not: Some(its index, its error). Without the batch
     /// loop loaded, makes them one by one.
     pub fn batch(&mut self, calls: &[Queued]) -> Result<Option<(usize, Errno)>, InjectError> {
+        self.run_batch(calls, None)
+    }
+
+    /// Makes every one of `calls` (as [`Injector::batch`] does, each may fail) and returns
+    /// each one's raw result (negative errno on failure), in order.
+    pub fn batch_each(&mut self, calls: &[Queued]) -> Result<Vec<i64>, InjectError> {
+        let calls: Vec<Queued> = calls
+            .iter()
+            .map(|q| Queued {
+                may_fail: true,
+                ..*q
+            })
+            .collect();
+        let mut results = Vec::with_capacity(calls.len());
+        self.run_batch(&calls, Some(&mut results))?;
+        Ok(results)
+    }
+
+    fn run_batch(
+        &mut self,
+        calls: &[Queued],
+        mut results: Option<&mut Vec<i64>>,
+    ) -> Result<Option<(usize, Errno)>, InjectError> {
         use crate::sys::arch::{BATCH_ENTRY, BATCH_MAY_FAIL};
-        let failed = |r: i64| (-4095..0).contains(&r);
         let Some(code) = self
             .batch_code
             .filter(|_| self.scratch_len >= BATCH_ENTRY as u64)
         else {
             for (i, q) in calls.iter().enumerate() {
                 let r = self.raw(q.nr, &q.args)?;
+                if let Some(out) = results.as_deref_mut() {
+                    out.push(r);
+                }
                 if failed(r) && !q.may_fail {
                     return Ok(Some((i, Errno::from_raw(-r as i32))));
                 }
@@ -155,8 +197,17 @@ impl Injector {
             self.wait_trap(chunk[0].nr)?;
             let after =
                 ptrace::getregs(self.pid).map_err(|e| InjectError::Ptrace("PTRACE_GETREGS", e))?;
-            if after.r12 != 0 {
-                let i = chunk.len() - (after.r12 as usize).min(chunk.len());
+            let left = (after.r12 as usize).min(chunk.len());
+            if let Some(out) = results.as_deref_mut() {
+                // Each call done left its result in its entry's first word.
+                let done = self.read(self.scratch, (chunk.len() - left) * BATCH_ENTRY)?;
+                out.extend(
+                    done.chunks_exact(BATCH_ENTRY)
+                        .map(|e| i64::from_ne_bytes(e[..8].try_into().expect("8 bytes"))),
+                );
+            }
+            if left != 0 {
+                let i = chunk.len() - left;
                 return Ok(Some((
                     run * per_run + i,
                     Errno::from_raw(-(after.rax as i64) as i32),
@@ -168,15 +219,7 @@ impl Injector {
 
     /// Like [`Injector::raw`], but a negative result is an error naming the call.
     pub fn call(&mut self, name: &'static str, nr: i64, args: &[u64]) -> Result<u64, InjectError> {
-        let r = self.raw(nr, args)?;
-        if (-4095..0).contains(&r) {
-            Err(InjectError::Failed {
-                call: name,
-                errno: Errno::from_raw(-r as i32),
-            })
-        } else {
-            Ok(r as u64)
-        }
+        checked(name, self.raw(nr, args)?)
     }
 
     /// Writes `data` into the tracee at `addr` (any protection: `/proc/PID/mem` forces).

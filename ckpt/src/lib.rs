@@ -28,7 +28,7 @@ mod smaps;
 use om_sys as sys;
 pub mod tracer;
 
-pub use capture::{capture, capture_with, check_movable, Frozen, Options};
+pub use capture::{capture, capture_with, check_movable, Before, Frozen, Options};
 pub use error::{CaptureError, InjectError, PageError, Refusal, RestoreError};
 pub use image::ProcessImage;
 pub use lazy::PagerStats;

@@ -605,8 +605,13 @@ pub struct Laps {
 impl Laps {
     /// The first step begins now.
     pub fn new() -> Laps {
+        Laps::since(Instant::now())
+    }
+
+    /// The first step began at `at`.
+    pub fn since(at: Instant) -> Laps {
         Laps {
-            at: Instant::now(),
+            at,
             steps: Vec::with_capacity(8),
         }
     }

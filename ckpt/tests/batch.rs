@@ -123,3 +123,25 @@ fn a_batch_stops_at_the_first_call_that_may_not_fail_and_does() {
         assert_eq!(maps, vec![(AREA, AREA + 3 * PAGE, "rw-p".to_string())]);
     }
 }
+
+#[test]
+fn a_batch_of_every_call_gives_each_ones_result() {
+    for with_loop in [true, false] {
+        let (s, mut inj) = stub(with_loop);
+        // More than one run holds: getpid, a call that fails, getppid, over and over.
+        let rounds = 400;
+        let mut calls = Vec::new();
+        for _ in 0..rounds {
+            calls.push(call(libc::SYS_getpid, [0; 6], false));
+            calls.push(call(libc::SYS_madvise, [AREA, PAGE, 9999, 0, 0, 0], false));
+            calls.push(call(libc::SYS_getppid, [0; 6], false));
+        }
+        assert!(calls.len() > 15 * PAGE as usize / 64);
+        let results = inj.batch_each(&calls).unwrap();
+        let ppid = std::process::id() as i64;
+        let expected: Vec<i64> = (0..rounds)
+            .flat_map(|_| [s.0.as_raw() as i64, -(libc::EINVAL as i64), ppid])
+            .collect();
+        assert_eq!(results, expected, "with the loop: {with_loop}");
+    }
+}

@@ -401,8 +401,6 @@ impl Migrations {
                 return;
             }
         };
-        let frozen_at = Instant::now();
-        let mut laps = Laps::new();
         // A lazy move lists the anonymous pages after the freeze (see `index` below).
         let opts = om_ckpt::Options {
             anon_index_later: !eager,
@@ -421,7 +419,26 @@ impl Migrations {
                 return;
             }
         };
+        // The freeze began after the memory map was read (see `Before`).
+        let before = frozen.before();
+        let frozen_at = before.frozen_since;
+        let mut laps = Laps::since(frozen_at);
         laps.lap("capture");
+        tracing::info!(
+            pid,
+            "before the freeze: {}",
+            crate::steps::text(&[
+                ("stop", before.stopped),
+                (
+                    if before.map_kept {
+                        "memory map"
+                    } else {
+                        "memory map (read again frozen)"
+                    },
+                    before.reading
+                ),
+            ])
+        );
         let captured = frozen.steps().to_vec();
         let image = frozen.image().clone();
         let setup = (|| -> Result<(Conn, u64), MigrateError> {

@@ -604,6 +604,36 @@ pub fn ptrace_listen(pid: Pid) -> io::Result<()> {
     check(ret).map(|_| ())
 }
 
+/// `PTRACE_CONT` delivering signal `sig` (0 for none). Unlike nix's, any signal number
+/// the kernel has: real-time signals too.
+pub fn ptrace_cont(pid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: PTRACE_CONT reads no memory: its address is unused and its data is the
+    // signal number, passed by value.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_CONT,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            sig as libc::c_long as *mut libc::c_void,
+        )
+    };
+    check(ret).map(|_| ())
+}
+
+/// `waitpid(pid, &status, __WALL | (WNOHANG if !block))`: the raw status (decode it with
+/// libc's `WIFSTOPPED`, ...), or `None` if not blocking and nothing changed. Unlike nix's,
+/// it reads any status, a stop with a real-time signal too.
+pub fn wait_raw(pid: Pid, block: bool) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    let flags = libc::__WALL | if block { 0 } else { libc::WNOHANG };
+    // SAFETY: the kernel writes one int into `status`, which outlives the call.
+    let ret = unsafe { libc::waitpid(pid.as_raw(), &mut status, flags) };
+    match check(ret as libc::c_long)? {
+        0 => Ok(None),
+        _ => Ok(Some(status)),
+    }
+}
+
 /// Of the signal a ptrace-stopped tracee stopped with (`PTRACE_GETSIGINFO`): its number,
 /// `si_code` and the sending process (`si_pid`, meaningful for signals sent by kill).
 pub fn stop_siginfo(pid: Pid) -> io::Result<(i32, i32, i32)> {
