@@ -406,8 +406,8 @@ fn exiting(pid: i32) -> bool {
     false
 }
 
-/// Attaches and stops the process; runs on the tracer thread.
-/// Attaches to the process without stopping it (`PTRACE_SEIZE`).
+/// Attaches to the process without stopping it (`PTRACE_SEIZE`); runs on the tracer
+/// thread.
 fn seize(pid: Pid) -> Result<(), CaptureError> {
     let raw = pid.as_raw();
     ptrace::seize(pid, ptrace::Options::empty()).map_err(|e| match e {
@@ -546,10 +546,6 @@ struct ReadEarly {
     /// `restart_syscall` (a sleep with a timeout).
     restarted: Option<u64>,
 }
-
-/// What an interrupted system call returns that the kernel restarts through
-/// `restart_syscall`.
-const ERESTART_RESTARTBLOCK: i64 = -516;
 
 /// Seizes the process and freezes it. Reading a memory map (`/proc/PID/smaps`) walks
 /// every page table, megabytes of text for tens of thousands of mappings: so it is read

@@ -78,7 +78,9 @@ regs_conversions!(
 const ERESTARTSYS: i64 = -512;
 const ERESTARTNOINTR: i64 = -513;
 const ERESTARTNOHAND: i64 = -514;
-const ERESTART_RESTARTBLOCK: i64 = -516;
+/// What an interrupted system call returns that the kernel restarts through
+/// `restart_syscall`.
+pub(crate) const ERESTART_RESTARTBLOCK: i64 = -516;
 
 impl Regs {
     /// Whether the process was stopped inside a system call that the kernel would restart.
