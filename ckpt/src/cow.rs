@@ -132,8 +132,18 @@ pub(crate) fn fill_kept(
     kept: &[Kept],
 ) -> Result<(), RestoreError> {
     const CHUNK: u64 = 4 << 20;
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut home = vec![0u8; CHUNK as usize];
+    // Sized to the largest chunk only when there is something to fill: a zeroed buffer
+    // from the heap is a memset, 1.5 ms for each 4 MiB here, paid inside the freeze.
+    let largest = runs
+        .iter()
+        .map(|r| (r.end() - r.addr).min(CHUNK))
+        .max()
+        .unwrap_or(0) as usize;
+    if kept.is_empty() || largest == 0 {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; largest];
+    let mut home = vec![0u8; largest];
     let write_err = |addr: u64| {
         move |source| RestoreError::Sys {
             what: format!("writing memory at {addr:#x}"),
