@@ -151,31 +151,6 @@ impl Injector {
         Ok(results)
     }
 
-    /// Like [`Injector::batch`], with `data` put at the end of the scratch area first for
-    /// the calls' pointer arguments: `calls` is given the address where `data` lies.
-    pub fn batch_with(
-        &mut self,
-        data: &[u8],
-        calls: impl FnOnce(u64) -> Vec<Queued>,
-    ) -> Result<Option<(usize, Errno)>, InjectError> {
-        use crate::sys::arch::BATCH_ENTRY;
-        let len = (data.len() as u64).next_multiple_of(BATCH_ENTRY as u64);
-        let Some(off) = self
-            .scratch_len
-            .checked_sub(len)
-            .filter(|off| *off >= BATCH_ENTRY as u64)
-        else {
-            return Err(InjectError::ScratchTooSmall(len + BATCH_ENTRY as u64));
-        };
-        let at = self.put(off, data)?;
-        let calls = calls(at);
-        // The table goes below the data.
-        let whole = std::mem::replace(&mut self.scratch_len, off);
-        let r = self.run_batch(&calls, None);
-        self.scratch_len = whole;
-        r
-    }
-
     fn run_batch(
         &mut self,
         calls: &[Queued],

@@ -956,7 +956,11 @@ impl Build<'_> {
 
     fn signals(&mut self) -> Result<(), RestoreError> {
         let Fixed {
-            stub, image, home, ..
+            stub,
+            image,
+            home,
+            s,
+            ..
         } = self.fixed;
         let inj = &mut self.inj;
         // 5. Signals.
@@ -976,41 +980,30 @@ impl Build<'_> {
                 }
             }
         }
-        // One batch: every action, the alternate stack, the interval timers and the
-        // memory-management state. `data` holds what the calls point at; `at` marks the
-        // argument that is an offset into it.
-        let mut data: Vec<u8> = Vec::new();
-        let mut calls: Vec<SignalCall> = Vec::new();
-        let point = |data: &mut Vec<u8>, words: &[u64]| {
-            let off = data.len() as u64;
-            for w in words {
-                data.extend_from_slice(&w.to_ne_bytes());
-            }
-            off
-        };
         for a in actions
             .iter()
             .filter(|a| home || (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0))
         {
-            let off = point(&mut data, &[a.handler, a.flags, a.restorer, a.mask]);
-            calls.push((
-                format!("restore the action of signal {}", a.signo),
+            let mut b = Vec::with_capacity(32);
+            for x in [a.handler, a.flags, a.restorer, a.mask] {
+                b.extend_from_slice(&x.to_ne_bytes());
+            }
+            inj.put(0, &b).map_err(step("sigaction"))?;
+            inj.call(
                 "rt_sigaction",
                 libc::SYS_rt_sigaction,
-                [a.signo as u64, off, 0, 8, 0, 0],
-                Some(1),
-            ));
+                &[a.signo as u64, s, 0, 8],
+            )
+            .map_err(step(format!("restore the action of signal {}", a.signo)))?;
         }
         let ss = &image.altstack;
-        let flags = (ss.flags & !libc::SS_ONSTACK) as u64;
-        let off = point(&mut data, &[ss.sp, flags, ss.size]);
-        calls.push((
-            "restore the alternate signal stack".into(),
-            "sigaltstack",
-            libc::SYS_sigaltstack,
-            [off, 0, 0, 0, 0, 0],
-            Some(0),
-        ));
+        let mut b = Vec::new();
+        b.extend_from_slice(&ss.sp.to_ne_bytes());
+        b.extend_from_slice(&((ss.flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
+        b.extend_from_slice(&ss.size.to_ne_bytes());
+        inj.put(0, &b).map_err(step("sigaltstack"))?;
+        inj.call("sigaltstack", libc::SYS_sigaltstack, &[s, 0])
+            .map_err(step("restore the alternate signal stack"))?;
         for t in image
             .itimers
             .iter()
@@ -1023,45 +1016,17 @@ impl Build<'_> {
             } else {
                 t.value_us
             };
-            let (i, v) = (t.interval_us, value);
-            let off = point(
-                &mut data,
-                &[i / 1_000_000, i % 1_000_000, v / 1_000_000, v % 1_000_000],
-            );
-            calls.push((
-                "restore an interval timer".into(),
-                "setitimer",
-                libc::SYS_setitimer,
-                [t.which as u64, off, 0, 0, 0, 0],
-                Some(1),
-            ));
-        }
-        for (what, name, nr, args) in mm_state_calls(&image.mm_state) {
-            calls.push((what, name, nr, args, None));
-        }
-        let failed = inj
-            .batch_with(&data, |at| {
-                calls
-                    .iter()
-                    .map(|(_, _, nr, args, ptr)| {
-                        let mut args = *args;
-                        if let Some(i) = ptr {
-                            args[*i] += at;
-                        }
-                        Queued {
-                            nr: *nr,
-                            args,
-                            may_fail: false,
-                        }
-                    })
-                    .collect()
-            })
-            .map_err(step("signals"))?;
-        if let Some((i, errno)) = failed {
-            let (what, call, ..) = &calls[i];
-            return Err(step(what.clone())(InjectError::Failed { call, errno }));
+            let mut b = Vec::new();
+            for us in [t.interval_us, value] {
+                b.extend_from_slice(&(us / 1_000_000).to_ne_bytes());
+                b.extend_from_slice(&(us % 1_000_000).to_ne_bytes());
+            }
+            inj.put(0, &b).map_err(step("setitimer"))?;
+            inj.call("setitimer", libc::SYS_setitimer, &[t.which as u64, s, 0])
+                .map_err(step("restore an interval timer"))?;
         }
         restore_timers(inj, stub, image, home)?;
+        restore_mm_state(inj, &image.mm_state)?;
         Ok(())
     }
 
@@ -1413,34 +1378,27 @@ fn move_vdso(
 
 /// Sets the memory-wide state of `mm`: THP disabled, membarrier registrations (each
 /// `MEMBARRIER_CMD_REGISTER_*` bit of the mask is registered again).
-/// One call of the signals step: what it does, its name, number and arguments, and which
-/// argument is an offset into the data the calls point at.
-type SignalCall = (String, &'static str, i64, [u64; 6], Option<usize>);
-
-/// The calls that give a process the memory-management state `mm`: what each does, its
-/// name, number and arguments.
-fn mm_state_calls(mm: &MmState) -> Vec<(String, &'static str, i64, [u64; 6])> {
-    let thp = [
-        libc::PR_SET_THP_DISABLE as u64,
-        mm.thp_disable as u64,
-        0,
-        0,
-        0,
-        0,
-    ];
-    let mut calls = vec![("set THP disable".to_string(), "prctl", libc::SYS_prctl, thp)];
+fn restore_mm_state(inj: &mut Injector, mm: &MmState) -> Result<(), RestoreError> {
+    inj.call(
+        "prctl(PR_SET_THP_DISABLE)",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_THP_DISABLE as u64,
+            mm.thp_disable as u64,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map_err(step("set THP disable"))?;
     for bit in 0..32 {
         let cmd = 1u64 << bit;
         if mm.membarrier as u64 & cmd != 0 {
-            calls.push((
-                format!("register membarrier command {cmd:#x}"),
-                "membarrier",
-                libc::SYS_membarrier,
-                [cmd, 0, 0, 0, 0, 0],
-            ));
+            inj.call("membarrier", libc::SYS_membarrier, &[cmd, 0, 0])
+                .map_err(step(format!("register membarrier command {cmd:#x}")))?;
         }
     }
-    calls
+    Ok(())
 }
 
 /// Whether timer `t` counts time on a clock it can be set on by an absolute time that
